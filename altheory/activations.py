@@ -1,0 +1,245 @@
+r"""Positive hard thresholding (PHT), the non-linearity whose support makes a CNN linear.
+
+Threshold form, :math:`\tau \ge 0`:
+
+.. math::  \varphi_\tau(z) = z \odot \mathbb{1}[z > \tau]
+
+:math:`\tau = 0` is exactly ReLU (bit for bit: ``z * (z > 0)`` and ``relu(z)`` agree on every
+float, signed zeros aside, which compare equal). Unlike :math:`\mathrm{ReLU}(z - \tau)`, PHT keeps
+the value :math:`z` above the threshold, so it jumps by :math:`\tau` there.
+
+Top-k form: :math:`\varphi_k(z)` keeps the :math:`k` largest *strictly positive* entries of
+:math:`z` along ``dim`` and zeroes the rest; ties are broken deterministically by index (the
+lower index wins), so the kept set is a function of :math:`z` alone.
+
+Both forms are available as functions on numpy arrays and torch tensors (:func:`pht`,
+:func:`pht_topk`, :func:`pht_mask`, :func:`topk_mask`) and as a torch module (:class:`PHT`).
+:func:`replace_relu` swaps every ``nn.ReLU`` of a model for a :class:`PHT`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import overload
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["pht", "pht_mask", "pht_topk", "topk_mask", "PHT", "replace_relu"]
+
+
+def _check_tau(tau: float) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tau must be a real number; got {type(tau).__name__}. Use tau=0.0 for ReLU.")
+    tau = float(tau)
+    if not np.isfinite(tau) or tau < 0:
+        raise ValueError(f"tau must be a finite number >= 0; got tau={tau}. Use tau=0 for ReLU.")
+    return tau
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int; got {type(k).__name__}.")
+    if k < 0:
+        raise ValueError(f"k must be >= 0; got k={k}. Use k=0 to zero every entry.")
+    return int(k)
+
+
+def pht_mask(z, tau: float = 0.0):
+    r"""Support of the threshold form, :math:`s = \mathbb{1}[z > \tau]`.
+
+    Parameters
+    ----------
+    z : ndarray or Tensor of any shape
+    tau : float, default 0.0
+        Threshold, ``>= 0``.
+
+    Returns
+    -------
+    s : boolean ndarray or Tensor of the shape of ``z``
+
+    Examples
+    --------
+    >>> pht_mask(np.array([-1.0, 0.0, 0.5, 2.0]), tau=0.5).tolist()
+    [False, False, False, True]
+    """
+    tau = _check_tau(tau)
+    if isinstance(z, torch.Tensor):
+        return z > tau
+    z = np.asarray(z)
+    return z > tau
+
+
+@overload
+def pht(z: np.ndarray, tau: float = 0.0) -> np.ndarray: ...
+@overload
+def pht(z: torch.Tensor, tau: float = 0.0) -> torch.Tensor: ...
+
+
+def pht(z, tau=0.0):
+    r"""Positive hard thresholding, :math:`\varphi_\tau(z) = z \odot \mathbb{1}[z > \tau]`.
+
+    Parameters
+    ----------
+    z : ndarray or Tensor of any shape
+    tau : float, default 0.0
+        Threshold, ``>= 0``; ``tau=0`` is ReLU.
+
+    Returns
+    -------
+    ndarray or Tensor of the shape and dtype of ``z``.
+
+    Examples
+    --------
+    >>> pht(np.array([-1.0, 0.3, 0.5, 2.0]), tau=0.4).tolist()
+    [0.0, 0.0, 0.5, 2.0]
+    """
+    s = pht_mask(z, tau)
+    if isinstance(z, torch.Tensor):
+        return torch.where(s, z, torch.zeros((), dtype=z.dtype, device=z.device))
+    z = np.asarray(z)
+    return np.where(s, z, np.zeros((), dtype=z.dtype))
+
+
+def topk_mask(z, k: int, dim: int = -1):
+    r"""Support of the top-k form: the ``k`` largest strictly positive entries along ``dim``.
+
+    Ties are broken by index: among equal values the lower index is kept. A slice with fewer
+    than ``k`` positive entries keeps all of its positive entries.
+
+    Parameters
+    ----------
+    z : ndarray or Tensor
+    k : int
+        Entries kept per slice, ``>= 0``.
+    dim : int, default -1
+        The axis along which the ``k`` entries compete (features for an MLP; channels, ``dim=1``,
+        for "per spatial position" in a CNN; flatten first for "per sample").
+
+    Returns
+    -------
+    s : boolean array of the shape of ``z``
+
+    Examples
+    --------
+    >>> topk_mask(np.array([[3.0, 1.0, 3.0, -2.0]]), k=2).tolist()
+    [[True, False, True, False]]
+    """
+    k = _check_k(k)
+    is_torch = isinstance(z, torch.Tensor)
+    t = z if is_torch else torch.from_numpy(np.ascontiguousarray(np.asarray(z)))
+    if t.ndim == 0:
+        raise ValueError("topk_mask needs at least one dimension; got a scalar.")
+    dim = dim % t.ndim
+    size = t.shape[dim]
+    if k >= size:
+        s = t > 0
+    elif k == 0:
+        s = torch.zeros_like(t, dtype=torch.bool)
+    else:
+        # Stable descending sort: equal values keep index order, so the lower index wins.
+        order = torch.sort(t, dim=dim, descending=True, stable=True).indices
+        rank = torch.empty_like(order)
+        ar = torch.arange(size, device=t.device).view([-1 if i == dim else 1 for i in range(t.ndim)])
+        rank.scatter_(dim, order, ar.expand_as(order))
+        s = (rank < k) & (t > 0)
+    return s if is_torch else s.numpy()
+
+
+def pht_topk(z, k: int, dim: int = -1):
+    r"""Top-k positive hard thresholding: keep the ``k`` largest positive entries along ``dim``.
+
+    .. math:: \varphi_k(z) = z \odot s,\quad s = \text{topk\_mask}(z, k)
+
+    Examples
+    --------
+    >>> pht_topk(np.array([0.5, -1.0, 2.0, 1.0]), k=2).tolist()
+    [0.0, 0.0, 2.0, 1.0]
+    """
+    s = topk_mask(z, k, dim)
+    if isinstance(z, torch.Tensor):
+        return torch.where(s, z, torch.zeros((), dtype=z.dtype, device=z.device))
+    z = np.asarray(z)
+    return np.where(s, z, np.zeros((), dtype=z.dtype))
+
+
+class PHT(nn.Module):
+    r"""Positive hard thresholding as a torch module.
+
+    ``PHT(tau=0.1)`` is the threshold form :math:`z \odot 1[z > \tau]`; ``PHT(k=8, dim=1)`` the
+    top-k form. The gradient flows through the kept entries (the mask is treated as constant,
+    which is the derivative almost everywhere).
+
+    Parameters
+    ----------
+    tau : float, default 0.0
+        Threshold (ignored when ``k`` is given).
+    k : int or None
+        Top-k form when given.
+    dim : int, default 1
+        Axis of the top-k competition: ``1`` is per sample for ``(n, h)`` activations and per
+        spatial position (across channels) for ``(n, C, H, W)`` ones.
+
+    Examples
+    --------
+    >>> PHT(tau=0.5)(torch.tensor([0.2, 0.7])).tolist()
+    [0.0, 0.699999988079071]
+    """
+
+    def __init__(self, tau: float = 0.0, *, k: int | None = None, dim: int = 1):
+        super().__init__()
+        self.tau = _check_tau(tau)
+        self.k = None if k is None else _check_k(k)
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"dim must be an int; got {type(dim).__name__}.")
+        self.dim = dim
+
+    def mask(self, z: torch.Tensor) -> torch.Tensor:
+        """The support ``s`` of this activation for pre-activation ``z`` (boolean, shape of z)."""
+        if self.k is not None:
+            return topk_mask(z, self.k, self.dim)
+        return z > self.tau
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.mask(z).to(z.dtype)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, dim={self.dim}" if self.k is not None else f"tau={self.tau}"
+
+
+def replace_relu(model: nn.Module, tau: float = 0.0, *, k: int | None = None, dim: int = 1,
+                 inplace: bool = False) -> nn.Module:
+    r"""Swap every ``nn.ReLU`` of ``model`` for :class:`PHT` (threshold ``tau`` or top-``k``).
+
+    Works on any model whose ReLUs are modules (every torchvision classifier, ``nn.Sequential``
+    stacks). Functional ``F.relu`` calls inside ``forward`` are not modules and are left alone;
+    :func:`altheory.support` still records them as ReLU (``tau=0``) supports.
+
+    Parameters
+    ----------
+    model : nn.Module
+    tau, k, dim : see :class:`PHT`
+    inplace : bool, default False
+        Modify ``model`` itself; otherwise a deep copy is modified and returned.
+
+    Returns
+    -------
+    nn.Module with the same parameters (copied unless ``inplace``).
+
+    Examples
+    --------
+    >>> net = replace_relu(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), tau=0.1)
+    >>> net[1]
+    PHT(tau=0.1)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    if not inplace:
+        model = copy.deepcopy(model)
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, PHT(tau, k=k, dim=dim))
+        else:
+            replace_relu(child, tau, k=k, dim=dim, inplace=True)
+    return model

@@ -1,0 +1,535 @@
+r"""Explicit linear operators of a network with a fixed support (claim C1).
+
+Given the support of sample :math:`i`, every node of the graph is an affine map of its inputs,
+:math:`v = \sum_u M_{v,u}\, v_u + b_v`, with :math:`M` built from the weights and the masks:
+
+* ``Linear``: :math:`M = W` (dense); ``Conv2d``: the Toeplitz / im2col matrix of the kernel
+  (``scipy.sparse`` CSR, any stride, padding, dilation and groups);
+* BatchNorm (eval): :math:`M = \mathrm{diag}(\gamma/\sqrt{\sigma^2+\epsilon})`; average pooling:
+  sparse averaging; reshapes, identity, dropout (eval): :math:`M = I`; residual addition:
+  :math:`M = I` for both inputs;
+* PHT/ReLU: :math:`M = D^l_i = \mathrm{diag}(s^l_i)`; max pooling: the 0/1 selection matrix of the
+  recorded argmax positions.
+
+Composing them gives :math:`f(x_i) = A_S x_i + c_S` with
+:math:`A_S = W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1` (THEORY.md C1). :func:`linearize` composes
+from the output backwards (reverse mode with explicit matrices), so the running product is
+always (output size) x (layer size) and dense, while each layer operator is built once, used
+once and dropped: memory is the largest single operator plus one dense adjoint. The bias term is
+collected on the way, :math:`c_S = \sum_v R_v b_v` where :math:`R_v = \partial f/\partial v`.
+No autograd is involved anywhere; the tests compare the result with autograd's Jacobian.
+
+:func:`layer_operator` gives the per-layer design matrix: for fixed support and all other
+layers, :math:`f_S(x_i) = \Phi_i\,\theta_l + o_i` with :math:`\theta_l = (\mathrm{vec}(W_l), b_l)`
+(row-major ``W.ravel()``, then the bias) — the matrix the convex solvers of C3 consume.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from .errors import UnsupportedModuleError
+from .graph import Graph, Node, execute, trace
+from .support import MultiLayerSupport, _check_eval, check_support_for
+
+__all__ = ["Linearization", "linearize", "layer_operator", "conv_operator", "pool_operator"]
+
+Matrix = Any  # np.ndarray | scipy.sparse.csr_matrix | None (identity)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy()
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution and pooling as sparse matrices (index arithmetic, cached per geometry)
+# --------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def _conv_indices(in_shape: tuple[int, int, int], out_hw: tuple[int, int], w_shape: tuple[int, ...],
+                  groups: int, stride: tuple[int, int], pad: tuple[int, int],
+                  dilation: tuple[int, int]):
+    """Index triples of a convolution: output row, input column, weight entry (valid only).
+
+    ``z[co, oh, ow] = sum_{cl, ki, kj} W[co, cl, ki, kj] x[ci, oh*s - p + ki*d, ow*s - p + kj*d]``
+    with ``ci = (co // (C_out/groups)) * (C_in/groups) + cl``.
+    """
+    C, H, W = in_shape
+    Ho, Wo = out_hw
+    Cout, Cin_g, kh, kw = w_shape
+    Cout_g = Cout // groups
+    co = np.arange(Cout).reshape(-1, 1, 1, 1, 1, 1)
+    oh = np.arange(Ho).reshape(1, -1, 1, 1, 1, 1)
+    ow = np.arange(Wo).reshape(1, 1, -1, 1, 1, 1)
+    cl = np.arange(Cin_g).reshape(1, 1, 1, -1, 1, 1)
+    ki = np.arange(kh).reshape(1, 1, 1, 1, -1, 1)
+    kj = np.arange(kw).reshape(1, 1, 1, 1, 1, -1)
+    ih = oh * stride[0] - pad[0] + ki * dilation[0]
+    iw = ow * stride[1] - pad[1] + kj * dilation[1]
+    ci = (co // Cout_g) * Cin_g + cl
+    valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    rows = (co * Ho + oh) * Wo + ow
+    cols_in = (ci * H + ih) * W + iw
+    cols_w = ((co * Cin_g + cl) * kh + ki) * kw + kj
+    shape = np.broadcast_shapes(rows.shape, cols_in.shape, cols_w.shape, valid.shape)
+    valid = np.broadcast_to(valid, shape)
+    out = tuple(np.broadcast_to(a, shape)[valid].astype(np.int64) for a in (rows, cols_in, cols_w))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _conv_padding(conv: nn.Conv2d, in_hw: tuple[int, int]) -> tuple[int, int]:
+    """Leading (top, left) zero padding of a Conv2d, including padding='same'/'valid'."""
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return (0, 0)
+        # 'same': total = d*(k-1), the extra pixel (if odd) goes to the end
+        k, d = _pair(conv.kernel_size), _pair(conv.dilation)
+        return tuple((d[i] * (k[i] - 1)) // 2 for i in range(2))  # type: ignore[return-value]
+    return _pair(conv.padding)
+
+
+def conv_operator(conv: nn.Conv2d, in_shape: tuple[int, int, int],
+                  out_hw: tuple[int, int] | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
+    r"""The convolution as a sparse matrix: :math:`\mathrm{vec}(\mathrm{conv}(x)) = M\,\mathrm{vec}(x) + b`.
+
+    Parameters
+    ----------
+    conv : nn.Conv2d (zero padding; any stride, padding, dilation, groups)
+    in_shape : (C, H, W) of one sample
+    out_hw : (H_out, W_out); computed from the conv's geometry when omitted.
+
+    Returns
+    -------
+    M : csr_matrix of shape (C_out*H_out*W_out, C*H*W), float64, one stored entry per
+        (output, kernel tap) pair that falls inside the input (memory proportional to nnz).
+    b : ndarray of shape (C_out*H_out*W_out,)
+    """
+    C, H, W = in_shape
+    pad = _conv_padding(conv, (H, W))
+    k, s, d = _pair(conv.kernel_size), _pair(conv.stride), _pair(conv.dilation)
+    if out_hw is None:
+        if isinstance(conv.padding, str) and conv.padding == "same":
+            out_hw = (H, W)
+        else:
+            out_hw = tuple((( (H, W)[i] + 2 * pad[i] - d[i] * (k[i] - 1) - 1) // s[i]) + 1
+                           for i in range(2))  # type: ignore[assignment]
+    Wt = _np(conv.weight)
+    rows, cols_in, cols_w = _conv_indices((C, H, W), tuple(out_hw), Wt.shape, conv.groups, s, pad, d)
+    n_out = Wt.shape[0] * out_hw[0] * out_hw[1]
+    M = sp.csr_matrix((Wt.ravel()[cols_w], (rows, cols_in)), shape=(n_out, C * H * W))
+    b = (np.repeat(_np(conv.bias), out_hw[0] * out_hw[1]) if conv.bias is not None
+         else np.zeros(n_out))
+    return M, b
+
+
+def _pool_windows_avg(pool: nn.AvgPool2d, in_shape, out_hw):
+    C, H, W = in_shape
+    k = _pair(pool.kernel_size)
+    s = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    p = _pair(pool.padding)
+    Ho, Wo = out_hw
+    oh = np.arange(Ho).reshape(-1, 1, 1, 1)
+    ow = np.arange(Wo).reshape(1, -1, 1, 1)
+    ki = np.arange(k[0]).reshape(1, 1, -1, 1)
+    kj = np.arange(k[1]).reshape(1, 1, 1, -1)
+    hs, ws = oh * s[0] - p[0], ow * s[1] - p[1]
+    # PyTorch: pool size counts padding but not the part of a ceil-mode window past H + pad
+    he, we = np.minimum(hs + k[0], H + p[0]), np.minimum(ws + k[1], W + p[1])
+    size_pad = (he - hs) * (we - ws)
+    size_valid = (np.minimum(he, H) - np.maximum(hs, 0)) * (np.minimum(we, W) - np.maximum(ws, 0))
+    if pool.divisor_override:
+        div = np.full_like(size_pad, pool.divisor_override)
+    elif pool.count_include_pad:
+        div = size_pad
+    else:
+        div = size_valid
+    ih, iw = hs + ki, ws + kj
+    valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    shape = np.broadcast_shapes(ih.shape, iw.shape)
+    valid = np.broadcast_to(valid, shape)
+    out_pos = np.broadcast_to(oh * Wo + ow, shape)[valid]
+    in_pos = np.broadcast_to(ih * W + iw, shape)[valid]
+    val = 1.0 / np.broadcast_to(div, shape)[valid]
+    return out_pos, in_pos, val
+
+
+def _pool_windows_adaptive(in_shape, out_hw):
+    C, H, W = in_shape
+    Ho, Wo = out_hw
+    out_pos, in_pos, val = [], [], []
+    for oh in range(Ho):
+        h0, h1 = (oh * H) // Ho, -((-(oh + 1) * H) // Ho)
+        for ow in range(Wo):
+            w0, w1 = (ow * W) // Wo, -((-(ow + 1) * W) // Wo)
+            hh, ww = np.meshgrid(np.arange(h0, h1), np.arange(w0, w1), indexing="ij")
+            cnt = hh.size
+            out_pos.append(np.full(cnt, oh * Wo + ow))
+            in_pos.append((hh * W + ww).ravel())
+            val.append(np.full(cnt, 1.0 / cnt))
+    return np.concatenate(out_pos), np.concatenate(in_pos), np.concatenate(val)
+
+
+def pool_operator(pool: nn.Module, in_shape: tuple[int, int, int],
+                  out_hw: tuple[int, int]) -> sp.csr_matrix:
+    r"""Average pooling (``AvgPool2d`` or ``AdaptiveAvgPool2d``) as a sparse matrix.
+
+    The same windows are applied to each channel: :math:`M = I_C \otimes P` with :math:`P` the
+    (H_out W_out) x (H W) averaging matrix, including PyTorch's divisor rules
+    (``count_include_pad``, ``divisor_override``, ``ceil_mode``).
+    """
+    C, H, W = in_shape
+    if isinstance(pool, nn.AvgPool2d):
+        out_pos, in_pos, val = _pool_windows_avg(pool, in_shape, out_hw)
+    elif isinstance(pool, nn.AdaptiveAvgPool2d):
+        out_pos, in_pos, val = _pool_windows_adaptive(in_shape, out_hw)
+    else:
+        raise TypeError(f"pool must be nn.AvgPool2d or nn.AdaptiveAvgPool2d; got {type(pool).__name__}.")
+    P = sp.csr_matrix((val, (out_pos, in_pos)), shape=(out_hw[0] * out_hw[1], H * W))
+    return sp.kron(sp.identity(C, format="csr"), P, format="csr")
+
+
+# --------------------------------------------------------------------------------------------
+# The linearization of one sample
+# --------------------------------------------------------------------------------------------
+
+class Linearization:
+    r"""The explicit affine operators of ``model`` for the support of sample ``i`` of ``S``.
+
+    Parameters
+    ----------
+    model : nn.Module (BatchNorm in eval mode)
+    S : MultiLayerSupport
+    i : int, the sample whose support is used.
+
+    Methods
+    -------
+    operator(name)
+        ``([(input_name, M), ...], b)`` for one node, M a dense array, a CSR matrix or None (I).
+    forward(x, bias=True)
+        Values of every node for the flat input ``x`` through the explicit operators.
+    compose()
+        ``(A, c)`` of the whole network, by reverse accumulation.
+    """
+
+    def __init__(self, model: nn.Module, S: MultiLayerSupport, i: int, *, graph: Graph | None = None):
+        _check_eval(model, "linearize")
+        self.graph = graph if graph is not None else trace(model)
+        check_support_for(self.graph, S, "linearize")
+        self.i = S._check_index(i)
+        self.S = S
+        self.sample_support = {k: S[k] for k in S.keys()}
+        dtype = next((p.dtype for p in model.parameters()), torch.float64)
+        sels = S.subset(slice(self.i, self.i + 1)).selections()
+        with torch.no_grad():
+            _, shapes = execute(self.graph, torch.zeros((1, *S.input_shape), dtype=dtype), "gated", sels)
+        self.shapes = {k: v[1:] for k, v in shapes.items()}
+        self.numel = {k: int(np.prod(v)) for k, v in self.shapes.items()}
+
+    # -- one node ----------------------------------------------------------------------------
+    def operator(self, name: str) -> tuple[list[tuple[str, Matrix]], np.ndarray | None]:
+        """The affine map of node ``name``: list of (input node, matrix or None=I) and bias."""
+        return self._build(self.graph.node(name))
+
+    def _unsupported(self, node: Node):
+        mod = type(node.module).__name__ if node.module is not None else node.path
+        raise UnsupportedModuleError(
+            f"cannot linearize {mod} at {node.path!r}: {node.why or 'unsupported operation'}. "
+            "Supported: Linear, Conv2d, BatchNorm1d/2d (eval), AvgPool2d, AdaptiveAvgPool2d, "
+            "MaxPool2d, Flatten/reshape, Identity, Dropout, residual addition, ReLU, PHT.")
+
+    def _build(self, node: Node):
+        kind = node.kind
+        in_shape = self.shapes.get(node.inputs[0]) if node.inputs else None
+        out_shape = self.shapes.get(node.name)
+        if kind in ("reshape", "identity"):
+            if self.numel[node.inputs[0]] != self.numel[node.name]:
+                raise UnsupportedModuleError(
+                    f"{node.path!r} changes the per-sample size from {in_shape} to {out_shape}: only "
+                    "reshapes that keep the batch dimension are linear per sample.")
+            return [(node.inputs[0], None)], None
+        if kind == "add":
+            a, b = node.inputs
+            if self.shapes[a] != self.shapes[b]:
+                raise UnsupportedModuleError(
+                    f"residual addition {node.name!r} broadcasts {self.shapes[a]} with {self.shapes[b]}; "
+                    "only additions of equal shapes are supported.")
+            return [(a, None), (b, None)], None
+        if kind == "act":
+            m = self.sample_support[node.key].mask(self.i).ravel().astype(np.float64)
+            return [(node.inputs[0], sp.diags(m, format="csr"))], None
+        if kind == "maxpool":
+            idx = self.sample_support[node.key].indices[self.i].astype(np.int64)  # (C, Ho, Wo)
+            C = idx.shape[0]
+            hw = int(np.prod(in_shape[1:]))
+            cols = (np.arange(C).reshape(-1, 1, 1) * hw + idx).ravel()
+            M = sp.csr_matrix((np.ones(cols.size), (np.arange(cols.size), cols)),
+                              shape=(cols.size, self.numel[node.inputs[0]]))
+            return [(node.inputs[0], M)], None
+        mod = node.module
+        if kind == "linear":
+            W = _np(mod.weight)
+            b = _np(mod.bias) if mod.bias is not None else np.zeros(W.shape[0])
+            reps = int(np.prod(in_shape[:-1]))
+            if reps == 1:
+                return [(node.inputs[0], W)], b
+            return [(node.inputs[0], sp.kron(sp.identity(reps), sp.csr_matrix(W), format="csr"))], np.tile(b, reps)
+        if kind == "conv":
+            if len(in_shape) != 3:
+                raise UnsupportedModuleError(f"Conv2d {node.path!r} expects (C, H, W) inputs; got {in_shape}.")
+            M, b = conv_operator(mod, tuple(in_shape), tuple(out_shape[1:]))
+            return [(node.inputs[0], M)], b
+        if kind == "bn":
+            if mod.running_mean is None:
+                raise UnsupportedModuleError(
+                    f"BatchNorm {node.path!r} has track_running_stats=False, so even in eval mode it "
+                    "normalises with batch statistics and is not affine per sample.")
+            var, mean = _np(mod.running_var), _np(mod.running_mean)
+            gamma = _np(mod.weight) if mod.weight is not None else np.ones_like(mean)
+            beta = _np(mod.bias) if mod.bias is not None else np.zeros_like(mean)
+            scale = gamma / np.sqrt(var + mod.eps)
+            shift = beta - mean * scale
+            rep = int(np.prod(in_shape[1:])) if len(in_shape) > 1 else 1
+            return [(node.inputs[0], sp.diags(np.repeat(scale, rep), format="csr"))], np.repeat(shift, rep)
+        if kind in ("avgpool", "adaptiveavgpool"):
+            return [(node.inputs[0], pool_operator(mod, tuple(in_shape), tuple(out_shape[1:])))], None
+        self._unsupported(node)
+
+    # -- compositions ------------------------------------------------------------------------
+    def forward(self, x, *, bias: bool = True) -> dict[str, np.ndarray]:
+        r"""Every node's value for the flat input ``x`` (shape (d,)), via the explicit operators.
+
+        With ``bias=False`` this is :math:`A_{\le v} x` for every node :math:`v` — the linear part
+        only, used by C2 to bound how far a perturbation moves each pre-activation.
+        """
+        x = np.asarray(x, dtype=np.float64).ravel()
+        if x.size != self.numel[self.graph.nodes[0].name]:
+            raise ValueError(f"x has {x.size} entries; expected {self.numel[self.graph.nodes[0].name]} "
+                             f"(per-sample input shape {self.S.input_shape}).")
+        vals: dict[str, np.ndarray] = {}
+        need = self._needed()
+        for node in self.graph.nodes:
+            if node.kind == "input":
+                vals[node.name] = x
+            elif node.kind == "output":
+                vals[node.name] = vals[node.inputs[0]]
+            elif node.name in need:
+                ops, b = self.operator(node.name)
+                v = sum((vals[u] if M is None else M @ vals[u]) for u, M in ops)
+                vals[node.name] = v + b if (bias and b is not None) else v
+        return vals
+
+    def _needed(self) -> set[str]:
+        """Names of the tensor nodes the output depends on."""
+        need = {self.graph.output.name}
+        for node in reversed(self.graph.nodes):
+            if node.name in need:
+                need.update(node.inputs)
+        return need
+
+    def compose(self, *, keep: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        r"""Reverse accumulation: :math:`A = \partial f/\partial x`, :math:`c = \sum_v R_v b_v`.
+
+        Returns ``(A, c, R)`` with ``A`` of shape (k, d), ``c`` of shape (k,) and ``R`` the adjoints
+        :math:`R_v = \partial f / \partial v` (shape (k, numel_v)) of the nodes named in ``keep``.
+        """
+        out = self.graph.output
+        if len(out.inputs) != 1 or out.inputs[0] not in self.numel:
+            raise UnsupportedModuleError("the model must return a single tensor to be linearized.")
+        k = self.numel[out.inputs[0]]
+        R: dict[str, np.ndarray] = {out.inputs[0]: np.eye(k)}
+        c = np.zeros(k)
+        kept: dict[str, np.ndarray] = {}
+        A = None
+        for node in reversed(self.graph.nodes[:-1]):
+            Rn = R.pop(node.name, None)
+            if Rn is None:
+                continue
+            if node.name in keep:
+                kept[node.name] = Rn
+            if node.kind == "input":
+                A = Rn
+                continue
+            ops, b = self.operator(node.name)
+            if b is not None:
+                c += Rn @ b
+            for u, M in ops:
+                if M is None:
+                    contrib = Rn
+                elif sp.issparse(M):
+                    contrib = np.asarray((M.T @ Rn.T).T)
+                else:
+                    contrib = Rn @ M
+                R[u] = R[u] + contrib if u in R else contrib
+        if A is None:  # the output does not depend on the input
+            A = np.zeros((k, self.numel[self.graph.nodes[0].name]))
+        return A, c, kept
+
+
+def linearize(model: nn.Module, support: MultiLayerSupport, i: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The affine map of ``model`` on the support of sample ``i``: :math:`f(x_i) = A x_i + c`.
+
+    :math:`A = W_L D^{L-1}_i \cdots D^1_i W_1` is built layer by layer from the weights and the
+    masks (never by autograd). THEOREM (C1): when the support is the one the model produces on
+    :math:`x_i`, ``model(x_i) == A @ x_i.ravel() + c`` and ``A`` is the Jacobian
+    :math:`\partial f / \partial x` at :math:`x_i`; numerical check: relative error <= 1e-10 in
+    float64 (tests/test_c1_linearization.py).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Linear, Conv2d, BatchNorm (eval), AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, Flatten,
+        residual additions (torchvision BasicBlock/Bottleneck), ReLU, PHT.
+    support : MultiLayerSupport
+        From :func:`altheory.support` on this model.
+    i : int
+        Which sample's support to use.
+
+    Returns
+    -------
+    A : ndarray of shape (k, d), k = output entries per sample, d = input entries per sample.
+    c : ndarray of shape (k,)
+
+    Raises
+    ------
+    UnsupportedModuleError
+        A module without an explicit operator; the message names its type and path.
+    ValueError
+        A support from another model, an index out of range, BatchNorm in training mode.
+
+    Examples
+    --------
+    >>> from altheory import PHT, support
+    >>> net = nn.Sequential(nn.Linear(3, 5), PHT(tau=0.1), nn.Linear(5, 2)).double()
+    >>> x = torch.randn(4, 3, dtype=torch.float64)
+    >>> A, c = linearize(net, support(net, x), 0)
+    >>> bool(np.allclose(A @ x[0].numpy() + c, net(x)[0].detach().numpy()))
+    True
+    """
+    A, c, _ = Linearization(model, support, i).compose()
+    return A, c
+
+
+def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | int, X,
+                   *, include_bias: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    r"""Design matrix of one layer: :math:`f_S(x_i) = \Phi_i \theta_l + o_i` for every sample.
+
+    With the support and every other layer fixed, the output is affine in
+    :math:`\theta_l = (\mathrm{vec}(W_l), b_l)` (THEORY.md C3): for a dense layer
+    :math:`\Phi_i = R_i (I \otimes a_i^\top)`, for a convolution :math:`\Phi_i = R_i J(a_i)` with
+    :math:`J` the im2col matrix of its input, where :math:`a_i` is the layer's (gated) input and
+    :math:`R_i = \partial f_S / \partial z^l` the downstream operator.
+
+    Parameters
+    ----------
+    model : nn.Module
+    support : MultiLayerSupport, computed on a batch of ``n`` samples.
+    layer : str (module path, e.g. ``"fc"`` or ``"2"``) or int (index among Linear/Conv2d layers
+        in execution order).
+    X : Tensor or ndarray of shape (n, ...), the inputs the support belongs to (sample ``i`` of
+        ``X`` uses the support of sample ``i``).
+    include_bias : bool, default True
+        Append the bias (if the layer has one) to :math:`\theta_l`.
+
+    Returns
+    -------
+    Phi : ndarray of shape (n*k, p), rows ordered sample-major (sample 0's k outputs first).
+    offset : ndarray of shape (n*k,)
+        So that ``gated_forward(model, S, X).reshape(-1) == Phi @ theta + offset`` with
+        ``theta = concat(W.ravel(), b)``.
+
+    Examples
+    --------
+    >>> from altheory import PHT, support
+    >>> net = nn.Sequential(nn.Linear(3, 5), PHT(), nn.Linear(5, 2)).double()
+    >>> X = torch.randn(4, 3, dtype=torch.float64)
+    >>> Phi, o = layer_operator(net, support(net, X), "0", X)
+    >>> theta = torch.cat([net[0].weight.ravel(), net[0].bias]).detach().numpy()
+    >>> bool(np.allclose(Phi @ theta + o, net(X).detach().numpy().ravel()))
+    True
+    """
+    graph = trace(model)
+    check_support_for(graph, support, "layer_operator")
+    Xt = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    if Xt.ndim < 2 or Xt.shape[0] != support.n or tuple(Xt.shape[1:]) != support.input_shape:
+        raise ValueError(f"layer_operator: X has shape {tuple(Xt.shape)}; expected the batch the "
+                         f"support was computed on, of shape {(support.n, *support.input_shape)}.")
+    node = _find_layer(graph, layer)
+    mod = node.module
+    theta = [_np(mod.weight).ravel()]
+    if include_bias and mod.bias is not None:
+        theta.append(_np(mod.bias))
+    theta = np.concatenate(theta)
+    Xn = Xt.detach().cpu().to(torch.float64).numpy().reshape(support.n, -1)
+    rows, offs = [], []
+    for i in range(support.n):
+        lin = Linearization(model, support, i, graph=graph)
+        A, c, kept = lin.compose(keep=(node.name,))
+        a = lin.forward(Xn[i])[node.inputs[0]]
+        J = _weight_jacobian(node, lin, a, include_bias)
+        Rl = kept.get(node.name)
+        if Rl is None:
+            Phi_i = np.zeros((A.shape[0], theta.size))
+        else:
+            Phi_i = np.asarray((J.T @ Rl.T).T)
+        rows.append(Phi_i)
+        offs.append(A @ Xn[i] + c - Phi_i @ theta)
+    return np.vstack(rows), np.concatenate(offs)
+
+
+def _find_layer(graph: Graph, layer: str | int) -> Node:
+    params = graph.parametric()
+    if isinstance(layer, bool) or not isinstance(layer, (str, int, np.integer)):
+        raise TypeError(f"layer must be a module path (str) or an index (int); got {type(layer).__name__}.")
+    if isinstance(layer, (int, np.integer)):
+        if not -len(params) <= layer < len(params):
+            raise ValueError(f"layer index {layer} out of range: the model has {len(params)} "
+                             f"Linear/Conv2d layers {[p.path for p in params]}.")
+        return params[layer]
+    matches = [p for p in params if p.path == layer]
+    if not matches:
+        raise ValueError(f"no Linear/Conv2d layer at path {layer!r}; layers are {[p.path for p in params]}.")
+    if len(matches) > 1:
+        raise ValueError(f"layer {layer!r} is applied {len(matches)} times (shared weights): the "
+                         "output is then not linear in its weights.")
+    return matches[0]
+
+
+def _weight_jacobian(node: Node, lin: Linearization, a: np.ndarray, include_bias: bool) -> sp.csr_matrix:
+    """Sparse d z^l / d theta_l at layer input ``a`` (flat)."""
+    mod = node.module
+    out_shape = lin.shapes[node.name]
+    n_out = int(np.prod(out_shape))
+    if node.kind == "linear":
+        out_f, in_f = mod.weight.shape
+        reps = n_out // out_f
+        A2 = a.reshape(reps, in_f)
+        r = np.arange(n_out)
+        rows = np.repeat(r, in_f)
+        cols = (np.repeat(r % out_f, in_f) * in_f + np.tile(np.arange(in_f), n_out))
+        vals = A2[np.repeat(r // out_f, in_f), np.tile(np.arange(in_f), n_out)]
+        J = sp.csr_matrix((vals, (rows, cols)), shape=(n_out, out_f * in_f))
+        chan = r % out_f
+    else:
+        in_shape = tuple(lin.shapes[node.inputs[0]])
+        pad = _conv_padding(mod, in_shape[1:])
+        rows, cols_in, cols_w = _conv_indices(in_shape, tuple(out_shape[1:]), tuple(mod.weight.shape),
+                                              mod.groups, _pair(mod.stride), pad, _pair(mod.dilation))
+        J = sp.csr_matrix((a[cols_in], (rows, cols_w)), shape=(n_out, mod.weight.numel()))
+        chan = np.arange(n_out) // int(np.prod(out_shape[1:]))
+    if include_bias and mod.bias is not None:
+        Jb = sp.csr_matrix((np.ones(n_out), (np.arange(n_out), chan)), shape=(n_out, mod.bias.numel()))
+        J = sp.hstack([J, Jb], format="csr")
+    return J
