@@ -26,7 +26,21 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["pht", "pht_mask", "pht_topk", "topk_mask", "PHT", "replace_relu"]
+__all__ = ["select", "pht", "pht_mask", "pht_topk", "topk_mask", "PHT", "replace_relu"]
+
+
+def select(z, s):
+    r"""Apply the support ``s`` to ``z``: ``z`` where ``s``, else zero.
+
+    Matches ``relu`` bit for bit at ``tau = 0``: a signed zero keeps its sign and NaN propagates,
+    as in ``torch.relu``. Works for numpy arrays and torch tensors (differentiable in ``z``).
+    """
+    if isinstance(z, torch.Tensor):
+        keep = s | (z == 0) | torch.isnan(z)
+        return torch.where(keep, z, torch.zeros((), dtype=z.dtype, device=z.device))
+    z = np.asarray(z)
+    keep = s | (z == 0) | np.isnan(z)
+    return np.where(keep, z, np.zeros((), dtype=z.dtype))
 
 
 def _check_tau(tau: float) -> float:
@@ -95,11 +109,7 @@ def pht(z, tau=0.0):
     >>> pht(np.array([-1.0, 0.3, 0.5, 2.0]), tau=0.4).tolist()
     [0.0, 0.0, 0.5, 2.0]
     """
-    s = pht_mask(z, tau)
-    if isinstance(z, torch.Tensor):
-        return torch.where(s, z, torch.zeros((), dtype=z.dtype, device=z.device))
-    z = np.asarray(z)
-    return np.where(s, z, np.zeros((), dtype=z.dtype))
+    return select(z, pht_mask(z, tau))
 
 
 def topk_mask(z, k: int, dim: int = -1):
@@ -128,9 +138,9 @@ def topk_mask(z, k: int, dim: int = -1):
     """
     k = _check_k(k)
     is_torch = isinstance(z, torch.Tensor)
-    t = z if is_torch else torch.from_numpy(np.ascontiguousarray(np.asarray(z)))
-    if t.ndim == 0:
+    if np.ndim(z) == 0:
         raise ValueError("topk_mask needs at least one dimension; got a scalar.")
+    t = z if is_torch else torch.from_numpy(np.array(z, copy=True))
     dim = dim % t.ndim
     size = t.shape[dim]
     if k >= size:
@@ -157,11 +167,7 @@ def pht_topk(z, k: int, dim: int = -1):
     >>> pht_topk(np.array([0.5, -1.0, 2.0, 1.0]), k=2).tolist()
     [0.0, 0.0, 2.0, 1.0]
     """
-    s = topk_mask(z, k, dim)
-    if isinstance(z, torch.Tensor):
-        return torch.where(s, z, torch.zeros((), dtype=z.dtype, device=z.device))
-    z = np.asarray(z)
-    return np.where(s, z, np.zeros((), dtype=z.dtype))
+    return select(z, topk_mask(z, k, dim))
 
 
 class PHT(nn.Module):
@@ -202,7 +208,7 @@ class PHT(nn.Module):
         return z > self.tau
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.mask(z).to(z.dtype)
+        return select(z, self.mask(z))
 
     def extra_repr(self) -> str:
         return f"k={self.k}, dim={self.dim}" if self.k is not None else f"tau={self.tau}"

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .activations import PHT, topk_mask
+from .activations import PHT, select, topk_mask
 
 __all__ = ["Node", "Graph", "trace", "execute", "Selection"]
 
@@ -308,7 +308,7 @@ def execute(graph: Graph, x: torch.Tensor, mode: Literal["record", "gated"] = "r
                 recorded[node.key] = Selection(s.detach(), None, margin, tuple(z.shape[1:]))
             else:
                 s = selections[node.key].mask
-            out = z * s.to(z.dtype)
+            out = select(z, s)
         elif node.kind == "maxpool":
             z = env[node.inputs[0]]
             mod = node.module

@@ -210,7 +210,7 @@ class MultiLayerSupport:
 
 
 def _signature(graph: Graph, shapes: dict[str, tuple[int, ...]]) -> str:
-    parts = [f"{n.kind}:{n.key or n.path}:{shapes.get(n.name)}" for n in graph.nodes]
+    parts = [f"{n.kind}:{n.key or n.path}:{shapes.get(n.name, (None,))[1:]}" for n in graph.nodes]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 

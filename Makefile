@@ -1,0 +1,44 @@
+# Set-up and the two commands of the README. Everything is created on first use:
+#   make verify   -> the main job: `altheory verify` on its built-in quick suite
+#   make test     -> the whole test suite
+# The venv pins the torch build that lies on this kind of machine's disk (a bare `torch`
+# requirement may download several GB); the package itself accepts any recent torch.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.altheory-installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: verify test test-thorough figures bench setup system-deps clean
+
+verify: setup
+	$(VENV)/bin/altheory verify
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-thorough: setup
+	ALTHEORY_HYPOTHESIS=thorough ALTHEORY_SLOW=1 $(VENV)/bin/pytest -q
+
+figures: setup
+	$(VENV)/bin/altheory figures
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test,train]'
+	touch $(STAMP)
+
+# Fashion-MNIST (IDX files) from Debian; needed by the data loaders' tests and the alternation runs.
+system-deps:
+	@if [ ! -d $(FMNIST) ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -1,0 +1,48 @@
+r"""Slow, obviously correct versions of the fast code, for the tests to compare against.
+
+Nothing here is fast or clever: each function follows its definition literally.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .support import MultiLayerSupport, gated_forward
+
+
+def pht_reference(z: np.ndarray, tau: float) -> np.ndarray:
+    """:math:`z \\odot 1[z > \\tau]`, one entry at a time."""
+    flat = [v if v > tau else 0.0 for v in np.asarray(z, dtype=np.float64).ravel()]
+    return np.array(flat, dtype=np.float64).reshape(np.shape(z))
+
+
+def topk_reference(z: np.ndarray, k: int) -> np.ndarray:
+    """Top-k mask of a 1-D array: sort positive entries by (value desc, index asc), keep k."""
+    z = np.asarray(z, dtype=np.float64)
+    order = sorted((i for i in range(z.size) if z[i] > 0), key=lambda i: (-z[i], i))
+    s = np.zeros(z.size, dtype=bool)
+    s[order[:k]] = True
+    return s
+
+
+def module_operator_reference(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Dense matrix and bias of an affine module, column by column: ``M[:, j] = m(e_j) - m(0)``."""
+    d = int(np.prod(in_shape))
+    with torch.no_grad():
+        zero = module(torch.zeros((1, *in_shape), dtype=torch.float64)).reshape(-1).numpy()
+        basis = torch.eye(d, dtype=torch.float64).reshape(d, *in_shape)
+        cols = module(basis).reshape(d, -1).numpy() - zero
+    return cols.T.copy(), zero
+
+
+def linearize_reference(model: nn.Module, S: MultiLayerSupport, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """``A[:, j] = f_S(e_j) - f_S(0)``, ``c = f_S(0)``: the gated network on basis vectors."""
+    d = int(np.prod(S.input_shape))
+    sub = S.subset([i] * (d + 1))
+    with torch.no_grad():
+        basis = torch.cat([torch.zeros((1, d), dtype=torch.float64), torch.eye(d, dtype=torch.float64)])
+        out = gated_forward(model, sub, basis.reshape(d + 1, *S.input_shape)).reshape(d + 1, -1).numpy()
+    c = out[0]
+    return (out[1:] - c).T.copy(), c

@@ -1,0 +1,355 @@
+r"""Local descent on the non-convex parametrisation (torch, float64): GD, SGD, Adam, L-BFGS.
+
+The objective is a multi-layer perceptron without biases, gated by a fixed support or run as
+the true PHT network:
+
+.. math::
+
+    F(W) = \ell\big(W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1 x_i,\ y_i\big)
+           + \tfrac{\lambda}{2}\sum_l \|W_l\|_F^2,
+
+with :math:`D^l_i` either fixed (``masks`` given: the gated network :math:`f_S` of THEORY.md) or
+:math:`\mathrm{diag}(\mathbb 1[z^l_i > \tau])` recomputed at every evaluation (``masks=None``:
+the true PHT/ReLU network; its gradient treats the mask as constant, the derivative almost
+everywhere). Any subset of the layers can be trained, the others held at their values (C3).
+
+:func:`descend` runs one method from one start and returns a :class:`DescentResult`: final
+objective, full-batch gradient norm, iterations, seconds and the weights. Classification of the
+end point (local minimum / saddle / not converged) is :mod:`altheory.endpoints`. Descent results
+are measurements, not theorems: nothing here asserts optimality.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from .losses import check_loss, check_targets, loss_torch, zero_loss
+from .problems import check_lam, check_matrix
+
+__all__ = ["MLPObjective", "DescentResult", "descend", "METHODS", "MethodName", "multi_start"]
+
+MethodName = Literal["gd", "sgd", "adam", "lbfgs"]
+METHODS: tuple[str, ...] = ("gd", "sgd", "adam", "lbfgs")
+_DT = torch.float64
+
+
+class MLPObjective:
+    r"""Objective of a bias-free MLP as a function of a flat vector of its trainable weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    Y : ndarray of shape (n,) or (n, k)
+    weights : list of ndarray
+        ``W_1`` (h_1, d), ..., ``W_L`` (k, h_{L-1}) — initial values of the trained layers and
+        the values of the fixed ones. A 1-D last entry of shape (h_{L-1},) is read as (1, h).
+    masks : list of bool ndarray of shape (n, h_l), l = 1..L-1, or None
+        The fixed support (gated network); None runs the true PHT network with threshold ``tau``.
+    tau : float >= 0, the PHT threshold (only when ``masks`` is None).
+    loss : one of :data:`altheory.losses.LOSSES`
+    lam : float >= 0, weight decay on every layer.
+    trainable : sequence of int or None
+        Indices of the trained layers (default: all).
+
+    Examples
+    --------
+    >>> X = np.eye(2); W = [np.eye(2), np.ones(2)]
+    >>> f = MLPObjective(X, np.array([1.0, 1.0]), W, masks=[np.ones((2, 2), bool)])
+    >>> float(f(f.theta0()))
+    0.0
+    """
+
+    def __init__(self, X, Y, weights: Sequence, *, masks=None, tau: float = 0.0,
+                 loss: str = "squared", lam: float = 0.0, trainable: Sequence[int] | None = None):
+        self.X = torch.from_numpy(check_matrix(X, "X"))
+        check_loss(loss)
+        self.loss = loss
+        Yn = check_targets(Y, loss)
+        if Yn.shape[0] != self.X.shape[0]:
+            raise ValueError(f"Y must have n={self.X.shape[0]} rows; got shape {Yn.shape}.")
+        self.Y = torch.from_numpy(Yn)
+        self.lam = check_lam(lam)
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)) or not weights:
+            raise TypeError("weights must be a non-empty list of arrays [W_1, ..., W_L].")
+        Ws = []
+        for l, W in enumerate(weights):
+            W = np.asarray(W, np.float64)
+            if W.ndim == 1 and l == len(weights) - 1:
+                W = W[None, :]
+            Ws.append(check_matrix(W, f"weights[{l}]"))
+        prev = self.X.shape[1]
+        for l, W in enumerate(Ws):
+            if W.shape[1] != prev:
+                raise ValueError(f"weights[{l}] must have {prev} columns; got shape {W.shape}.")
+            prev = W.shape[0]
+        self.shapes = [W.shape for W in Ws]
+        self.L = len(Ws)
+        self.fixed = [torch.from_numpy(W.copy()) for W in Ws]
+        if masks is not None:
+            if len(masks) != self.L - 1:
+                raise ValueError(f"masks must have L-1 = {self.L - 1} entries; got {len(masks)}.")
+            ms = []
+            for l, m in enumerate(masks):
+                m = np.asarray(m)
+                if m.shape != (self.X.shape[0], self.shapes[l][0]):
+                    raise ValueError(f"masks[{l}] must have shape (n, h_{l + 1}) = "
+                                     f"{(self.X.shape[0], self.shapes[l][0])}; got {m.shape}.")
+                ms.append(torch.from_numpy(m.astype(np.float64)))
+            self.masks = ms
+        else:
+            self.masks = None
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or tau < 0:
+            raise ValueError(f"tau must be a number >= 0; got {tau!r}. Use tau=0 for ReLU.")
+        self.tau = float(tau)
+        tr = list(range(self.L)) if trainable is None else [int(t) for t in trainable]
+        if not tr or any(not 0 <= t < self.L for t in tr) or len(set(tr)) != len(tr):
+            raise ValueError(f"trainable must be distinct layer indices in [0, {self.L}); got {trainable}.")
+        self.trainable = sorted(tr)
+        self.sizes = [int(np.prod(self.shapes[t])) for t in self.trainable]
+        self.dim = int(sum(self.sizes))
+        self.n = int(self.X.shape[0])
+
+    # ------------------------------------------------------------------------------------
+    def theta0(self) -> torch.Tensor:
+        """The trainable weights given at construction, flattened (float64)."""
+        return torch.cat([self.fixed[t].reshape(-1) for t in self.trainable]).clone()
+
+    def init(self, seed: int, *, scale: float | None = None) -> torch.Tensor:
+        r"""A seeded random start: entries :math:`\mathcal N(0, \sigma^2)`, :math:`\sigma` = ``scale``
+        or :math:`1/\sqrt{\text{fan-in}}` per layer."""
+        g = torch.Generator().manual_seed(int(seed))
+        parts = []
+        for t in self.trainable:
+            h, fan_in = self.shapes[t]
+            s = scale if scale is not None else 1.0 / math.sqrt(fan_in)
+            parts.append(torch.randn(h * fan_in, generator=g, dtype=_DT) * s)
+        return torch.cat(parts)
+
+    def weights(self, theta) -> list[torch.Tensor]:
+        """All layers' weights, with the trainable ones taken from ``theta``."""
+        theta = torch.as_tensor(theta, dtype=_DT)
+        Ws = list(self.fixed)
+        off = 0
+        for t, sz in zip(self.trainable, self.sizes):
+            Ws[t] = theta[off:off + sz].reshape(self.shapes[t])
+            off += sz
+        return Ws
+
+    def output(self, theta, idx=None) -> torch.Tensor:
+        Ws = self.weights(theta)
+        a = self.X if idx is None else self.X[idx]
+        for l in range(self.L - 1):
+            z = a @ Ws[l].T
+            if self.masks is not None:
+                m = self.masks[l] if idx is None else self.masks[l][idx]
+            else:
+                m = (z > self.tau).to(_DT).detach()
+            a = z * m
+        out = a @ Ws[-1].T
+        return out.reshape(-1) if self.Y.ndim == 1 else out
+
+    def __call__(self, theta, idx=None) -> torch.Tensor:
+        Y = self.Y if idx is None else self.Y[idx]
+        val = loss_torch(self.output(theta, idx), Y, self.loss)
+        if self.lam > 0:
+            val = val + 0.5 * self.lam * sum((W ** 2).sum() for W in self.weights(theta))
+        return val
+
+    def value(self, theta) -> float:
+        with torch.no_grad():
+            return float(self(torch.as_tensor(theta, dtype=_DT)))
+
+    def grad(self, theta) -> tuple[float, np.ndarray]:
+        th = torch.as_tensor(theta, dtype=_DT).detach().clone().requires_grad_(True)
+        f = self(th)
+        (g,) = torch.autograd.grad(f, th)
+        return float(f), g.numpy()
+
+    def zero_objective(self) -> float:
+        """:math:`F(0) = \\ell(0, Y)` (the normaliser of the gap)."""
+        return zero_loss(self.Y.numpy(), self.loss)
+
+
+@dataclass
+class DescentResult:
+    """One descent run: where it ended and what it cost."""
+
+    method: str
+    seed: int
+    objective: float
+    grad_norm: float
+    n_iter: int
+    seconds: float
+    theta: np.ndarray
+    history: list[float] = field(default_factory=list)
+    stopped: str = ""  # "tol" (gradient below tol_grad), "max_iter", "nan", "line-search"
+
+
+def _check_method(method) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+    return method
+
+
+def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: int = 2000,
+            lr: float | None = None, tol_grad: float = 1e-9, batch_size: int | None = None,
+            seed: int = 0, record_every: int = 0) -> DescentResult:
+    r"""Run one local method from ``theta0`` on ``obj``.
+
+    Parameters
+    ----------
+    obj : MLPObjective (or any callable ``f(theta, idx=None)`` with ``.n`` and ``.grad``)
+    theta0 : Tensor or ndarray of shape (dim,), default ``obj.init(seed)``
+    method : {"gd", "sgd", "adam", "lbfgs"}
+        ``gd``: full-batch gradient descent with Armijo backtracking (step grows x2 after an
+        accepted step); ``sgd``: mini-batch SGD, momentum 0.9, cosine-decayed step;
+        ``adam``: full-batch Adam, cosine-decayed step; ``lbfgs``: torch L-BFGS with strong
+        Wolfe line search, history 50.
+    max_iter : int, iterations (epochs for ``sgd``).
+    lr : float, initial step (defaults: gd 1.0, sgd 0.05, adam 0.01, lbfgs 1.0).
+    tol_grad : float, stop when the full-batch gradient norm is at or below it.
+    batch_size : int, for ``sgd`` (default ``max(1, n // 8)``).
+    seed : int, seeds the init and the mini-batch order.
+    record_every : int, record the objective every this many iterations (0: never).
+
+    Returns
+    -------
+    DescentResult with the full-batch objective and gradient norm at the end point.
+
+    Examples
+    --------
+    >>> f = MLPObjective(np.eye(2), np.array([1.0, 2.0]), [np.ones((1, 2))])
+    >>> r = descend(f, method="lbfgs")
+    >>> r.objective < 1e-12
+    True
+    """
+    _check_method(method)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise ValueError(f"max_iter must be an int >= 0; got {max_iter!r}.")
+    if not tol_grad > 0:
+        raise ValueError(f"tol_grad must be > 0; got {tol_grad}.")
+    if theta0 is None:
+        theta0 = obj.init(seed)
+    th = torch.as_tensor(np.asarray(theta0) if not isinstance(theta0, torch.Tensor) else theta0,
+                         dtype=_DT).detach().clone()
+    if th.shape != (obj.dim,):
+        raise ValueError(f"theta0 must have shape ({obj.dim},); got {tuple(th.shape)}.")
+    history: list[float] = []
+    t0 = time.perf_counter()
+    stopped = "max_iter"
+    it = 0
+
+    def full_grad(x):
+        x = x.detach().clone().requires_grad_(True)
+        f = obj(x)
+        (g,) = torch.autograd.grad(f, x)
+        return f.detach(), g
+
+    if method == "gd":
+        step = 1.0 if lr is None else float(lr)
+        f, g = full_grad(th)
+        for it in range(1, max_iter + 1):
+            gn2 = float(g @ g)
+            if math.sqrt(gn2) <= tol_grad:
+                stopped = "tol"
+                break
+            while True:
+                cand = th - step * g
+                fc = obj.value(cand) if hasattr(obj, "value") else float(obj(cand))
+                if fc <= float(f) - 0.5 * step * gn2:
+                    break
+                step *= 0.5
+                if step < 1e-20:
+                    stopped = "line-search"
+                    break
+            if stopped == "line-search":
+                break
+            th = cand
+            f, g = full_grad(th)
+            step *= 2.0
+            if record_every and it % record_every == 0:
+                history.append(float(f))
+    elif method in ("sgd", "adam"):
+        x = th.clone().requires_grad_(True)
+        base = (0.05 if method == "sgd" else 0.01) if lr is None else float(lr)
+        opt = (torch.optim.SGD([x], lr=base, momentum=0.9) if method == "sgd"
+               else torch.optim.Adam([x], lr=base))
+        gen = np.random.default_rng(seed)
+        n = obj.n
+        bs = max(1, n // 8) if batch_size is None else int(batch_size)
+        check_every = 10
+        for it in range(1, max_iter + 1):
+            for group in opt.param_groups:
+                group["lr"] = base * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, max_iter)))
+            if method == "sgd":
+                perm = gen.permutation(n)
+                for s in range(0, n, bs):
+                    idx = torch.from_numpy(perm[s:s + bs])
+                    opt.zero_grad()
+                    obj(x, idx).backward()
+                    opt.step()
+            else:
+                opt.zero_grad()
+                f = obj(x)
+                f.backward()
+                if float(x.grad.norm()) <= tol_grad:
+                    stopped = "tol"
+                    break
+                opt.step()
+            if not torch.isfinite(x).all():
+                stopped = "nan"
+                break
+            if record_every and it % record_every == 0:
+                history.append(obj.value(x.detach()))
+            if method == "sgd" and it % check_every == 0:
+                _, g = full_grad(x)
+                if float(g.norm()) <= tol_grad:
+                    stopped = "tol"
+                    break
+        th = x.detach()
+    elif method == "lbfgs":
+        x = th.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], lr=1.0 if lr is None else float(lr), max_iter=max(1, max_iter),
+                                max_eval=max(2, int(max_iter * 1.25)), tolerance_grad=tol_grad,
+                                tolerance_change=0.0, history_size=50,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            f = obj(x)
+            f.backward()
+            return f
+
+        if max_iter > 0:
+            opt.step(closure)
+        it = int(opt.state[opt._params[0]].get("n_iter", 0))
+        th = x.detach()
+    else:  # pragma: no cover  (guarded by _check_method)
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+
+    f, g = full_grad(th)
+    gn = float(g.norm())
+    if not math.isfinite(float(f)):
+        stopped = "nan"
+    elif gn <= tol_grad:
+        stopped = "tol"
+    return DescentResult(method, int(seed), float(f), gn, int(it), time.perf_counter() - t0,
+                         th.numpy().copy(), history, stopped)
+
+
+def multi_start(obj: MLPObjective, *, methods: Sequence[str] = ("gd", "adam", "lbfgs"),
+                seeds: Sequence[int] = (0, 1, 2), scale: float | None = None,
+                **kwargs) -> list[DescentResult]:
+    """Every method from every seeded random start (same start for every method per seed)."""
+    out = []
+    for s in seeds:
+        th0 = obj.init(s, scale=scale)
+        for m in methods:
+            out.append(descend(obj, th0, method=_check_method(m), seed=s, **kwargs))
+    return out

@@ -1,0 +1,149 @@
+r"""Classify a descent end point: local minimum, saddle, or not converged (THEORY.md "End points").
+
+.. math::
+
+    \text{local-min} \iff \|\nabla F(\theta)\| \le \text{tol}_g \ \wedge\
+        \lambda_{\min}(\nabla^2 F(\theta)) \ge -\text{tol}_h,\qquad
+    \text{saddle} \iff \|\nabla F\| \le \text{tol}_g \ \wedge\ \lambda_{\min} < -\text{tol}_h,
+
+and *not converged* otherwise. Tolerances are relative to the scale of the problem:
+:math:`\text{tol}_g = \text{rtol}_g \cdot F(0)` (the objective of the zero predictor, so the
+gradient is measured in units of the objective per unit weight) and
+:math:`\text{tol}_h = \text{rtol}_h \cdot \max(|\lambda_{\max}|, F(0))` (the largest curvature).
+Defaults: ``rtol_g = 1e-7``, ``rtol_h = 1e-6``.
+
+The smallest Hessian eigenvalue comes from Hessian-vector products (double backward in torch):
+a dense Hessian built column by column and ``numpy.linalg.eigvalsh`` for ``dim <= 400``,
+``scipy.sparse.linalg.eigsh`` (Lanczos) on a ``LinearOperator`` of HVPs above that. These are
+numerical measurements, not proofs: "local-min" means second-order stationary to the stated
+tolerances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+__all__ = ["EndPoint", "EndPointKind", "hessian_extreme_eigs", "classify", "classify_endpoint",
+           "tolerances"]
+
+EndPointKind = Literal["local-min", "saddle", "not-converged"]
+_DT = torch.float64
+
+
+@dataclass
+class EndPoint:
+    """Where a run ended, and what kind of point it is."""
+
+    kind: str
+    objective: float
+    grad_norm: float
+    min_eig: float
+    max_eig: float
+    tol_g: float
+    tol_h: float
+
+
+def _hvp_fn(f: Callable, theta: np.ndarray):
+    th = torch.as_tensor(np.asarray(theta), dtype=_DT).detach().clone().requires_grad_(True)
+    val = f(th)
+    (g,) = torch.autograd.grad(val, th, create_graph=True)
+
+    def hvp(v):
+        v = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1))
+        (hv,) = torch.autograd.grad(g, th, grad_outputs=v, retain_graph=True, allow_unused=True)
+        return np.zeros(th.numel()) if hv is None else hv.detach().numpy().copy()
+
+    return float(val), g.detach().numpy().copy(), hvp
+
+
+def hessian_extreme_eigs(f: Callable, theta, *, dense_max: int = 400, seed: int = 0
+                         ) -> tuple[float, float]:
+    r"""Smallest and largest eigenvalue of :math:`\nabla^2 f(\theta)` from Hessian-vector products.
+
+    Parameters
+    ----------
+    f : callable, torch float64 vector (dim,) -> scalar tensor (twice differentiable a.e.)
+    theta : ndarray of shape (dim,)
+    dense_max : int, build the dense Hessian (``dim`` HVPs) up to this dimension; Lanczos above.
+
+    Returns
+    -------
+    (min_eig, max_eig) : floats
+
+    Examples
+    --------
+    >>> f = lambda t: t[0] ** 2 - 3 * t[1] ** 2
+    >>> hessian_extreme_eigs(f, np.zeros(2))
+    (-6.0, 2.0)
+    """
+    theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    _, _, hvp = _hvp_fn(f, theta)
+    dim = theta.size
+    if dim <= dense_max:
+        H = np.stack([hvp(e) for e in np.eye(dim)], axis=1)
+        H = 0.5 * (H + H.T)
+        ev = np.linalg.eigvalsh(H)
+        return float(ev[0]), float(ev[-1])
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    op = LinearOperator((dim, dim), matvec=hvp, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(dim)
+    lo = eigsh(op, k=1, which="SA", v0=v0, tol=1e-10, maxiter=20 * dim, return_eigenvectors=False)
+    hi = eigsh(op, k=1, which="LA", v0=v0, tol=1e-8, maxiter=20 * dim, return_eigenvectors=False)
+    return float(lo[0]), float(hi[0])
+
+
+def tolerances(F0: float, max_eig: float, *, rtol_g: float = 1e-7, rtol_h: float = 1e-6
+               ) -> tuple[float, float]:
+    """``(tol_g, tol_h)`` relative to the scale of the problem (see the module docstring)."""
+    if not F0 > 0:
+        raise ValueError(f"F0 must be > 0 to set relative tolerances; got F0={F0}.")
+    return rtol_g * F0, rtol_h * max(abs(max_eig), F0)
+
+
+def classify(grad_norm: float, min_eig: float, *, tol_g: float, tol_h: float) -> str:
+    """``"local-min"``, ``"saddle"`` or ``"not-converged"`` from the gradient norm and curvature.
+
+    Examples
+    --------
+    >>> classify(1e-12, -1.0, tol_g=1e-8, tol_h=1e-6), classify(1e-3, 1.0, tol_g=1e-8, tol_h=1e-6)
+    ('saddle', 'not-converged')
+    """
+    if not (math.isfinite(grad_norm) and math.isfinite(min_eig)):
+        return "not-converged"
+    if grad_norm > tol_g:
+        return "not-converged"
+    return "local-min" if min_eig >= -tol_h else "saddle"
+
+
+def classify_endpoint(f: Callable, theta, *, F0: float, rtol_g: float = 1e-7, rtol_h: float = 1e-6,
+                      dense_max: int = 400) -> EndPoint:
+    r"""Gradient norm, extreme Hessian eigenvalues and the class of the point ``theta`` of ``f``.
+
+    Parameters
+    ----------
+    f : callable, torch float64 vector -> scalar (e.g. :class:`altheory.descent.MLPObjective`)
+    theta : ndarray of shape (dim,)
+    F0 : float > 0, the objective of the zero predictor (problem scale).
+
+    Returns
+    -------
+    EndPoint
+
+    Examples
+    --------
+    >>> ep = classify_endpoint(lambda t: (t ** 2).sum(), np.zeros(3), F0=1.0)
+    >>> ep.kind, ep.min_eig
+    ('local-min', 2.0)
+    """
+    theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    val, g, _ = _hvp_fn(f, theta)
+    gn = float(np.linalg.norm(g))
+    lo, hi = hessian_extreme_eigs(f, theta, dense_max=dense_max)
+    tol_g, tol_h = tolerances(F0, hi, rtol_g=rtol_g, rtol_h=rtol_h)
+    return EndPoint(classify(gn, lo, tol_g=tol_g, tol_h=tol_h), val, gn, lo, hi, tol_g, tol_h)

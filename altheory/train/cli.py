@@ -1,0 +1,73 @@
+r"""``altheory train --config paper_repro/configs/<name>.toml [--key=value ...] [--resume]``.
+
+Overrides are ``--key=value`` (or ``--key value``; a bare ``--flag`` is ``true``) for any field
+of :class:`altheory.train.config.TrainConfig`; an unknown key is rejected with the closest field.
+Under torchrun each process runs this same command (DDP from the environment).
+
+Examples
+--------
+``altheory train --config paper_repro/configs/cifar10_resnet20_alt.toml --data_dir=~/data``
+``torchrun --nproc_per_node=8 -m altheory.train.cli --config paper_repro/configs/imagenet_resnet50_sgd.toml``
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+_USAGE = """usage: altheory train [--config FILE.toml] [--resume] [--print-config] [--key=value ...]
+
+Train a PHT ResNet with method sgd / alt / alt-inner. Every field of TrainConfig can be set
+with --key=value; run with --print-config to see them all with their defaults.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad arguments, 143 stopped by SIGTERM)."""
+    from .config import TrainConfig, load_config, parse_overrides
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(_USAGE)
+        import dataclasses
+        import inspect
+
+        src = inspect.getsource(TrainConfig)
+        for f in dataclasses.fields(TrainConfig):
+            line = next((l for l in src.splitlines() if l.strip().startswith(f"{f.name}:")), "")
+            comment = line.split("#", 1)[1].strip() if "#" in line else ""
+            print(f"  --{f.name}={f.default!r:<22} {comment}")
+        return 0
+    config_path, resume, print_only, rest = None, False, False, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config" and i + 1 < len(argv):
+            config_path, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--config="):
+            config_path = a.split("=", 1)[1]
+        elif a == "--resume":
+            resume = True
+        elif a == "--print-config":
+            print_only = True
+        else:
+            rest.append(a)
+        i += 1
+    try:
+        cfg = load_config(config_path, parse_overrides(rest))
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"altheory train: {exc}", file=sys.stderr)
+        return 2
+    if print_only:
+        print(cfg.dumps(), end="")
+        return 0
+    from .loop import train
+
+    summary = train(cfg, resume=resume)
+    return 143 if summary.get("interrupted") else 0
+
+
+if __name__ == "__main__":  # torchrun -m altheory.train.cli ...
+    raise SystemExit(main())

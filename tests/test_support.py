@@ -1,0 +1,93 @@
+"""MultiLayerSupport: recording, bit packing, margins, flips, consistency, gated forward, errors."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from torch import nn
+
+from altheory import PHT, gated_forward, support
+from altheory.testing import networks_and_inputs
+
+
+def _mlp(tau=0.0):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), PHT(tau=tau), nn.Linear(6, 5), PHT(tau=tau), nn.Linear(5, 2)).double()
+
+
+def test_masks_are_the_thresholded_preactivations():
+    net = _mlp(0.1)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    S = support(net, x)
+    z1 = net[0](x)
+    np.testing.assert_array_equal(S["1"].mask(), (z1 > 0.1).numpy())
+    np.testing.assert_allclose(S["1"].margin, (z1 - 0.1).abs().amin(1).detach().numpy())
+    assert S.margin == pytest.approx(min(S["1"].margin.min(), S["3"].margin.min()))
+    assert S["1"].packed.shape == (7, 1)  # 6 bits packed into one byte
+    assert S.nbytes() == 7 + 7
+
+
+def test_reused_module_gets_one_key_per_call_and_maxpool_records_indices():
+    from torchvision.models.resnet import BasicBlock
+
+    blk = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2), BasicBlock(3, 3)).double().eval()
+    S = support(blk, torch.randn(2, 2, 6, 6, dtype=torch.float64))
+    assert list(S.keys()) == ["1", "2.relu", "2.relu#1"]
+    assert S["1"].kind == "maxpool" and S["1"].indices.shape == (2, 3, 3, 3)
+
+
+@given(networks_and_inputs(max_n=2))
+def test_support_is_consistent_and_gated_forward_equals_forward(case):
+    S = support(case.model, case.x)
+    assert S.is_consistent(case.model, case.x)
+    assert S.hamming(support(case.model, case.x)) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(gated_forward(case.model, S, case.x), case.model(case.x),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_flips_count_changed_entries_per_layer():
+    net = _mlp()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    S = support(net, x)
+    with torch.no_grad():
+        net[0].bias += 0.3
+    T = support(net, x)
+    flips = S.flips(T)
+    expected = int((S["1"].mask() != T["1"].mask()).sum())
+    assert flips["1"] == expected > 0
+    assert S.hamming(T) == sum(flips.values())
+    assert not S.is_consistent(net, x)
+
+
+def test_gated_forward_is_affine_in_x():
+    net = _mlp()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    S = support(net, x)
+    u, v = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    f = lambda z: gated_forward(net, S, z)  # noqa: E731
+    torch.testing.assert_close(f(0.3 * u + 0.7 * v), 0.3 * f(u) + 0.7 * f(v), rtol=1e-12, atol=1e-12)
+
+
+def test_subset_selects_samples():
+    net = _mlp()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    S = support(net, x)
+    T = S.subset([4, 1])
+    np.testing.assert_array_equal(T["1"].mask(), S["1"].mask()[[4, 1]])
+    assert T == support(net, x[[4, 1]])
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda net: support(net, torch.tensor([[float("nan"), 0, 0, 0]], dtype=torch.float64)), ValueError, "NaN or Inf"),
+    (lambda net: support(net, torch.ones(4, dtype=torch.float64)), ValueError, "batch of shape"),
+    (lambda net: support(net, [[1.0, 2.0]]), TypeError, "torch.Tensor or numpy"),
+    (lambda net: support(nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)).train(), torch.ones(3, 4)), ValueError, "training mode"),
+    (lambda net: gated_forward(net, support(net, torch.ones(3, 4, dtype=torch.float64)), torch.ones(2, 4, dtype=torch.float64)), ValueError, "batch of shape"),
+    (lambda net: gated_forward(nn.Sequential(nn.Linear(4, 2), nn.ReLU()).double(), support(net, torch.ones(3, 4, dtype=torch.float64)), torch.ones(3, 4, dtype=torch.float64)), ValueError, "another model"),
+    (lambda net: support(net, torch.ones(3, 4, dtype=torch.float64)).flips(support(net, torch.ones(2, 4, dtype=torch.float64))), ValueError, "not comparable"),
+    (lambda net: support(net, torch.ones(3, 4, dtype=torch.float64)).sample(3), ValueError, "out of range"),
+])
+def test_bad_calls(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make(_mlp())
