@@ -227,13 +227,22 @@ def _topk_margin(z: torch.Tensor, s: torch.Tensor, k: int, dim: int) -> torch.Te
     return r.flatten(1).amin(1) if r.ndim > 1 else r
 
 
-def _maxpool_margin(x: torch.Tensor, mod: nn.MaxPool2d, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Half the gap between the largest and second largest entry of every window."""
+def _maxpool_margin(x: torch.Tensor, mod: nn.MaxPool2d, out_hw: tuple[int, int],
+                    held: torch.Tensor | None = None) -> torch.Tensor:
+    """Half the gap between the largest and second largest entry of every window.
+
+    ``held`` (optional, bool like ``x``) marks the entries the preceding activation keeps; the
+    others are exact zeros that stay zero while that activation's support holds, so they never
+    compete: a window of such zeros selects a zero whichever index wins (no constraint), and a
+    kept entry only has to stay above them, which its own margin already guarantees.
+    """
     k = _pair(mod.kernel_size)
     s = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
     p = _pair(mod.padding)
     d = _pair(mod.dilation)
     x = x.detach().double()
+    if held is not None:
+        x = torch.where(held, x, torch.tensor(-math.inf, dtype=x.dtype))
     n, c, h, w = x.shape
     extra = [max(0, (out_hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - ((h, w)[i] + 2 * p[i]))
              for i in range(2)]
@@ -244,7 +253,8 @@ def _maxpool_margin(x: torch.Tensor, mod: nn.MaxPool2d, out_hw: tuple[int, int])
         return torch.full((n,), math.inf, dtype=torch.float64)
     top2 = cols.topk(2, dim=1).values
     gap = (top2[:, 0] - top2[:, 1]) / 2
-    gap = torch.where(torch.isfinite(gap), gap, torch.tensor(math.inf, dtype=gap.dtype))
+    # a window with fewer than two competing entries (the rest -inf) has no tie to break
+    gap = torch.where(torch.isfinite(top2[:, 1]), gap, torch.tensor(math.inf, dtype=gap.dtype))
     return gap.reshape(n, -1).amin(1)
 
 
@@ -315,7 +325,9 @@ def execute(graph: Graph, x: torch.Tensor, mode: Literal["record", "gated"] = "r
             if mode == "record":
                 out, idx = F.max_pool2d(z, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
                                         ceil_mode=mod.ceil_mode, return_indices=True)
-                margin = _maxpool_margin(z, mod, tuple(out.shape[2:]))
+                src = graph.node(node.inputs[0])
+                held = recorded[src.key].mask if src.kind == "act" else None
+                margin = _maxpool_margin(z, mod, tuple(out.shape[2:]), held)
                 recorded[node.key] = Selection(None, idx.detach(), margin, tuple(z.shape[1:]))
             else:
                 idx = selections[node.key].indices
