@@ -27,10 +27,8 @@ _DELEGATED = {
 
 
 def _verify(argv: list[str]) -> int:
-    from rich.console import Console
-
     from .claims import registry
-    from .verify import exit_code, run_claims, summary_table, write_summary
+    from .verify import exit_code, make_console, run_claims, summary_table, write_summary
 
     p = argparse.ArgumentParser(prog="altheory verify",
                                 description="Run the claim checks of THEORY.md and report them.")
@@ -45,7 +43,7 @@ def _verify(argv: list[str]) -> int:
                    help="also fail when an asserted claim had no verified instance")
     p.add_argument("--list", action="store_true", help="list the registered claims and exit")
     args = p.parse_args(argv)
-    console = Console()
+    console = make_console()
     if args.list:
         for cid, c in registry().items():
             console.print(f"{cid:<4} {'asserted' if c.asserted else 'reported':<9} {c.title}")

@@ -22,6 +22,12 @@ from .claims import ClaimReport, Profile, get_claim, registry
 
 __all__ = ["run_claims", "summary_table", "exit_code", "script_main"]
 
+def make_console() -> Console:
+    """A rich console; 160 columns wide when the output is not a terminal (logs, CI, pipes)."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
 _STYLE = {"PASS": "green", "FAIL": "bold red", "UNVERIFIED": "yellow", "REPORTED": "cyan"}
 
 
@@ -39,7 +45,7 @@ def _tol(report: ClaimReport) -> str:
 def run_claims(claim_ids: Iterable[str] | None = None, *, profile: Profile = "quick", seed: int = 0,
                out_dir: str | Path | None = None, console: Console | None = None) -> list[ClaimReport]:
     """Run the named claims (all registered ones when None); write ``<out_dir>/<id>.json``."""
-    console = console or Console()
+    console = console or make_console()
     claims = registry() if claim_ids is None else {c: get_claim(c) for c in claim_ids}
     claims = {c.id: c for c in claims.values()}
     reports = []
@@ -107,7 +113,7 @@ def script_main(claim_id: str, argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="base seed; instance j uses seed + j")
     p.add_argument("--json", default=f"results/claims/{claim.id}.json", help="where to write the report")
     args = p.parse_args(argv)
-    console = Console()
+    console = make_console()
     report = claim.run(profile="thorough" if args.thorough else "quick", seed=args.seed)
     t = Table(title=f"{claim.id} — {claim.title}")
     for col in ("seed", "sizes", "status", report.metric, "tol"):
