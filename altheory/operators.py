@@ -37,7 +37,7 @@ from torch import nn
 
 from .errors import UnsupportedModuleError
 from .graph import Graph, Node, execute, trace
-from .support import MultiLayerSupport, _check_eval, check_support_for
+from .support import MultiLayerSupport, _check_eval, _digest, check_support_for
 
 __all__ = ["Linearization", "linearize", "layer_operator", "conv_operator", "pool_operator"]
 
@@ -423,7 +423,7 @@ def linearize(model: nn.Module, support: MultiLayerSupport, i: int) -> tuple[np.
 
 
 def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | int, X,
-                   *, include_bias: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                   *, include_bias: bool = True, same_batch: bool = True) -> tuple[np.ndarray, np.ndarray]:
     r"""Design matrix of one layer: :math:`f_S(x_i) = \Phi_i \theta_l + o_i` for every sample.
 
     With the support and every other layer fixed, the output is affine in
@@ -442,6 +442,9 @@ def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | in
         ``X`` uses the support of sample ``i``).
     include_bias : bool, default True
         Append the bias (if the layer has one) to :math:`\theta_l`.
+    same_batch : bool, default True
+        Require ``X`` to be the very batch the support was computed on (checked by a hash);
+        pass False to apply a support to other inputs of the same shape on purpose.
 
     Returns
     -------
@@ -466,6 +469,10 @@ def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | in
     if Xt.ndim < 2 or Xt.shape[0] != support.n or tuple(Xt.shape[1:]) != support.input_shape:
         raise ValueError(f"layer_operator: X has shape {tuple(Xt.shape)}; expected the batch the "
                          f"support was computed on, of shape {(support.n, *support.input_shape)}.")
+    if same_batch and support.input_digest not in ("subset", _digest(Xt)):
+        raise ValueError("layer_operator: X is not the batch the support was computed on (same shape "
+                         f"{tuple(Xt.shape)}, different values). Recompute support(model, X), or pass "
+                         "same_batch=False to apply this support to other inputs on purpose.")
     node = _find_layer(graph, layer)
     mod = node.module
     theta = [_np(mod.weight).ravel()]

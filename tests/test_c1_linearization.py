@@ -136,6 +136,7 @@ def test_unsupported_module_error_names_type_and_path():
     (lambda net, S, x: layer_operator(net, S, 7, x), ValueError, "out of range"),
     (lambda net, S, x: layer_operator(net, S, 0, x[:1]), ValueError, "expected the batch"),
     (lambda net, S, x: layer_operator(net, S, 0.5, x), TypeError, "module path"),
+    (lambda net, S, x: layer_operator(net, S, 0, x + 1), ValueError, "not the batch"),
 ])
 def test_bad_calls(call, exc, match):
     net = nn.Sequential(nn.Linear(3, 4), PHT(0.1), nn.Linear(4, 2)).double()
