@@ -28,6 +28,8 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
+from .descent import _in_single_thread
+
 __all__ = ["EndPoint", "EndPointKind", "hessian_extreme_eigs", "classify", "classify_endpoint",
            "tolerances"]
 
@@ -52,6 +54,7 @@ def _hvp_fn(f: Callable, theta: np.ndarray):
     th = torch.as_tensor(np.asarray(theta), dtype=_DT).detach().clone().requires_grad_(True)
     val = f(th)
     (g,) = torch.autograd.grad(val, th, create_graph=True)
+    val = val.detach()
 
     def hvp(v):
         v = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1))
@@ -61,6 +64,7 @@ def _hvp_fn(f: Callable, theta: np.ndarray):
     return float(val), g.detach().numpy().copy(), hvp
 
 
+@_in_single_thread
 def hessian_extreme_eigs(f: Callable, theta, *, dense_max: int = 400, seed: int = 0
                          ) -> tuple[float, float]:
     r"""Smallest and largest eigenvalue of :math:`\nabla^2 f(\theta)` from Hessian-vector products.
@@ -121,6 +125,7 @@ def classify(grad_norm: float, min_eig: float, *, tol_g: float, tol_h: float) ->
     return "local-min" if min_eig >= -tol_h else "saddle"
 
 
+@_in_single_thread
 def classify_endpoint(f: Callable, theta, *, F0: float, rtol_g: float = 1e-7, rtol_h: float = 1e-6,
                       dense_max: int = 400) -> EndPoint:
     r"""Gradient norm, extreme Hessian eigenvalues and the class of the point ``theta`` of ``f``.
@@ -147,3 +152,53 @@ def classify_endpoint(f: Callable, theta, *, F0: float, rtol_g: float = 1e-7, rt
     lo, hi = hessian_extreme_eigs(f, theta, dense_max=dense_max)
     tol_g, tol_h = tolerances(F0, hi, rtol_g=rtol_g, rtol_h=rtol_h)
     return EndPoint(classify(gn, lo, tol_g=tol_g, tol_h=tol_h), val, gn, lo, hi, tol_g, tol_h)
+
+
+def judge_endpoint(ep: EndPoint, F: float, F_star: float, F0: float, *, star_status: str = "optimal",
+                   tol_gap: float = 1e-6, tol_bound: float = 1e-7, star_kind: str = "global"
+                   ) -> tuple[str, float, str]:
+    r"""The claim-check status of one descent end point against an exact optimum or bound.
+
+    Parameters
+    ----------
+    ep : EndPoint of the run.
+    F : float, the run's final objective.
+    F_star : float, the convex optimum (``star_kind="global"``) or lower bound (``"lower-bound"``).
+    F0 : float, the zero-predictor objective.
+    star_status : the solver status behind ``F_star``; anything but ``"optimal"`` gives
+        ``"solver-<status>"`` (never counted).
+    tol_gap : float, the asserted gap of a local minimum (THEORY.md: 1e-6), only for ``global``.
+    tol_bound : float, slack of "the optimum never exceeds a descent result" for the solver's own
+        accuracy (Clarabel: 1e-8 relative gap), in normalised-gap units.
+
+    Returns
+    -------
+    (status, gap, reason)
+        ``status`` in {"pass", "fail", "saddle", "not-converged", "reported", "solver-<s>"};
+        ``fail`` when the bound is violated (gap < -tol_bound) or a certified local minimum of a
+        ``global`` problem has gap > tol_gap; for a ``lower-bound`` a local minimum above the
+        bound is "reported" (its certified gap), not a failure.
+
+    Examples
+    --------
+    >>> ep = EndPoint("local-min", 1.0, 0.0, 0.0, 1.0, 1e-7, 1e-6)
+    >>> judge_endpoint(ep, 1.0, 1.0, 2.0)[:2]
+    ('pass', 0.0)
+    """
+    from .losses import normalised_gap
+
+    if star_status != "optimal":
+        return f"solver-{star_status}", float("nan"), "the convex solve is not optimal"
+    gap = normalised_gap(F, F_star, F0)
+    if gap < -tol_bound:
+        return "fail", gap, (f"descent ({F:.10g}) is below the convex {star_kind} ({F_star:.10g}) by "
+                             f"{-gap:.2e} x F(0) > {tol_bound:g}")
+    if star_kind == "lower-bound":
+        return "reported", gap, f"certified gap of a {ep.kind} end point"
+    if ep.kind == "saddle":
+        return "saddle", gap, "gradient small, negative curvature"
+    if ep.kind == "not-converged":
+        return "not-converged", gap, "gradient above tolerance"
+    if gap <= tol_gap:
+        return "pass", gap, "local minimum at the global optimum"
+    return "fail", gap, f"certified local minimum with gap {gap:.2e} > {tol_gap:g}"
