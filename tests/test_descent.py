@@ -1,0 +1,156 @@
+"""Tests of altheory.descent and altheory.endpoints (C4 end points, descent vs convex optimum)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from altheory.descent import MLPObjective, descend, multi_start
+from altheory.endpoints import (EndPoint, classify, classify_endpoint, hessian_extreme_eigs,
+                                judge_endpoint)
+from altheory.losses import normalised_gap
+from altheory.problems import TwoLayerFixedSupport, factors_to_U, two_layer_network
+
+
+def _instance(seed, n=15, d=2, p=5, lam=0.01, loss="squared"):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    G = X @ rng.standard_normal((p, d)).T > 0
+    y = rng.standard_normal(n)
+    if loss == "logistic":
+        y = np.where(y > 0, 1.0, -1.0)
+    P = TwoLayerFixedSupport(X, G, y, loss, lam)
+    obj = MLPObjective(X, y, [np.zeros((p, d)), np.zeros(p)], masks=[G], loss=loss, lam=lam)
+    return P, obj
+
+
+def test_gated_objective_matches_problem_and_true_network_matches_torch():
+    P, obj = _instance(0)
+    th = obj.init(3)
+    W1 = th[:10].numpy().reshape(5, 2)
+    w2 = th[10:].numpy()
+    assert abs(obj.value(th) - P.objective_factors(W1, w2)) < 1e-12
+    true = MLPObjective(P.X, P.y, [W1, w2], masks=None, tau=0.0)
+    net = two_layer_network(W1, w2)
+    out = net(torch.from_numpy(P.X)).detach().numpy().ravel()
+    np.testing.assert_allclose(true.output(true.theta0()).numpy(), out, atol=1e-12)
+
+
+def test_linear_regression_all_methods_decrease_and_lbfgs_solves():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(30)
+    obj = MLPObjective(X, y, [np.zeros((1, 3))])  # L = 1: f(x) = W x, convex
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    F_star = 0.5 * np.sum((X @ w - y) ** 2) / 30
+    th0 = obj.init(0)
+    for m in ("gd", "sgd", "adam", "lbfgs"):
+        r = descend(obj, th0, method=m, max_iter=200, tol_grad=1e-10)
+        assert r.objective < obj.value(th0), m
+        assert r.objective >= F_star - 1e-12, m
+    r = descend(obj, th0, method="lbfgs", max_iter=200, tol_grad=1e-10)
+    np.testing.assert_allclose(r.theta, w, atol=1e-8)
+    assert r.stopped == "tol"
+
+
+def test_C4_origin_is_a_saddle_and_lbfgs_end_is_a_global_local_min():
+    P, obj = _instance(2, lam=0.0)
+    F0 = P.zero_objective()
+    ep0 = classify_endpoint(obj, np.zeros(obj.dim), F0=F0)
+    # gradient vanishes at zero; the Hessian there is [[0, B], [B^T, 0]] with B != 0
+    assert ep0.grad_norm == 0.0 and ep0.kind == "saddle" and ep0.min_eig < 0
+    P, obj = _instance(2, lam=0.02)
+    res = P.solve()
+    r = descend(obj, obj.init(0), method="lbfgs", max_iter=1000, tol_grad=1e-11)
+    ep = classify_endpoint(obj, r.theta, F0=P.zero_objective())
+    assert ep.kind == "local-min"
+    status, gap, _ = judge_endpoint(ep, r.objective, res.objective, P.zero_objective())
+    assert status == "pass" and abs(gap) <= 1e-6
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), lam=st.sampled_from([0.0, 0.01, 0.1]),
+       method=st.sampled_from(["gd", "adam", "lbfgs"]), loss=st.sampled_from(["squared", "logistic"]))
+def test_C4_convex_optimum_never_exceeds_descent(seed, lam, method, loss):
+    P, obj = _instance(seed % 1000, n=12, p=4, lam=lam, loss=loss)
+    res = P.solve()
+    if not res.verified:  # logistic, lam = 0, separable: no attained optimum; nothing to compare
+        return
+    r = descend(obj, obj.init(seed), method=method, max_iter=60)
+    assert normalised_gap(r.objective, res.objective, P.zero_objective()) >= -1e-7
+
+
+def test_hessian_lanczos_matches_dense():
+    P, obj = _instance(4, n=20, d=3, p=8, lam=0.05)
+    th = obj.init(1).numpy()
+    lo_d, hi_d = hessian_extreme_eigs(obj, th)
+    lo_l, hi_l = hessian_extreme_eigs(obj, th, dense_max=4)
+    assert abs(lo_d - lo_l) < 1e-7 * max(1, abs(hi_d)) and abs(hi_d - hi_l) < 1e-7 * max(1, abs(hi_d))
+
+
+def test_hessian_of_quadratic():
+    A = np.diag([3.0, -1.0, 0.5])
+    f = lambda t: 0.5 * t @ torch.from_numpy(A) @ t  # noqa: E731
+    assert hessian_extreme_eigs(f, np.ones(3)) == pytest.approx((-1.0, 3.0), abs=1e-12)
+
+
+def test_classify_table():
+    assert classify(1e-9, 1.0, tol_g=1e-8, tol_h=1e-6) == "local-min"
+    assert classify(1e-9, -1e-7, tol_g=1e-8, tol_h=1e-6) == "local-min"
+    assert classify(1e-9, -1e-3, tol_g=1e-8, tol_h=1e-6) == "saddle"
+    assert classify(1e-3, 1.0, tol_g=1e-8, tol_h=1e-6) == "not-converged"
+    assert classify(float("nan"), 1.0, tol_g=1e-8, tol_h=1e-6) == "not-converged"
+
+
+def test_judge_endpoint_statuses():
+    lm = EndPoint("local-min", 1.0, 0.0, 0.0, 1.0, 1e-7, 1e-6)
+    assert judge_endpoint(lm, 1.5, 1.0, 1.0)[0] == "fail"          # spurious local minimum
+    assert judge_endpoint(lm, 0.5, 1.0, 1.0)[0] == "fail"          # below the optimum
+    assert judge_endpoint(lm, 1.0, 1.0, 1.0, star_status="infeasible")[0] == "solver-infeasible"
+    assert judge_endpoint(lm, 1.5, 1.0, 1.0, star_kind="lower-bound")[0] == "reported"
+    sad = EndPoint("saddle", 1.0, 0.0, -1.0, 1.0, 1e-7, 1e-6)
+    assert judge_endpoint(sad, 1.5, 1.0, 1.0)[0] == "saddle"
+
+
+def test_multi_start_is_seeded():
+    _, obj = _instance(5)
+    a = multi_start(obj, methods=("gd",), seeds=(0,), max_iter=20)
+    b = multi_start(obj, methods=("gd",), seeds=(0,), max_iter=20)
+    np.testing.assert_array_equal(a[0].theta, b[0].theta)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(method="newton"), ValueError, "method must be one of"),
+    (dict(theta0=np.zeros(3)), ValueError, "theta0 must have shape"),
+    (dict(max_iter=-1), ValueError, "max_iter"),
+    (dict(tol_grad=0.0), ValueError, "tol_grad"),
+])
+def test_descend_bad_calls(kwargs, exc, match):
+    _, obj = _instance(6)
+    with pytest.raises(exc, match=match):
+        descend(obj, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(weights=np.zeros((2, 2))), TypeError, "weights must be"),
+    (dict(weights=[np.zeros((3, 2)), np.zeros((1, 4))]), ValueError, "columns"),
+    (dict(masks=[np.ones((4, 3), bool)]), ValueError, "masks\\[0\\] must have shape"),
+    (dict(trainable=[5]), ValueError, "trainable"),
+    (dict(tau=-1.0), ValueError, "tau"),
+])
+def test_objective_bad_calls(kwargs, exc, match):
+    base = dict(weights=[np.zeros((3, 2)), np.zeros(3)], masks=None)
+    base.update(kwargs)
+    X = np.zeros((5, 2))
+    with pytest.raises(exc, match=match):
+        MLPObjective(X, np.zeros(5), base.pop("weights"), **base)
+
+
+def test_factor_map_consistency():
+    P, obj = _instance(7)
+    th = obj.init(0).numpy()
+    U = factors_to_U(th[:10].reshape(5, 2), th[10:])
+    np.testing.assert_allclose(P.predict(U), obj.output(th).numpy(), atol=1e-12)
