@@ -58,6 +58,10 @@ class MLPObjective:
     lam : float >= 0, weight decay on every layer.
     trainable : sequence of int or None
         Indices of the trained layers (default: all).
+    biases : list of ndarray (h_l,) or None
+        Biases of every layer (``z^l = W_l a^{l-1} + b_l``); None for a bias-free network.
+        A trained layer trains its bias too: its block of ``theta`` is ``(W_l.ravel(), b_l)``,
+        the ordering of :func:`altheory.layer_operator`. Biases are not decayed.
 
     Examples
     --------
@@ -68,7 +72,8 @@ class MLPObjective:
     """
 
     def __init__(self, X, Y, weights: Sequence, *, masks=None, tau: float = 0.0,
-                 loss: str = "squared", lam: float = 0.0, trainable: Sequence[int] | None = None):
+                 loss: str = "squared", lam: float = 0.0, trainable: Sequence[int] | None = None,
+                 biases: Sequence | None = None):
         self.X = torch.from_numpy(check_matrix(X, "X"))
         check_loss(loss)
         self.loss = loss
@@ -113,14 +118,33 @@ class MLPObjective:
         if not tr or any(not 0 <= t < self.L for t in tr) or len(set(tr)) != len(tr):
             raise ValueError(f"trainable must be distinct layer indices in [0, {self.L}); got {trainable}.")
         self.trainable = sorted(tr)
-        self.sizes = [int(np.prod(self.shapes[t])) for t in self.trainable]
+        if biases is not None:
+            if len(biases) != self.L:
+                raise ValueError(f"biases must have L = {self.L} entries; got {len(biases)}.")
+            bs = []
+            for l, b in enumerate(biases):
+                b = check_matrix(np.asarray(b, np.float64).reshape(-1), f"biases[{l}]", ndim=1)
+                if b.shape != (self.shapes[l][0],):
+                    raise ValueError(f"biases[{l}] must have shape ({self.shapes[l][0]},); got {b.shape}.")
+                bs.append(torch.from_numpy(b.copy()))
+            self.fixed_b = bs
+        else:
+            self.fixed_b = None
+        has_b = self.fixed_b is not None
+        self.sizes = [int(np.prod(self.shapes[t])) + (self.shapes[t][0] if has_b else 0)
+                      for t in self.trainable]
         self.dim = int(sum(self.sizes))
         self.n = int(self.X.shape[0])
 
     # ------------------------------------------------------------------------------------
     def theta0(self) -> torch.Tensor:
-        """The trainable weights given at construction, flattened (float64)."""
-        return torch.cat([self.fixed[t].reshape(-1) for t in self.trainable]).clone()
+        """The trainable weights (and biases) given at construction, flattened (float64)."""
+        parts = []
+        for t in self.trainable:
+            parts.append(self.fixed[t].reshape(-1))
+            if self.fixed_b is not None:
+                parts.append(self.fixed_b[t])
+        return torch.cat(parts).clone()
 
     def init(self, seed: int, *, scale: float | None = None) -> torch.Tensor:
         r"""A seeded random start: entries :math:`\mathcal N(0, \sigma^2)`, :math:`\sigma` = ``scale``
@@ -131,29 +155,45 @@ class MLPObjective:
             h, fan_in = self.shapes[t]
             s = scale if scale is not None else 1.0 / math.sqrt(fan_in)
             parts.append(torch.randn(h * fan_in, generator=g, dtype=_DT) * s)
+            if self.fixed_b is not None:
+                parts.append(torch.zeros(h, dtype=_DT))
         return torch.cat(parts)
 
     def weights(self, theta) -> list[torch.Tensor]:
         """All layers' weights, with the trainable ones taken from ``theta``."""
+        return self.params(theta)[0]
+
+    def params(self, theta) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """``(weights, biases)`` of every layer, the trainable ones taken from ``theta``."""
         theta = torch.as_tensor(theta, dtype=_DT)
         Ws = list(self.fixed)
+        bs = None if self.fixed_b is None else list(self.fixed_b)
         off = 0
-        for t, sz in zip(self.trainable, self.sizes):
+        for t in self.trainable:
+            sz = int(np.prod(self.shapes[t]))
             Ws[t] = theta[off:off + sz].reshape(self.shapes[t])
             off += sz
-        return Ws
+            if bs is not None:
+                h = self.shapes[t][0]
+                bs[t] = theta[off:off + h]
+                off += h
+        return Ws, bs
 
     def output(self, theta, idx=None) -> torch.Tensor:
-        Ws = self.weights(theta)
+        Ws, bs = self.params(theta)
         a = self.X if idx is None else self.X[idx]
         for l in range(self.L - 1):
             z = a @ Ws[l].T
+            if bs is not None:
+                z = z + bs[l]
             if self.masks is not None:
                 m = self.masks[l] if idx is None else self.masks[l][idx]
             else:
                 m = (z > self.tau).to(_DT).detach()
             a = z * m
         out = a @ Ws[-1].T
+        if bs is not None:
+            out = out + bs[-1]
         return out.reshape(-1) if self.Y.ndim == 1 else out
 
     def __call__(self, theta, idx=None) -> torch.Tensor:
@@ -162,6 +202,11 @@ class MLPObjective:
         if self.lam > 0:
             val = val + 0.5 * self.lam * sum((W ** 2).sum() for W in self.weights(theta))
         return val
+
+    def weight_decay(self, theta) -> float:
+        r""":math:`\tfrac\lambda2\sum_l\|W_l\|_F^2` (all layers, trained or fixed)."""
+        with torch.no_grad():
+            return float(0.5 * self.lam * sum((W ** 2).sum() for W in self.weights(theta)))
 
     def value(self, theta) -> float:
         with torch.no_grad():
