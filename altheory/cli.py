@@ -52,6 +52,14 @@ def _verify(argv: list[str]) -> int:
     from pathlib import Path
 
     out = Path(args.json)
+    if ids is not None:
+        from .claims import get_claim
+
+        try:
+            ids = [get_claim(c).id for c in ids]
+        except ValueError as exc:
+            console.print(f"[red]altheory verify: {exc}[/]")
+            return 2
     reports = run_claims(ids, profile="thorough" if args.thorough else "quick", seed=args.seed,
                          out_dir=out.parent / "claims", console=console)
     console.print(summary_table(reports))
