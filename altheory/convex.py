@@ -32,7 +32,7 @@ from .losses import check_loss, loss_cvxpy
 from .problems import TwoLayerFixedSupport, check_lam, check_matrix
 
 __all__ = ["ConvexResult", "SolverName", "SOLVERS", "solve_with_fallback", "group_lasso",
-           "per_layer", "solver_options"]
+           "per_layer", "solver_options", "reduced_rank_regression", "group_lasso_problem"]
 
 SolverName = Literal["clarabel", "scs"]
 SOLVERS: tuple[str, ...] = ("clarabel", "scs")
@@ -312,3 +312,53 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weig
         return loss_np((Phi @ th + offset).reshape(Y.shape), Y, loss) + 0.5 * lam * float(th[:nw] @ th[:nw])
 
     return solve_with_fallback(build, solver=solver, objective=objective)
+
+
+# --------------------------------------------------------------------------------------------
+# shared support: reduced-rank regression in closed form (C6)
+# --------------------------------------------------------------------------------------------
+
+def reduced_rank_regression(X, Y, r: int) -> ConvexResult:
+    r"""Global optimum of :math:`\min_{\mathrm{rank}(B) \le r} \tfrac1{2n}\|XB - Y\|_F^2` (closed form).
+
+    The fitted values :math:`XB` range over the rank-:math:`\le r` matrices in the column space
+    of :math:`X`; the best one is the truncated SVD of :math:`P_X Y` (Eckart–Young), reached by
+    :math:`B = X^+ (P_X Y)_r`. No solver is involved: ``status`` is ``"optimal"`` and ``solver``
+    ``"closed-form"``. This is the global optimum of a deep linear network whose narrowest
+    effective width is ``r`` (THEORY.md C6).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    Y : ndarray of shape (n,) or (n, k)
+    r : int >= 0, the rank bound (``min(r_l, d, k)`` for a network).
+
+    Returns
+    -------
+    ConvexResult with ``weights["B"]`` of shape (d, k) and ``objective`` the squared loss.
+
+    Examples
+    --------
+    >>> X = np.eye(3); Y = np.diag([3.0, 2.0, 1.0])
+    >>> round(reduced_rank_regression(X, Y, 2).objective, 12)  # drops the smallest direction
+    0.166666666667
+    """
+    t0 = time.perf_counter()
+    X = check_matrix(X, "X")
+    Y = np.asarray(Y, dtype=np.float64)
+    Y2 = Y.reshape(-1, 1) if Y.ndim == 1 else check_matrix(Y, "Y")
+    if Y2.shape[0] != X.shape[0]:
+        raise ValueError(f"Y must have n={X.shape[0]} rows; got shape {Y.shape}.")
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+        raise ValueError(f"r must be an int >= 0; got {r!r}.")
+    n = X.shape[0]
+    Xp = np.linalg.pinv(X)
+    fit = X @ (Xp @ Y2)  # P_X Y
+    U, s, Vt = np.linalg.svd(fit, full_matrices=False)
+    r_eff = min(int(r), s.size)
+    fit_r = (U[:, :r_eff] * s[:r_eff]) @ Vt[:r_eff]
+    B = Xp @ fit_r
+    obj = 0.5 * float(np.sum((X @ B - Y2) ** 2)) / n
+    dt = time.perf_counter() - t0
+    return ConvexResult(obj, "optimal", "closed-form", dt, {"B": B}, "global", obj,
+                        [("closed-form", "optimal", dt)])
