@@ -136,7 +136,7 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         zero_margin += r.get("inside") == "not-applicable"
         report.add(Instance(s, {"family": family, "arch": spec.describe(), "d": int(delta.size)}, status,
                             r.get("inside_error"), TOL, r))
-    report.conditions.append(Condition("margin > 0", None, f"{count - zero_margin}/{count}",
+    report.conditions.append(Condition("margin > 0", count - zero_margin > 0, f"{count - zero_margin}/{count}",
                                        "instances with a zero margin (ties) have no certified region"))
     report.notes.append(f"{zero_margin} of {count} instances had margin 0 (inside part not applicable); "
                         "replay: sample_spec(seed, family=...), random_inputs(spec, 1, seed)")
