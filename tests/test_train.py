@@ -331,7 +331,7 @@ def test_cli_runs_through_altheory_train(tmp_path):
 def test_bench_step_runs_on_cpu(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, str(ROOT / "paper_repro" / "bench_step.py"), "--device", "cpu",
-                        "--arch", "resnet18", "--size", "32", "--batch", "4", "--steps", "2",
+                        "--arch", "resnet18", "--size", "16", "--batch", "2", "--steps", "1",
                         "--warmup", "1", "--mode", "eager", "--json", str(tmp_path / "b.json")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -81,6 +81,11 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def _upcast(logits: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 logits (autocast) to float32 for the loss; float32/float64 stay as they are."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
 class Stepper:
     r"""One optimizer step of a method, batches pulled from an iterator as the method needs them.
 
@@ -144,7 +149,7 @@ class Stepper:
                 elif fresh:  # resumed inside a batch: the restored gate gives the same support
                     self.gating.compute(x)
             logits = self.fwd(x)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(_upcast(logits), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -196,7 +201,7 @@ def evaluate(model: nn.Module, data, info, amp) -> tuple[float, float]:
     tot = torch.zeros(3, dtype=torch.float64, device=info.device)
     for x, y in data.eval_batches("val"):
         with amp():
-            logits = model(x).float()
+            logits = _upcast(model(x))
         tot[0] += F.cross_entropy(logits, y, reduction="sum").double()
         tot[1] += (logits.argmax(1) == y).sum()
         tot[2] += y.shape[0]
@@ -416,7 +421,7 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
     summary = _summary(cfg, info, history, step, total, timer.total, bool(terminated))
     if info.is_main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        say(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+        say(json.dumps({k: v for k, v in summary.items() if k not in ("config", "history")}, indent=2))
     return summary
 
 
