@@ -495,6 +495,7 @@ def _fista(A: MaskedDesign, y, lam, loss, U, L, *, max_iter, rel_tol, check_ever
     rel = math.inf
     last_active = None
     stable = 0
+    slack = 16 * torch.finfo(A.dtype).eps  # rounding of the loss in the working precision
     while it < max_iter:
         it += 1
         fy = float(_loss(zy, y, loss))
@@ -504,7 +505,7 @@ def _fista(A: MaskedDesign, y, lam, loss, U, L, *, max_iter, rel_tol, check_ever
             zxn = A.matvec(xn)
             diff = xn - yk
             q = fy + float((gy * diff).sum()) + 0.5 * L * float((diff * diff).sum())
-            if float(_loss(zxn, y, loss)) <= q + 1e-12 * abs(fy) or L > 1e300:
+            if float(_loss(zxn, y, loss)) <= q + slack * abs(fy) or L > 1e300:
                 break
             L *= 2.0
         tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
@@ -625,7 +626,7 @@ def _newton(A: MaskedDesign, y, lam, loss, U, L, *, tol, max_newton=60, deadline
             zp = A.matvec(Up)
             diff = Up - U
             q = f + float((gf * diff).sum()) + 0.5 * L * float((diff * diff).sum())
-            if float(_loss(zp, y, loss)) <= q + 1e-12 * abs(f) or L > 1e300:
+            if float(_loss(zp, y, loss)) <= q + 1e-13 * abs(f) or L > 1e300:
                 break
             L *= 2.0
         act = torch.nonzero(Up.norm(dim=1) > 0).flatten()
@@ -661,13 +662,16 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
     fista_budget = 200
     while True:
         Uw, L, it, _ = _fista(Aw, yw, lam, loss, U.to(Aw.dtype), L,
-                              max_iter=max(1, min(fista_budget, max_iter - counters["fista"])),
+                              max_iter=max(1, min(fista_budget,
+                                               max_iter - counters["fista"] - counters["newton"])),
                               rel_tol=max(tol, switch), deadline=deadline)
         counters["fista"] += it
         U = Uw.to(torch.float64)
+        budget = max_iter - counters["fista"] - counters["newton"]
         U, L, rel, cert = _newton(A64, y64, lam, loss, U, L, tol=tol, deadline=deadline,
-                                  counters=counters)
-        if rel <= tol or counters["fista"] >= max_iter or time.perf_counter() > deadline:
+                                  counters=counters, max_newton=max(0, min(60, budget)))
+        if rel <= tol or counters["fista"] + counters["newton"] >= max_iter \
+                or time.perf_counter() > deadline:
             return U, L, rel
         switch = max(tol, min(switch, rel) * 1e-2)
         fista_budget *= 2
@@ -695,7 +699,7 @@ def solve_group_lasso(X, G, y, lam, *, loss: FastLoss = "squared", tol: float = 
     tol : float, default 1e-8
         Stop when the certified ``rel_gap <= tol``.
     max_iter : int
-        Budget of proximal-gradient iterations over all working-set rounds.
+        Budget of iterations (proximal-gradient and Newton steps) over all working-set rounds.
     time_limit : float, seconds
     device : None, str or torch.device
         Where to compute (default: the device of ``X`` when it is a Tensor, else CPU).
@@ -770,7 +774,10 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
         ws[torch.topk(scores, k0).indices] = True
     else:
         ws = torch.ones(p, dtype=torch.bool, device=dev)
-    while rel > tol and counters["fista"] < max_iter and time.perf_counter() < deadline:
+    def spent():
+        return counters["fista"] + counters["newton"] >= max_iter
+
+    while rel > tol and not spent() and time.perf_counter() < deadline:
         counters["working_set_rounds"] += 1
         idx = torch.nonzero(ws).flatten()
         if idx.numel() == p:
@@ -780,8 +787,10 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
         subw = sub64 if dtype == torch.float64 else sub64.subset(
             torch.arange(sub64.p, device=dev), dtype=dtype, max_bytes=max_bytes)
         Usub = U if idx is None else U[idx]
-        # the subproblem is solved a bit tighter than tol so the full gap can meet it
-        Usub, _, rel_sub = _solve_on(sub64, subw, yt, yw, lam, loss, Usub, tol=tol * 0.5,
+        # the subproblem is solved tighter than the current full gap (geometrically), and to
+        # tol/2 once the working set is right, so that the full gap can meet tol
+        tol_sub = max(0.5 * tol, 1e-3 * rel) if working_set else 0.5 * tol
+        Usub, _, rel_sub = _solve_on(sub64, subw, yt, yw, lam, loss, Usub, tol=tol_sub,
                                      max_iter=max_iter, deadline=deadline, counters=counters)
         if idx is None:
             U = Usub
@@ -795,7 +804,7 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
                         "rel_gap_sub": rel_sub, "rel_gap": rel,
                         "time": time.perf_counter() - t_start})
         if rel <= tol or not working_set:
-            if not working_set and rel > tol and counters["fista"] < max_iter \
+            if not working_set and rel > tol and not spent() \
                     and time.perf_counter() < deadline:
                 continue  # numerical stall: _solve_on stopped early; try again from here
             break
@@ -803,10 +812,8 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
         if not bool(viol.any()):
             # no violator outside: the working-set problem itself is not yet solved to tol
             continue
-        k_add = max(int(ws.sum()), 32)
-        cand = torch.where(viol, scores, torch.full_like(scores, -1.0))
-        add = torch.topk(cand, min(k_add, int(viol.sum()))).indices
-        ws[add] = True
+        ws |= viol  # every violator joins (celer/blitz add a fraction; all is simpler, and
+        # the subproblem cost grows only with the groups that are truly needed)
     _sync(dev)
     if rel <= tol:
         status = "optimal"
@@ -835,3 +842,310 @@ def solve_problem(problem: TwoLayerFixedSupport, **kwargs) -> FastResult:
         raise TypeError(f"problem must be a TwoLayerFixedSupport; got {type(problem).__name__}.")
     return solve_group_lasso(problem.X, problem.G, problem.y, problem.lam, loss=problem.loss,
                              **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# public: per-layer problem (C3)
+# --------------------------------------------------------------------------------------------
+
+def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
+                n_weight: int | None = None, tol: float = 1e-8, max_iter: int = 100, device=None,
+                dtype: torch.dtype = torch.float64) -> LayerResult:
+    r"""Certified solution of the per-layer problem of C3.
+
+    .. math:: \min_\theta\ \ell(\Phi\theta + o,\ Y) + \tfrac\lambda2\|\theta_{:n_w}\|^2
+
+    Damped Newton with the explicit (q, q) Hessian :math:`\Phi^\top\mathrm{diag}(f'')\Phi
+    + \lambda I_W` (pseudo-inverse by ``eigh``, so rank-deficient :math:`\Phi` and λ = 0 are
+    fine) and an Armijo line search. Certificate: the dual
+    :math:`D(\alpha) = -f^*(\alpha) + \alpha^\top o - \|\Phi_W^\top\alpha\|^2/(2\lambda)` on
+    :math:`\{\Phi_b^\top\alpha = 0\}` (:math:`\Phi_b` the unregularised columns, all of them when
+    λ = 0), at :math:`\alpha` = the loss gradient projected onto that subspace.
+
+    Parameters
+    ----------
+    Phi : array of shape (n*k, q)
+        From :func:`altheory.layer_operator` (rows sample-major).
+    offset : array of shape (n*k,)
+    Y : array of shape (n,) or (n, k) (``logistic``: (n,) in {-1, +1})
+    lam : float >= 0
+    loss : {"squared", "logistic"}
+    n_weight : int, optional
+        The first ``n_weight`` entries of θ are decayed (the weights, not the bias); all when None.
+    tol : float
+        ``status == "optimal"`` only when the certified ``rel_gap <= tol``.
+    max_iter : int, Newton steps.
+    device, dtype : as :func:`solve_group_lasso` (the certificate is float64).
+
+    Returns
+    -------
+    LayerResult
+
+    Examples
+    --------
+    >>> r = solve_layer(np.eye(2), np.zeros(2), np.array([1.0, -1.0]))
+    >>> r.status, np.round(r.theta, 6).tolist()
+    ('optimal', [1.0, -1.0])
+    """
+    t0 = time.perf_counter()
+    loss = _check_fast_loss(loss)
+    dtype = _check_dtype(dtype)
+    Phin = check_matrix(Phi, "Phi")
+    on = check_matrix(offset, "offset", ndim=1)
+    Yn = check_targets(Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else Y, loss)
+    lam = check_lam(lam)
+    if Phin.shape[0] != Yn.size or on.shape[0] != Yn.size:
+        raise ValueError(f"Phi must have n*k = {Yn.size} rows and offset n*k entries; got Phi "
+                         f"{Phin.shape}, offset {on.shape}.")
+    q = Phin.shape[1]
+    nw = q if n_weight is None else n_weight
+    if isinstance(nw, bool) or not isinstance(nw, (int, np.integer)) or not 0 <= nw <= q:
+        raise ValueError(f"n_weight must be an int in [0, {q}]; got {n_weight!r}.")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}.")
+    dev = _resolve_device(device, Phi, offset, Y)
+    n = Yn.shape[0]
+    P = torch.as_tensor(Phin, device=dev)
+    o = torch.as_tensor(on, device=dev)
+    y = torch.as_tensor(Yn.reshape(-1), device=dev)
+    reg = torch.zeros(q, dtype=torch.float64, device=dev)
+    if lam > 0:
+        reg[:nw] = 1.0
+    # orthonormal basis of the unregularised columns, for the dual projection
+    free = torch.nonzero(reg == 0).flatten()
+    Q = None
+    if free.numel():
+        Uf, Sf, _ = torch.linalg.svd(P[:, free], full_matrices=False)
+        keep = Sf > Sf.max() * max(P.shape) * torch.finfo(torch.float64).eps if Sf.numel() else Sf > 0
+        Q = Uf[:, keep]
+
+    def fval(zz, th):
+        return float(loss_torch(zz.reshape(Yn.shape), y.reshape(Yn.shape), loss)) \
+            + 0.5 * lam * float((reg * th * th).sum())
+
+    # _grad/_curv use len(y) = n*k; the loss is a mean over the n samples: rescale by k
+    scale = y.shape[0] / n
+
+    def certificate(zz, th):
+        F = fval(zz, th)
+        a = _grad(zz, y, loss) * scale
+        if Q is not None:
+            a = a - Q @ (Q.T @ a)
+        if loss == "squared":
+            conj = 0.5 * n * float((a * a).sum()) + float(a @ y)
+        else:
+            conj = float(_conj(a, y, loss))
+        Dv = -conj + float(a @ o)
+        if lam > 0 and nw > 0:
+            Dv -= float(((P[:, :nw].T @ a) ** 2).sum()) / (2 * lam)
+        return F, Dv
+
+    F0 = abs(fval(o, torch.zeros(q, dtype=torch.float64, device=dev)))
+
+    def rel_of(F, Dv):  # relative to |F|, or to 1e-12 F(0) when the optimum is ~0 (interpolation)
+        return (F - Dv) / max(abs(F), 1e-12 * F0, _TINY)
+
+    theta = torch.zeros(q, dtype=dtype, device=dev)
+    Pw, ow, yw = P.to(dtype), o.to(dtype), y.to(dtype)
+    it = 0
+    with _threads(float(P.numel()) * q, dev):
+        for it in range(1, max_iter + 1):
+            z = Pw @ theta + ow
+            gz = _grad(z, yw, loss) * scale
+            g = Pw.T @ gz + lam * reg.to(dtype) * theta
+            w = _curv(z, yw, loss) * scale
+            H = Pw.T @ (w[:, None] * Pw) + lam * torch.diag(reg.to(dtype))
+            e, V = torch.linalg.eigh(H)
+            cut = float(e.max()) * q * torch.finfo(dtype).eps if e.numel() else 0.0
+            einv = torch.where(e > cut, 1.0 / torch.clamp(e, min=_TINY), torch.zeros_like(e))
+            step = -(V @ (einv * (V.T @ g)))
+            slope = float(g @ step)
+            F = fval(z.to(torch.float64), theta.to(torch.float64))
+            if not slope < 0:
+                break
+            Az = Pw @ step
+            a = 1.0
+            while a > 1e-12:
+                Fn = fval((z + a * Az).to(torch.float64), (theta + a * step).to(torch.float64))
+                if Fn <= F + 1e-4 * a * slope:
+                    break
+                a *= 0.5
+            if Fn > F:
+                break
+            theta = theta + a * step
+            th64 = theta.to(torch.float64)
+            Fp, Dp = certificate(P @ th64 + o, th64)
+            if rel_of(Fp, Dp) <= tol:
+                break
+    th64 = theta.to(torch.float64)
+    F, Dv = certificate(P @ th64 + o, th64)
+    gap = F - Dv
+    rel = rel_of(F, Dv)
+    _sync(dev)
+    return LayerResult(theta=th64.cpu().numpy(), objective=F, dual_objective=Dv, gap=gap,
+                       rel_gap=rel, status="optimal" if rel <= tol else "max_iter",
+                       iterations=it, solve_time=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# public: Pilanci–Ergen constrained program (C5), augmented Lagrangian
+# --------------------------------------------------------------------------------------------
+
+def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol: float = 1e-6,
+                        rho: float | None = None, max_outer: int = 60, max_inner: int = 2000,
+                        time_limit: float = math.inf, device=None) -> PilanciErgenResult:
+    r"""The convex program of two-layer ReLU networks (Pilanci & Ergen 2020; THEORY.md C5).
+
+    .. math::
+
+        \min_{V, W}\ \ell\Big(\sum_i D_iX(v_i - w_i),\ y\Big) + \lambda\sum_i(\|v_i\| + \|w_i\|)
+        \ \ \text{s.t.}\ \ (2D_i - I)Xv_i \ge 0,\ (2D_i - I)Xw_i \ge 0
+
+    Augmented Lagrangian on :math:`C_V = (2G - 1)\odot(XV^\top) \ge 0` (same for ``W``):
+    each subproblem :math:`\min f + \lambda\sum\|\cdot\| + \tfrac\rho2\|(\mu/\rho - C)_+\|^2` by
+    FISTA (the penalty is smooth), then :math:`\mu \leftarrow (\mu - \rho C)_+`, ρ ×10 when the
+    infeasibility did not fall by 4×.
+
+    Certificate: for multipliers :math:`\mu \ge 0` and :math:`\theta = \nabla f`, scaled jointly
+    by :math:`1/s` so that :math:`\|X^\top D_i\theta - X^\top(B_i\odot\mu_{V,i})\|\le\lambda` and
+    :math:`\|-X^\top D_i\theta - X^\top(B_i\odot\mu_{W,i})\|\le\lambda`
+    (:math:`B = 2G - 1`), :math:`-f^*(\theta/s)` is a lower bound on the optimum (Lagrangian
+    duality). ``kkt`` holds the relative infeasibility ``max((-C)_+)/max|C|``, the
+    complementarity :math:`|\langle\mu, C\rangle|/\max(1, |F|)` and the stationarity (norm of the
+    proximal-gradient map of the Lagrangian, relative).
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    patterns : bool array of shape (n, P), column i is :math:`\mathrm{diag}(D_i)`.
+    y : array of shape (n,)
+    lam : float > 0
+    loss : {"squared", "logistic"}
+    tol : float
+        ``status == "optimal"`` only when both ``kkt_residual <= tol`` and ``rel_gap <= tol``.
+    rho : float, optional, initial penalty (default from the scale of the data).
+    max_outer, max_inner : int
+    time_limit : float, seconds
+    device : None, str or torch.device
+
+    Returns
+    -------
+    PilanciErgenResult
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((30, 2)); y = np.maximum(X @ [1.0, -1.0], 0)
+    >>> D = X @ rng.standard_normal((2, 6)) >= 0
+    >>> r = solve_pilanci_ergen(X, D, y, 0.01)
+    >>> r.status, r.kkt_residual <= 1e-6
+    ('optimal', True)
+    """
+    t0 = time.perf_counter()
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+        raise ValueError(f"tol must be a float > 0; got tol={tol!r}.")
+    Xt, Gt, yt, lam, loss, dev = _group_inputs(X, patterns, y, lam, loss, device)
+    n, d = Xt.shape
+    P = Gt.shape[1]
+    deadline = t0 + float(time_limit)
+    with _threads(float(n) * P * d, dev):
+        A = MaskedDesign(Xt, Gt)
+        B = A.G * 2 - 1 if A.chunk is None else Gt.to(torch.float64) * 2 - 1
+        Lf = A.norm_sq() * float(_curv(torch.zeros_like(yt), yt, loss).max())
+        xn2 = float(torch.linalg.matrix_norm(Xt, ord=2)) ** 2
+        if rho is None:
+            rho = max(Lf / max(xn2, _TINY), 1e-8)
+        rho = float(rho)
+        V = torch.zeros(P, d, dtype=torch.float64, device=dev)
+        W = torch.zeros_like(V)
+        muV = torch.zeros(n, P, dtype=torch.float64, device=dev)
+        muW = torch.zeros_like(muV)
+
+        def cons(M):  # (n, P): B * (X M^T)
+            return B * (Xt @ M.T)
+
+        def smooth(Vc, Wc):  # AL smooth part and its gradient
+            z = A.matvec(Vc - Wc)
+            gl = _grad(z, yt, loss)
+            gA = A.rmatvec(gl)
+            hV = torch.clamp(muV / rho - cons(Vc), min=0)
+            hW = torch.clamp(muW / rho - cons(Wc), min=0)
+            val = float(_loss(z, yt, loss)) + 0.5 * rho * float((hV ** 2).sum() + (hW ** 2).sum())
+            gV = gA - rho * (B * hV).T @ Xt
+            gW = -gA - rho * (B * hW).T @ Xt
+            return val, gV, gW
+
+        L = 2 * Lf + rho * xn2
+        counters = {"outer": 0, "inner": 0}
+        infeas_prev = math.inf
+        inner_tol = 1e-3
+        kkt: dict[str, float] = {}
+        for outer in range(max_outer):
+            counters["outer"] += 1
+            # FISTA on (V, W) for the current (mu, rho)
+            xV, xW, yV, yW, t = V, W, V, W, 1.0
+            for k in range(max_inner):
+                counters["inner"] += 1
+                fy, gV, gW = smooth(yV, yW)
+                while True:
+                    nV = _prox(yV - gV / L, lam / L)
+                    nW = _prox(yW - gW / L, lam / L)
+                    dV, dW = nV - yV, nW - yW
+                    fn, _, _ = smooth(nV, nW)
+                    qv = fy + float((gV * dV).sum() + (gW * dW).sum()) \
+                        + 0.5 * L * float((dV ** 2).sum() + (dW ** 2).sum())
+                    if fn <= qv + 1e-12 * abs(fy) or L > 1e300:
+                        break
+                    L *= 2
+                step = math.sqrt(float((dV ** 2).sum() + (dW ** 2).sum())) * L
+                tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+                if float(((yV - nV) * (nV - xV)).sum() + ((yW - nW) * (nW - xW)).sum()) > 0:
+                    yV, yW, t = nV, nW, 1.0
+                else:
+                    beta = (t - 1) / tn
+                    yV, yW, t = nV + beta * (nV - xV), nW + beta * (nW - xW), tn
+                xV, xW = nV, nW
+                scale_x = max(1.0, math.sqrt(float((xV ** 2).sum() + (xW ** 2).sum())))
+                if step <= inner_tol * scale_x or time.perf_counter() > deadline:
+                    break
+                L *= 0.98
+            V, W = xV, xW
+            CV, CW = cons(V), cons(W)
+            cmax = max(float(CV.abs().max()), float(CW.abs().max()), _TINY)
+            infeas = max(float(torch.clamp(-CV, min=0).max()), float(torch.clamp(-CW, min=0).max())) / cmax
+            muV = torch.clamp(muV - rho * CV, min=0)
+            muW = torch.clamp(muW - rho * CW, min=0)
+            # KKT of the Lagrangian (no penalty) at (V, W, mu)
+            z = A.matvec(V - W)
+            gl = _grad(z, yt, loss)
+            gA = A.rmatvec(gl)
+            gV = gA - (B * muV).T @ Xt
+            gW = -gA - (B * muW).T @ Xt
+            sV = V - _prox(V - gV, lam)
+            sW = W - _prox(W - gW, lam)
+            Fp = float(_loss(z, yt, loss)) + lam * float(V.norm(dim=1).sum() + W.norm(dim=1).sum())
+            stat = math.sqrt(float((sV ** 2).sum() + (sW ** 2).sum())) / max(1.0, math.sqrt(
+                float((V ** 2).sum() + (W ** 2).sum())))
+            comp = abs(float((muV * CV).sum() + (muW * CW).sum())) / max(1.0, abs(Fp))
+            kkt = {"infeasibility": infeas, "complementarity": comp, "stationarity": stat}
+            # dual bound
+            nv = (gA - (B * muV).T @ Xt).norm(dim=1)
+            nw_ = (-gA - (B * muW).T @ Xt).norm(dim=1)
+            s = max(1.0, float(torch.maximum(nv, nw_).max()) / lam)
+            Dv = -float(_conj(gl / s, yt, loss))
+            rel = (Fp - Dv) / max(abs(Fp), _TINY)
+            if (max(kkt.values()) <= tol and rel <= tol) or time.perf_counter() > deadline:
+                break
+            if infeas > 0.25 * infeas_prev and infeas > tol:
+                rho *= 10.0
+                L = max(L, 2 * Lf + rho * xn2)
+            infeas_prev = infeas
+            inner_tol = max(min(inner_tol * 0.1, 0.1 * max(kkt.values())), 1e-2 * tol)
+    _sync(dev)
+    res = max(kkt.values())
+    status = "optimal" if (res <= tol and rel <= tol) else (
+        "time_limit" if time.perf_counter() > deadline else "max_iter")
+    return PilanciErgenResult(V=V.cpu().numpy(), W=W.cpu().numpy(), objective=Fp,
+                              dual_objective=Dv, gap=Fp - Dv, rel_gap=rel, kkt_residual=res,
+                              kkt=kkt, status=status, iterations=counters,
+                              solve_time=time.perf_counter() - t0)

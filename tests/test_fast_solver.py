@@ -1,0 +1,310 @@
+"""Tests of altheory.fast_solver against cvxpy/Clarabel (altheory.convex) and the dense design.
+
+Tolerances (stated once): the fast solver certifies ``rel_gap <= 1e-8``; it must match Clarabel
+to a relative objective difference ``<= 1e-7`` (THEORY.md C4 / C3 solves), and its reported gap
+must bound the true gap: ``F_fast - F* <= gap`` where ``F* <= F_clarabel``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from altheory.convex import group_lasso, per_layer
+from altheory.fast_solver import (MaskedDesign, group_lasso_certificate, lambda_max,
+                                  solve_group_lasso, solve_layer, solve_pilanci_ergen,
+                                  solve_problem)
+from altheory.problems import TwoLayerFixedSupport
+
+TOL = 1e-8          # the certified relative gap the solver is asked for
+MATCH = 1e-7        # relative objective difference to Clarabel
+ROUND = 1e-12       # rounding slack, relative
+
+
+def _instance(seed, n, d, p, loss, *, degenerate=None):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    if degenerate == "rank":  # rank-deficient X
+        X[:, -1] = X[:, 0] - 2 * X[:, 1 % d]
+    G = X @ rng.standard_normal((d, p)) > 0
+    if degenerate == "duplicate":  # duplicate rows (and duplicate gate columns)
+        X[n // 2:] = X[: n - n // 2]
+        G[n // 2:] = G[: n - n // 2]
+        G[:, -1] = G[:, 0]
+    if degenerate == "zero-gates":  # gates that never fire
+        G[:, : max(1, p // 3)] = False
+    y = np.maximum(X @ rng.standard_normal(d), 0) + 0.1 * rng.standard_normal(n)
+    if loss == "logistic":
+        y = np.where(y > np.median(y), 1.0, -1.0)
+    return X, G, y
+
+
+def _check_against_clarabel(X, G, y, lam, loss):
+    r = solve_group_lasso(X, G, y, lam, loss=loss, tol=TOL)
+    c = group_lasso(X, G, y, lam, loss=loss, solver="clarabel")
+    assert r.status == "optimal", (r.status, r.rel_gap, r.iterations)
+    assert r.solver == "altheory-fast"
+    assert r.rel_gap <= TOL
+    scale = max(abs(r.objective), 1e-300)
+    if c.verified:
+        # objective match and the gap bounds the true gap (F* <= F_clarabel)
+        assert abs(r.objective - c.objective) / scale <= MATCH, (r.objective, c.objective)
+        assert r.objective - c.objective <= r.gap + ROUND * scale
+        assert r.dual_objective <= c.objective + ROUND * scale
+    # the objective reported is the objective of the returned U (numpy reference)
+    P = TwoLayerFixedSupport(X, G, y, loss, lam)
+    assert math.isclose(P.objective(r.U), r.objective, rel_tol=1e-12, abs_tol=1e-14)
+    return r, c
+
+
+# --------------------------------------------------------------------------------------------
+# C4: group lasso against Clarabel
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("frac", [0.02, 0.3])
+def test_c4_group_lasso_matches_clarabel(loss, frac):
+    X, G, y = _instance(1, 120, 4, 30, loss)
+    lam = frac * lambda_max(X, G, y, loss=loss)
+    r, _ = _check_against_clarabel(X, G, y, lam, loss)
+    assert 0 < r.active <= 30
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 60), d=st.integers(1, 5),
+       p=st.integers(1, 12), loss=st.sampled_from(["squared", "logistic"]),
+       frac=st.sampled_from([0.01, 0.1, 0.5, 0.99, 1.0, 3.0]),
+       degenerate=st.sampled_from([None, "rank", "duplicate", "zero-gates"]))
+def test_c4_property_fast_equals_clarabel(seed, n, d, p, loss, frac, degenerate):
+    X, G, y = _instance(seed, n, d, p, loss, degenerate=degenerate)
+    if loss == "logistic" and len(np.unique(y)) == 1:
+        y[0] = -y[0]
+    lmax = lambda_max(X, G, y, loss=loss)
+    if lmax == 0:  # nothing to fit (y orthogonal to every group): any lam gives U = 0
+        lam = 1.0
+    else:
+        lam = frac * lmax
+    r, _ = _check_against_clarabel(X, G, y, lam, loss)
+    if frac >= 1.0 or lmax == 0:
+        assert r.active == 0 and r.gap <= ROUND * max(abs(r.objective), 1.0)
+
+
+def test_c4_lambda_above_lambda_max_gives_zero_and_exact_gap():
+    X, G, y = _instance(3, 40, 3, 6, "squared")
+    lam = 1.5 * lambda_max(X, G, y)
+    r = solve_group_lasso(X, G, y, lam)
+    assert r.status == "optimal" and r.active == 0 and np.all(r.U == 0)
+    assert abs(r.gap) <= 1e-14 * abs(r.objective)  # exact up to rounding
+
+
+def test_certificate_bounds_true_gap_of_any_point():
+    X, G, y = _instance(4, 80, 3, 10, "logistic")
+    lam = 0.05 * lambda_max(X, G, y, loss="logistic")
+    c = group_lasso(X, G, y, lam, loss="logistic")
+    fast = solve_group_lasso(X, G, y, lam, loss="logistic")
+    Fstar = min(c.objective, fast.objective)
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1e-1, 1.0):
+        U = fast.U + scale * rng.standard_normal(fast.U.shape)
+        cert = group_lasso_certificate(X, G, y, U, lam, loss="logistic")
+        assert cert["objective"] - Fstar <= cert["gap"] * (1 + 1e-9) + 1e-14
+        assert cert["gap"] > 0
+
+
+def test_max_iter_is_never_called_optimal():
+    X, G, y = _instance(5, 200, 5, 40, "squared")
+    lam = 0.01 * lambda_max(X, G, y)
+    r = solve_group_lasso(X, G, y, lam, max_iter=1, tol=1e-14)
+    assert r.status == "max_iter"
+    assert r.rel_gap > 1e-14 and not r.verified
+
+
+def test_float32_first_phase_still_certified_in_float64():
+    X, G, y = _instance(6, 150, 4, 20, "squared")
+    lam = 0.05 * lambda_max(X, G, y)
+    r32 = solve_group_lasso(X, G, y, lam, dtype=torch.float32)
+    r64 = solve_group_lasso(X, G, y, lam)
+    assert r32.status == r64.status == "optimal"
+    assert abs(r32.objective - r64.objective) <= 2e-8 * abs(r64.objective)
+
+
+def test_working_set_and_full_agree():
+    X, G, y = _instance(7, 150, 3, 90, "squared")
+    lam = 0.2 * lambda_max(X, G, y)
+    a = solve_group_lasso(X, G, y, lam, working_set=True)
+    b = solve_group_lasso(X, G, y, lam, working_set=False)
+    assert a.status == b.status == "optimal"
+    assert abs(a.objective - b.objective) <= 2e-8 * abs(b.objective)
+    assert a.iterations["working_set_rounds"] >= 1
+
+
+def test_solve_problem_and_result_fields():
+    X, G, y = _instance(8, 30, 2, 4, "squared")
+    P = TwoLayerFixedSupport(X, G, y, "squared", 0.05)
+    r = solve_problem(P)
+    for field in ("objective", "status", "solver", "solve_time", "U", "gap", "rel_gap",
+                  "dual_objective", "iterations"):
+        assert hasattr(r, field)
+    assert r.weights["U"].shape == (4, 2)
+    with pytest.raises(TypeError, match="TwoLayerFixedSupport"):
+        solve_problem("not a problem")
+
+
+# --------------------------------------------------------------------------------------------
+# the matrix-free design against the dense reference
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_bytes", [2 ** 31, 64])
+def test_masked_design_matches_dense_design(max_bytes):
+    X, G, y = _instance(9, 37, 3, 7, "squared")
+    Adense = TwoLayerFixedSupport(X, G, y).design()  # (n, p*d), the obviously right one
+    A = MaskedDesign(torch.as_tensor(X), torch.as_tensor(G), max_bytes=max_bytes)
+    assert (A.chunk is not None) == (max_bytes == 64)
+    rng = np.random.default_rng(1)
+    U = rng.standard_normal((7, 3))
+    r = rng.standard_normal(37)
+    w = rng.random(37)
+    np.testing.assert_allclose(A.matvec(torch.as_tensor(U)).numpy(), Adense @ U.ravel(), rtol=1e-12)
+    np.testing.assert_allclose(A.rmatvec(torch.as_tensor(r)).numpy().ravel(), Adense.T @ r,
+                               rtol=1e-12, atol=1e-12)
+    H = Adense.T @ (w[:, None] * Adense)
+    np.testing.assert_allclose(A.rmatvec_sq(torch.as_tensor(w)).numpy().ravel(), np.diag(H),
+                               rtol=1e-12, atol=1e-12)
+    if A.chunk is None:
+        blocks = A.gram_blocks(torch.as_tensor(w)).numpy()
+        for j in range(7):
+            np.testing.assert_allclose(blocks[j], H[3 * j: 3 * j + 3, 3 * j: 3 * j + 3],
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_row_blocked_gates_give_the_same_solution():
+    X, G, y = _instance(10, 60, 3, 8, "logistic")
+    lam = 0.05 * lambda_max(X, G, y, loss="logistic")
+    a = solve_group_lasso(X, G, y, lam, loss="logistic")
+    b = solve_group_lasso(X, G, y, lam, loss="logistic", max_bytes=256)
+    assert a.status == b.status == "optimal"
+    assert abs(a.objective - b.objective) <= 2e-8 * abs(a.objective)
+
+
+# --------------------------------------------------------------------------------------------
+# C3: per-layer problem against Clarabel
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nk,q,k,loss,lam,nw", [
+    (40, 5, 1, "squared", 0.0, None),
+    (40, 5, 1, "squared", 0.1, 3),
+    (60, 8, 3, "squared", 0.05, None),
+    (60, 8, 3, "squared", 0.0, None),
+    (50, 6, 1, "logistic", 0.1, None),
+    (50, 6, 1, "logistic", 0.1, 4),
+    (30, 4, 1, "logistic", 0.0, None),
+    (20, 30, 1, "squared", 0.0, None),   # q > n: interpolation, F* = 0
+    (40, 6, 1, "squared", 0.0, "rank"),  # rank-deficient Phi
+])
+def test_c3_layer_matches_clarabel(nk, q, k, loss, lam, nw):
+    rng = np.random.default_rng(nk + q)
+    n = nk // k
+    Phi = rng.standard_normal((nk, q))
+    if nw == "rank":
+        Phi[:, -1] = Phi[:, 0] + Phi[:, 1]
+        nw = None
+    o = rng.standard_normal(nk)
+    Y = rng.standard_normal((n, k)) if k > 1 else rng.standard_normal(n)
+    if loss == "logistic":
+        Y = np.sign(Y)
+    r = solve_layer(Phi, o, Y, lam, loss=loss, n_weight=nw)
+    c = per_layer(Phi, o, Y, loss=loss, lam=lam, n_weight=nw)
+    assert r.status == "optimal", (r.rel_gap, r.iterations)
+    assert c.verified
+    F0 = abs(c.objective) + 1e-12
+    assert abs(r.objective - c.objective) <= MATCH * max(F0, 1e-12 * abs(r.dual_objective) + 1e-12)
+    assert r.objective - c.objective <= r.gap + 1e-12 * max(abs(r.objective), 1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# C5: Pilanci–Ergen by augmented Lagrangian
+# --------------------------------------------------------------------------------------------
+
+def test_c5_pilanci_ergen_matches_clarabel():
+    import cvxpy as cp
+
+    from altheory.losses import loss_cvxpy
+
+    rng = np.random.default_rng(0)
+    n, d, P, lam = 30, 2, 6, 0.01
+    X = rng.standard_normal((n, d))
+    y = np.maximum(X @ rng.standard_normal(d), 0) + 0.1 * rng.standard_normal(n)
+    D = X @ rng.standard_normal((d, P)) >= 0
+    r = solve_pilanci_ergen(X, D, y, lam, tol=1e-6)
+    V, W, B = cp.Variable((P, d)), cp.Variable((P, d)), 2 * D - 1
+    z = cp.sum(cp.multiply(D, X @ (V - W).T), axis=1)
+    prob = cp.Problem(cp.Minimize(loss_cvxpy(z, y, "squared") + lam * (
+        cp.sum(cp.norm(V, 2, axis=1)) + cp.sum(cp.norm(W, 2, axis=1)))),
+        [cp.multiply(B, X @ V.T) >= 0, cp.multiply(B, X @ W.T) >= 0])
+    prob.solve(solver="CLARABEL")
+    assert prob.status == "optimal"
+    assert r.status == "optimal" and r.kkt_residual <= 1e-6
+    assert abs(r.objective - prob.value) <= 1e-5 * prob.value
+    assert r.dual_objective <= prob.value * (1 + 1e-9)  # a certified lower bound
+
+
+# --------------------------------------------------------------------------------------------
+# bad calls
+# --------------------------------------------------------------------------------------------
+
+_X = np.ones((4, 2))
+_G = np.ones((4, 3), bool)
+_y = np.array([1.0, -1.0, 1.0, -1.0])
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(lam=0.0), ValueError, "lam must be > 0"),
+    (dict(lam=-1.0), ValueError, "lam must be a finite number >= 0"),
+    (dict(lam="a"), TypeError, "lam must be a real number"),
+    (dict(loss="hinge"), ValueError, "loss must be one of"),
+    (dict(loss=3), TypeError, "loss must be a str"),
+    (dict(y=np.ones(3)), ValueError, "y must have shape"),
+    (dict(G=np.ones((3, 3), bool)), ValueError, "G must have shape"),
+    (dict(G=np.full((4, 3), 2)), ValueError, "G must be boolean"),
+    (dict(X=np.full((4, 2), np.nan)), ValueError, "NaN"),
+    (dict(loss="logistic", y=np.array([0.0, 1.0, 1.0, 0.0])), ValueError, "y = 2"),
+    (dict(tol=0.0), ValueError, "tol must be"),
+    (dict(max_iter=0), ValueError, "max_iter must be"),
+    (dict(dtype=torch.float16), ValueError, "dtype must be"),
+    (dict(device=3), TypeError, "device must be"),
+    (dict(U0=np.ones((2, 2))), ValueError, "U0 must have shape"),
+])
+def test_bad_calls(kwargs, err, match):
+    args = dict(X=_X, G=_G, y=_y, lam=0.1)
+    args.update(kwargs)
+    X, G, y, lam = args.pop("X"), args.pop("G"), args.pop("y"), args.pop("lam")
+    with pytest.raises(err, match=match):
+        solve_group_lasso(X, G, y, lam, **args)
+
+
+def test_bad_calls_layer_and_pe():
+    with pytest.raises(ValueError, match="rows"):
+        solve_layer(np.ones((3, 2)), np.zeros(3), np.ones(4))
+    with pytest.raises(ValueError, match="n_weight"):
+        solve_layer(np.ones((3, 2)), np.zeros(3), np.ones(3), 0.1, n_weight=5)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        solve_layer(np.ones((3, 2)), np.zeros(3), np.ones(3), loss="softmax")
+    with pytest.raises(ValueError, match="lam must be > 0"):
+        solve_pilanci_ergen(_X, _G, _y, 0.0)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    X, G, y = _instance(11, 500, 5, 40, "squared")
+    lam = 0.05 * lambda_max(X, G, y)
+    a = solve_group_lasso(X, G, y, lam)
+    b = solve_group_lasso(X, G, y, lam, device="cuda")
+    c = solve_group_lasso(X, G, y, lam, device="cuda", dtype=torch.float32)
+    assert a.status == b.status == c.status == "optimal"
+    assert b.device.startswith("cuda")
+    assert abs(a.objective - b.objective) <= 2e-8 * abs(a.objective)
+    assert abs(a.objective - c.objective) <= 2e-8 * abs(a.objective)
