@@ -36,7 +36,7 @@ from .losses import check_loss, check_targets, loss_cvxpy, loss_np
 from .problems import check_lam, check_matrix
 
 __all__ = ["Patterns", "enumerate_patterns", "sample_patterns", "cover_count", "relu_program",
-           "relu_objective", "program_to_network"]
+           "relu_objective", "program_to_network", "prune_blocks"]
 
 
 @dataclass
@@ -227,6 +227,68 @@ def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
 
     kind = "global" if patterns.exact else "upper-bound"
     return solve_with_fallback(build, solver=solver, objective=objective, kind=kind)
+
+
+def prune_blocks(X, G, V, W, *, rtol: float = 1e-7, max_steps: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Remove blocks of a solution while keeping the prediction and not increasing the penalty.
+
+    The contributions :math:`a_i = D_i X v_i` (and :math:`-D_i X w_i`) of the non-zero blocks are
+    vectors in :math:`\mathbb R^n`. While they are linearly dependent, :math:`\sum_i \beta_i a_i = 0`,
+    scale block ``i`` by :math:`1 - t\beta_i \ge 0` (sign of :math:`\beta` chosen so that
+    :math:`\sum_i \beta_i\|v_i\| \ge 0`): the prediction is unchanged, the penalty does not grow,
+    the constraints hold (non-negative scaling), and the first factor to reach zero removes a block.
+    The result has at most ``n`` non-zero blocks — the constructive side of
+    :math:`m^* \le n + 1` (Pilanci & Ergen 2020). An interior-point solution of a problem with
+    several optima is typically *not* sparse, so this step is what makes :math:`m^*` meaningful.
+
+    Returns
+    -------
+    (V, W) pruned copies, shape (P, d) each.
+    """
+    X = check_matrix(X, "X")
+    V = check_matrix(V, "V").copy()
+    W = check_matrix(W, "W").copy()
+    G = np.asarray(G, bool)
+    P = V.shape[0]
+    top = max(float(np.linalg.norm(V, axis=1).max(initial=0)),
+              float(np.linalg.norm(W, axis=1).max(initial=0)))
+    if top == 0:
+        return V, W
+    thr = rtol * top
+    for M in (V, W):
+        M[np.linalg.norm(M, axis=1) <= thr] = 0.0
+    steps = 2 * P if max_steps is None else int(max_steps)
+    for _ in range(steps):
+        nv = np.linalg.norm(V, axis=1)
+        nw = np.linalg.norm(W, axis=1)
+        act = [(0, i) for i in np.flatnonzero(nv > 0)] + [(1, i) for i in np.flatnonzero(nw > 0)]
+        if len(act) <= 1:
+            break
+        A = np.stack([(G[:, i] * (X @ (V[i] if k == 0 else -W[i]))) for k, i in act], axis=1)
+        norms = np.array([nv[i] if k == 0 else nw[i] for k, i in act])
+        # scale columns to unit penalty so the rank test is relative
+        An = A / norms
+        _, sv, vt = np.linalg.svd(An, full_matrices=True)
+        tol = max(An.shape) * np.finfo(float).eps * (sv[0] if sv.size else 0.0) * 1e3
+        rank = int((sv > tol).sum())
+        if rank == len(act):
+            break
+        beta = vt[-1] / norms  # sum beta_i a_i = 0 (in An's scaling: vt[-1])
+        if beta @ norms < 0:
+            beta = -beta
+        pos = beta > 0
+        if not pos.any():
+            break
+        t = float((1.0 / beta[pos]).min())
+        scale = np.clip(1.0 - t * beta, 0.0, None)
+        scale[np.argmin(np.where(pos, 1.0 / np.where(pos, beta, 1.0), np.inf))] = 0.0
+        for (k, i), c in zip(act, scale):
+            if k == 0:
+                V[i] *= c
+            else:
+                W[i] *= c
+    return V, W
 
 
 def program_to_network(V, W, *, rtol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ instance (Gaussian ``X``, ``y``):
 
 * *arrangement* (asserted): the enumerated patterns (:func:`altheory.arrangements.enumerate_patterns`)
   number Cover's count and contain every pattern drawn from 20 000 Gaussian directions;
-* *map* (asserted, always): the convex solution maps to a ReLU network of width :math:`m^*`
-  (non-zero blocks, relative threshold 1e-7) with the same objective,
+* *map* (asserted, always): the convex solution, pruned to linearly independent blocks
+  (:func:`altheory.arrangements.prune_blocks`, so :math:`m^* \le n`), maps to a ReLU network of
+  width :math:`m^*` (non-zero blocks, relative threshold 1e-7) with the same objective,
   :math:`|F_{\text{net}} - F_c| / F(0) \le 10^{-6}`;
 * *bound* (asserted when the patterns are exact): the convex optimum never exceeds a descent
   result on the true ReLU network, :math:`(F^* - F_{\text{desc}})/F(0) \le 10^{-7}` (solver
@@ -30,8 +31,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..arrangements import (enumerate_patterns, program_to_network, relu_objective, relu_program,
-                            sample_patterns)
+from ..arrangements import (enumerate_patterns, program_to_network, prune_blocks, relu_objective,
+                            relu_program, sample_patterns)
 from ..conditions import relu_program_conditions
 from ..descent import MLPObjective, descend
 from ..losses import normalised_gap, zero_loss
@@ -93,9 +94,10 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         if not res.verified:
             report.add(Instance(s, {**sizes, "check": "map"}, f"solver-{res.status}", None, TOL_MAP, base))
             continue
-        W1, w2 = program_to_network(res.weights["V"], res.weights["W"])
+        Vp, Wp = prune_blocks(X, P.G, res.weights["V"], res.weights["W"])
+        W1, w2 = program_to_network(Vp, Wp)
         m_star = int(w2.size)
-        m_stars.append(m_star)
+        m_stars.append((m_star, n))
         err = abs(relu_objective(X, y, W1, w2, lam, loss=loss) - res.objective) / F0
         report.add(Instance(s, {**sizes, "check": "map"}, "pass" if err <= TOL_MAP else "fail", err,
                             TOL_MAP, {**base, "m_star": m_star}))
@@ -121,11 +123,13 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                                      "stopped": run.stopped}))
     lam_all = sorted({pl[2] for pl in _plan(profile)})
     report.conditions = relu_program_conditions(
-        tau=0.0, lam=min(lam_all), m=0, m_star=max(m_stars) if m_stars else None,
-        n=max(pl[0] for pl in _plan(profile)) , exact_patterns=all(exact_flags),
+        tau=0.0, lam=min(lam_all), m=0, m_star=None, n=0, exact_patterns=all(exact_flags),
         n_patterns=len(exact_flags))
     report.conditions = [c for c in report.conditions
-                         if c.name not in ("m >= m*", "patterns enumerated exactly")]
+                         if c.name not in ("m >= m*", "patterns enumerated exactly", "m* <= n + 1")]
+    report.conditions.append(Condition(
+        "m* <= n + 1", all(m <= n + 1 for m, n in m_stars) if m_stars else None,
+        [{"m*": m, "n": n} for m, n in m_stars], "after pruning to independent blocks"))
     n_exact = sum(exact_flags)
     report.conditions.append(Condition(
         "patterns enumerated exactly", True if n_exact == len(exact_flags) else
