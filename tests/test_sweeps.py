@@ -1,0 +1,100 @@
+"""Tests of altheory.sweeps: grid expansion, resumable CSV table, parallel runs, errors."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from altheory.sweeps import SWEEPS, expand_grid, instance_key, read_table, run_sweep
+
+CALLS: list[dict] = []
+
+
+def square(x, seed=0):
+    return {"y": x * x, "tag": f"s{seed}"}
+
+
+def counted(x):
+    CALLS.append({"x": x})
+    return {"y": 2 * x}
+
+
+def flaky(x):
+    if x == 2:
+        raise RuntimeError("boom")
+    return {"y": x}
+
+
+def widening(x):
+    return {"a": x} if x == 1 else {"a": x, "b": -x}
+
+
+def test_expand_grid_and_keys():
+    g = expand_grid({"n": [1, 2], "tau": [0.0, 0.1]})
+    assert g == [{"n": 1, "tau": 0.0}, {"n": 1, "tau": 0.1}, {"n": 2, "tau": 0.0}, {"n": 2, "tau": 0.1}]
+    assert instance_key({"b": 1, "a": 2}) == instance_key({"a": 2, "b": 1})
+    with pytest.raises(TypeError, match="Wrap a single value"):
+        expand_grid({"n": 3})
+    with pytest.raises(ValueError, match="empty"):
+        expand_grid({"n": []})
+
+
+def test_resume_skips_done_instances(tmp_path):
+    out = tmp_path / "t.csv"
+    CALLS.clear()
+    df = run_sweep(counted, {"x": [1, 2]}, out, progress=False)
+    assert sorted(df["y"]) == [2, 4] and len(CALLS) == 2
+    df = run_sweep(counted, {"x": [1, 2, 3]}, out, progress=False)
+    assert len(CALLS) == 3 and sorted(df["x"]) == [1, 2, 3]  # only x = 3 ran again
+
+
+def test_crash_loses_at_most_the_torn_row(tmp_path):
+    out = tmp_path / "t.csv"
+    run_sweep(square, {"x": [1, 2, 3]}, out, progress=False)
+    text = out.read_text()
+    out.write_text(text[: len(text) - 15])  # simulate a crash in the middle of the last write
+    df = run_sweep(square, {"x": [1, 2, 3]}, out, progress=False)
+    assert sorted(df["x"]) == [1, 2, 3] and len(df) == 3
+
+
+def test_errors_recorded_and_retried(tmp_path):
+    out = tmp_path / "t.csv"
+    df = run_sweep(flaky, {"x": [1, 2]}, out, progress=False)
+    row = df[df["x"] == 2].iloc[0]
+    assert row["status"] == "error" and "boom" in row["error"]
+    df = run_sweep(flaky, {"x": [1, 2]}, out, progress=False)
+    assert len(df) == 2  # not retried by default
+    df = run_sweep(flaky, {"x": [1, 2]}, out, progress=False, retry_errors=True)
+    assert (df["status"] == "error").sum() == 2  # retried (and failed again), appended
+
+
+def test_new_columns_extend_the_header(tmp_path):
+    out = tmp_path / "t.csv"
+    run_sweep(widening, {"x": [1, 2]}, out, progress=False)
+    with out.open() as fh:
+        header = next(csv.reader(fh))
+    assert "b" in header
+    df = read_table(out)
+    assert df.loc[df["x"] == 2, "b"].item() == -2
+
+
+def test_parallel_joblib(tmp_path):
+    out = tmp_path / "t.csv"
+    df = run_sweep(square, {"x": [1, 2, 3, 4], "seed": [0]}, out, n_jobs=2, progress=False)
+    assert sorted(df["y"]) == [1, 4, 9, 16]
+
+
+def test_claim_sweep_function_runs(tmp_path):
+    df = run_sweep(SWEEPS["c7"], {"n": [30], "d": [2], "h1": [4], "h2": [3], "replicate": [True],
+                                  "seed": [0]}, tmp_path / "c7.csv", progress=False)
+    assert df["status"].item() == "pass" and df["solver_status"].item() == "optimal"
+
+
+def test_bad_calls(tmp_path):
+    with pytest.raises(ValueError, match="backend must be"):
+        run_sweep(square, {"x": [1]}, tmp_path / "a.csv", backend="spark")
+    with pytest.raises(ValueError, match="n_jobs"):
+        run_sweep(square, {"x": [1]}, tmp_path / "a.csv", n_jobs=0)
+    with pytest.raises(TypeError, match="callable"):
+        run_sweep(3, {"x": [1]}, tmp_path / "a.csv")
