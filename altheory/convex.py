@@ -114,7 +114,7 @@ class ConvexResult:
 def solve_with_fallback(build: Callable[[], tuple[Any, dict[str, Any]]], *,
                         solver: str = "clarabel",
                         objective: Callable[[dict[str, np.ndarray]], float] | None = None,
-                        kind: str = "global") -> ConvexResult:
+                        kind: str = "global", fallback: bool = True) -> ConvexResult:
     r"""Solve a cvxpy problem with ``solver``, retrying with the other solver unless optimal.
 
     Parameters
@@ -127,6 +127,8 @@ def solve_with_fallback(build: Callable[[], tuple[Any, dict[str, Any]]], *,
     objective : callable, optional
         Recomputes the objective from the weights (numpy, float64).
     kind : {"global", "upper-bound", "lower-bound"}
+    fallback : bool, default True
+        Retry with the other solver unless optimal (False: one attempt, e.g. for benchmarks).
 
     Returns
     -------
@@ -148,7 +150,7 @@ def solve_with_fallback(build: Callable[[], tuple[Any, dict[str, Any]]], *,
     first = _check_solver(solver)
     if kind not in ("global", "upper-bound", "lower-bound"):
         raise ValueError(f"kind must be 'global', 'upper-bound' or 'lower-bound'; got {kind!r}.")
-    order = [first] + [s for s in SOLVERS if s != first]
+    order = [first] + ([s for s in SOLVERS if s != first] if fallback else [])
     attempts: list[tuple[str, str, float]] = []
     total = 0.0
     result = None
@@ -189,7 +191,8 @@ def solve_with_fallback(build: Callable[[], tuple[Any, dict[str, Any]]], *,
 # two-layer fixed support: group lasso (C4)
 # --------------------------------------------------------------------------------------------
 
-def group_lasso(X, G, y, lam, *, loss: str = "squared", solver: str = "clarabel") -> ConvexResult:
+def group_lasso(X, G, y, lam, *, loss: str = "squared", solver: str = "clarabel",
+                fallback: bool = True) -> ConvexResult:
     r"""Exact optimum of the two-layer fixed-support program :math:`P_c` (group lasso).
 
     .. math:: \min_U\ \ell\big(((XU^\top) \odot G)\mathbf 1,\ y\big) + \lambda\sum_j\|u_j\|_2
@@ -202,6 +205,7 @@ def group_lasso(X, G, y, lam, *, loss: str = "squared", solver: str = "clarabel"
     lam : float >= 0
     loss : {"squared", "logistic", "hinge"}
     solver : {"clarabel", "scs"}, the first solver tried (the other is the fallback).
+    fallback : bool, default True, retry with the other solver unless optimal.
 
     Returns
     -------
@@ -226,10 +230,11 @@ def group_lasso(X, G, y, lam, *, loss: str = "squared", solver: str = "clarabel"
     ('optimal', True)
     """
     problem = TwoLayerFixedSupport(X, G, y, loss, lam)
-    return group_lasso_problem(problem, solver=solver)
+    return group_lasso_problem(problem, solver=solver, fallback=fallback)
 
 
-def group_lasso_problem(problem: TwoLayerFixedSupport, *, solver: str = "clarabel") -> ConvexResult:
+def group_lasso_problem(problem: TwoLayerFixedSupport, *, solver: str = "clarabel",
+                        fallback: bool = True) -> ConvexResult:
     """:func:`group_lasso` for a validated :class:`TwoLayerFixedSupport`."""
     import cvxpy as cp
 
@@ -247,7 +252,7 @@ def group_lasso_problem(problem: TwoLayerFixedSupport, *, solver: str = "clarabe
             obj = obj + lam * cp.sum(cp.norm(Umat, 2, axis=1))
         return cp.Problem(cp.Minimize(obj)), {"U": lambda: np.asarray(u.value).reshape(p, d)}
 
-    return solve_with_fallback(build, solver=solver,
+    return solve_with_fallback(build, solver=solver, fallback=fallback,
                                objective=lambda w: problem.objective(w["U"]))
 
 
