@@ -680,7 +680,7 @@ class AlternationResult:
 
     model: nn.Module
     rounds: list[RoundLog]
-    stopped: str              # "support-stable", "max-rounds", "time-budget", "solver-<status>"
+    stopped: str  # "support-stable", "max-rounds", "time-budget", "cycle-<period>", "solver-<status>"
     support: MultiLayerSupport
     config: dict
 
@@ -706,6 +706,15 @@ class AlternationResult:
                 "rounds": [asdict(r) for r in self.rounds]}
 
 
+def _support_digest(S: MultiLayerSupport) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for layer in S.layers.values():
+        h.update((layer.packed if layer.packed is not None else layer.indices).tobytes())
+    return h.hexdigest()
+
+
 def _as_np(X) -> np.ndarray:
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
@@ -723,7 +732,7 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
               descent_steps: int = 50, descent_method: str = "lbfgs", lr: float | None = None,
               epsilon: float = 1e-3, solver: str = "clarabel", time_budget: float = math.inf,
               evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-              progress=None, inplace: bool = False) -> AlternationResult:
+              progress=None, inplace: bool = False, stop_on_cycle: bool = False) -> AlternationResult:
     r"""Alternate support steps and weight steps until the support stops changing.
 
     Parameters
@@ -743,6 +752,10 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
     time_budget : float, seconds; stop after the round that exceeds it.
     evaluate : callable ``model -> dict``, measured after every round (not timed).
     progress : a ``tqdm`` bar or None; ``update(1)`` per round and ``set_postfix``.
+    stop_on_cycle : bool, default False
+        Stop (``stopped = "cycle-<period>"``) when the new support equals one met before. With
+        the joint ``"exact"`` step the weights are a function of the support alone, so the run
+        would repeat the cycle; other steps are warm-started and may leave it.
 
     Returns
     -------
@@ -812,6 +825,7 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
     rounds = [RoundLog(0, l0, o0, o0, [], {k: 0 for k in parts.keys}, S.margin, True, [], passes,
                        t_used, evaluate(model) if evaluate else {})]
     stopped = "max-rounds"
+    seen = {_support_digest(S): 0}
     for rnd in range(1, int(max_rounds) + 1):
         t0 = time.perf_counter()
         masks = _masks(S, parts)
@@ -860,6 +874,13 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
         if sum(flips.values()) == 0 and prev_fixed - fixed <= tol * F0:
             stopped = "support-stable"
             break
+        digest = _support_digest(S)
+        if stop_on_cycle and sum(flips.values()) > 0 and digest in seen:
+            # S_new was already visited (round seen[digest]): a deterministic weight step that
+            # depends only on the support would repeat the same cycle forever
+            stopped = f"cycle-{rnd - seen[digest]}"
+            break
+        seen[digest] = rnd
         if t_used > time_budget:
             stopped = "time-budget"
             break
