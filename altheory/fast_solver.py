@@ -221,7 +221,10 @@ class MaskedDesign:
     [3.0, 14.0]
     """
 
-    def __init__(self, X: torch.Tensor, G: torch.Tensor, *, max_bytes: int = 2 ** 31):
+    def __init__(self, X: torch.Tensor, G: torch.Tensor, *, max_bytes: int = 2 ** 31,
+                 ids: torch.Tensor | None = None, cache: dict | None = None):
+        self.ids = ids if ids is not None else torch.arange(G.shape[1], device=G.device)
+        self.cache = cache if cache is not None else {}  # group id -> (d, d) block (squared)
         self.X = X
         self.n, self.d = X.shape
         self.p = G.shape[1]
@@ -263,14 +266,28 @@ class MaskedDesign:
             out += self.G[a:b].to(self.dtype).T @ (w[a:b, None] * self.X[a:b] ** 2)
         return out
 
-    def gram_blocks(self, w: torch.Tensor, block_rows: int = 4096) -> torch.Tensor:
-        r"""Diagonal blocks :math:`X^\top D_j\mathrm{diag}(w)D_jX`, shape (p, d, d), O(n p d^2)."""
+    def gram_blocks(self, w: torch.Tensor, *, block_rows: int = 4096,
+                    constant: bool = False) -> torch.Tensor:
+        r"""Diagonal blocks :math:`X^\top D_j\mathrm{diag}(w)D_jX`, shape (p, d, d), O(n p d^2).
+
+        With ``constant=True`` (the same ``w`` on every call, as for the squared loss) blocks are
+        kept in a cache shared by every :meth:`subset`, and only missing groups are computed."""
+        if constant:
+            ids = self.ids.tolist()
+            missing = [k for k, j in enumerate(ids) if j not in self.cache]
+            if missing:
+                idx = torch.tensor(missing, device=self.X.device)
+                new = self.subset(idx).gram_blocks(w, block_rows=block_rows)
+                for k, blk in zip(missing, new):
+                    self.cache[ids[k]] = blk
+            return torch.stack([self.cache[j] for j in ids]).to(self.dtype)
         out = torch.zeros(self.p, self.d * self.d, dtype=self.dtype, device=self.X.device)
         for a in range(0, self.n, block_rows):
             b = min(self.n, a + block_rows)
             Xa = self.X[a:b]
             XX = (Xa[:, :, None] * Xa[:, None, :]).reshape(b - a, -1)
-            out += (self.G[a:b].to(self.dtype) * w[a:b, None]).T @ XX
+            Ga = self.G[a:b].to(self.dtype) if self.G.dtype == torch.bool else self.G[a:b]
+            out += (Ga * w[a:b, None]).T @ XX
         return out.reshape(self.p, self.d, self.d)
 
     def subset(self, idx: torch.Tensor, *, dtype: torch.dtype | None = None,
@@ -279,7 +296,8 @@ class MaskedDesign:
         dtype = dtype or self.dtype
         G = self.G[:, idx]
         return MaskedDesign(self.X.to(dtype), G if G.dtype == torch.bool else G != 0,
-                            max_bytes=max_bytes)
+                            max_bytes=max_bytes, ids=self.ids[idx],
+                            cache=self.cache if dtype == self.dtype else None)
 
     def norm_sq(self, iters: int = 30, seed: int = 0) -> float:
         r"""Estimate of :math:`\|A\|_2^2` by power iteration (a lower estimate; callers backtrack)."""
@@ -557,24 +575,26 @@ def _pcg(hv, b, Minv, tol, max_iter):
     return x, k
 
 
-def _newton_step(sub: MaskedDesign, y, lam, loss, u, z, F, blocks=None):
+def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F):
     """One inexact Newton step on the non-zero groups ``u`` (prediction ``z``, objective ``F``).
 
-    Returns (u, z, F, cg iterations, accepted)."""
+    The gradient, the objective and the line search are float64 (``sub``); the Hessian products
+    of the CG solve may use the working precision (``subw``): an inexact Newton direction only
+    needs a few correct digits. Returns (u, z, F, cg iterations, accepted)."""
     nrm = u.norm(dim=1, keepdim=True)
     g = sub.rmatvec(_grad(z, y, loss)) + lam * u / nrm
     gn = float(g.norm())
     w = _curv(z, y, loss)
     uh = u / nrm
     damp = 1e-12 * float(w.sum()) * float((sub.X ** 2).sum(1).max())
+    wd = w.to(subw.dtype)
 
     def hv(v):
-        return (sub.rmatvec(w * sub.matvec(v))
-                + lam * (v - uh * (uh * v).sum(1, keepdim=True)) / nrm + damp * v)
+        hw = subw.rmatvec(wd * subw.matvec(v.to(subw.dtype))).to(torch.float64)
+        return hw + lam * (v - uh * (uh * v).sum(1, keepdim=True)) / nrm + damp * v
 
     d = u.shape[1]
-    if blocks is None:
-        blocks = sub.gram_blocks(w)
+    blocks = sub.gram_blocks(w, constant=(loss == "squared"))
     eye = torch.eye(d, dtype=u.dtype, device=u.device)
     B = blocks + (lam / nrm)[:, :, None] * (eye - uh[:, :, None] * uh[:, None, :]) + damp * eye
     chol, info = torch.linalg.cholesky_ex(B)
@@ -599,14 +619,13 @@ def _newton_step(sub: MaskedDesign, y, lam, loss, u, z, F, blocks=None):
     return u, z, F, k, False
 
 
-def _newton(A: MaskedDesign, y, lam, loss, U, L, *, tol, max_newton=60, deadline=math.inf,
-            counters=None):
+def _newton(A: MaskedDesign, Aw: MaskedDesign, y, lam, loss, U, L, *, tol, max_newton=60,
+            deadline=math.inf, counters=None):
     """Prox-gradient step (identifies the non-zero groups) + Newton step on them, repeated.
 
     float64; returns (U, L, rel_gap, certificate tuple)."""
-    sub = None
+    sub = subw = None
     sub_idx = None
-    blocks = None
     rel = math.inf
     cert = None
     for it in range(max_newton + 1):
@@ -635,14 +654,11 @@ def _newton(A: MaskedDesign, y, lam, loss, U, L, *, tol, max_newton=60, deadline
             continue
         if sub_idx is None or act.numel() != sub_idx.numel() or bool((act != sub_idx).any()):
             sub = A if act.numel() == A.p else A.subset(act)
+            subw = sub if Aw.dtype == sub.dtype else (Aw if act.numel() == Aw.p else Aw.subset(act))
             sub_idx = act
-            blocks = None
-        if loss == "squared" and blocks is None:  # constant curvature: the blocks are reused
-            blocks = sub.gram_blocks(_curv(zp, y, loss))
         u = Up[act]
         Fp = float(_loss(zp, y, loss)) + lam * float(u.norm(dim=1).sum())
-        u, _, Fn, k, ok = _newton_step(sub, y, lam, loss, u, zp, Fp,
-                                       blocks if loss == "squared" else None)
+        u, _, Fn, k, ok = _newton_step(sub, subw, y, lam, loss, u, zp, Fp)
         if counters is not None:
             counters["newton"] += 1
             counters["cg"] += k
@@ -656,8 +672,9 @@ def _newton(A: MaskedDesign, y, lam, loss, U, L, *, tol, max_newton=60, deadline
 def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol, max_iter,
               deadline, counters, L=None):
     """FISTA (working precision) + prox-Newton (float64) on the groups of A, to rel_gap <= tol."""
-    if L is None:
-        L = max(A64.norm_sq() * float(_curv(torch.zeros_like(y64), y64, loss).max()) * 1.05, _TINY)
+    if L is None:  # later rounds start from the last estimate (backtracking raises it)
+        L = max(A64.norm_sq(iters=15) * float(_curv(torch.zeros_like(y64), y64, loss).max())
+                * 1.05, _TINY)
     switch = 1e-3 if Aw.dtype == torch.float64 else 1e-2
     fista_budget = 200
     while True:
@@ -668,7 +685,7 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
         counters["fista"] += it
         U = Uw.to(torch.float64)
         budget = max_iter - counters["fista"] - counters["newton"]
-        U, L, rel, cert = _newton(A64, y64, lam, loss, U, L, tol=tol, deadline=deadline,
+        U, L, rel, cert = _newton(A64, Aw, y64, lam, loss, U, L, tol=tol, deadline=deadline,
                                   counters=counters, max_newton=max(0, min(60, budget)))
         if rel <= tol or counters["fista"] + counters["newton"] >= max_iter \
                 or time.perf_counter() > deadline:
@@ -762,6 +779,7 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
     yw = yt.to(dtype)
     counters = {"fista": 0, "newton": 0, "cg": 0, "working_set_rounds": 0}
     history: list[dict[str, float]] = []
+    L = None  # Lipschitz estimate, carried across working-set rounds
 
     # scores of every group at the start
     z = A64.matvec(U)
@@ -790,8 +808,9 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
         # the subproblem is solved tighter than the current full gap (geometrically), and to
         # tol/2 once the working set is right, so that the full gap can meet tol
         tol_sub = max(0.5 * tol, 1e-3 * rel) if working_set else 0.5 * tol
-        Usub, _, rel_sub = _solve_on(sub64, subw, yt, yw, lam, loss, Usub, tol=tol_sub,
-                                     max_iter=max_iter, deadline=deadline, counters=counters)
+        Usub, L, rel_sub = _solve_on(sub64, subw, yt, yw, lam, loss, Usub, tol=tol_sub,
+                                     max_iter=max_iter, deadline=deadline, counters=counters,
+                                     L=L)
         if idx is None:
             U = Usub
         else:
@@ -812,8 +831,13 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
         if not bool(viol.any()):
             # no violator outside: the working-set problem itself is not yet solved to tol
             continue
-        ws |= viol  # every violator joins (celer/blitz add a fraction; all is simpler, and
-        # the subproblem cost grows only with the groups that are truly needed)
+        # next working set (as celer): the non-zero groups plus the worst violators, at most
+        # max(32, #non-zero) of them; zero groups that do not violate are dropped
+        act = U.norm(dim=1) > 0
+        k_add = min(int(viol.sum()), max(32, int(act.sum())))
+        cand = torch.where(viol, scores, torch.full_like(scores, -1.0))
+        ws = act.clone()
+        ws[torch.topk(cand, k_add).indices] = True
     _sync(dev)
     if rel <= tol:
         status = "optimal"
