@@ -283,8 +283,9 @@ def two_layer_network(W1, w2, *, tau: float = 0.0):
 
     Examples
     --------
+    >>> import torch
     >>> net = two_layer_network(np.eye(2), np.ones(2))
-    >>> float(net(__import__("torch").tensor([[1.0, -2.0]], dtype=__import__("torch").float64)))
+    >>> net(torch.tensor([[1.0, -2.0]], dtype=torch.float64)).detach().item()
     1.0
     """
     import torch
