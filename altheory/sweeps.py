@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["expand_grid", "instance_key", "run_sweep", "read_table", "SWEEPS", "c4_sweep",
+__all__ = ["expand_grid", "instance_key", "run_sweep", "read_table", "parse_grid", "main", "SWEEPS", "c4_sweep",
            "c5_sweep", "c3_sweep", "c6_sweep", "c7_sweep"]
 
 
@@ -354,3 +354,89 @@ def c7_sweep(n: int, d: int, h1: int, h2: int, replicate: bool, seed: int) -> di
 SWEEPS: dict[str, Callable[..., Mapping[str, Any]]] = {
     "c3": c3_sweep, "c4": c4_sweep, "c5": c5_sweep, "c6": c6_sweep, "c7": c7_sweep,
 }
+
+
+# --------------------------------------------------------------------------------------------
+# command line: ``altheory sweep`` (delegated from altheory.cli)
+# --------------------------------------------------------------------------------------------
+
+def _parse_value(s: str):
+    low = s.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(s)
+        except ValueError:
+            pass
+    return s
+
+
+def parse_grid(items: list[str], fn: Callable) -> dict[str, list]:
+    """``["n=20,40", "seed=0:3", "lam=0,0.01"]`` -> grid, checked against ``fn``'s parameters.
+
+    ``a:b`` is the integer range ``a, ..., b-1``. Unknown names are rejected with a suggestion;
+    required parameters of ``fn`` missing from the grid are rejected.
+
+    Examples
+    --------
+    >>> parse_grid(["x=1,2", "seed=0:2"], square_example)
+    {'x': [1, 2], 'seed': [0, 1]}
+    """
+    import difflib
+    import inspect
+
+    sig = inspect.signature(fn)
+    grid: dict[str, list] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"grid entries look like name=v1,v2 or name=a:b; got {item!r}.")
+        k, v = item.split("=", 1)
+        if k not in sig.parameters:
+            close = difflib.get_close_matches(k, list(sig.parameters), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown parameter {k!r} for {fn.__name__}; expected one of "
+                             f"{list(sig.parameters)}.{hint}")
+        if ":" in v and all(p.strip().lstrip("-").isdigit() for p in v.split(":")):
+            a, b = (int(p) for p in v.split(":"))
+            grid[k] = list(range(a, b))
+        else:
+            grid[k] = [_parse_value(x) for x in v.split(",")]
+    missing = [p.name for p in sig.parameters.values()
+               if p.default is inspect.Parameter.empty and p.name not in grid]
+    if missing:
+        raise ValueError(f"{fn.__name__} needs values for {missing}; add e.g. {missing[0]}=...")
+    return grid
+
+
+def square_example(x, seed=0):
+    """Doctest helper for :func:`parse_grid`."""
+    return {"y": x * x}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``altheory sweep NAME key=values ... [--out CSV] [--n-jobs N] [--backend B]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="altheory sweep", description="Run a resumable sweep of a "
+                                 "claim measurement over a grid; rows are appended to a CSV.")
+    ap.add_argument("name", choices=sorted(SWEEPS), help="which sweep function")
+    ap.add_argument("grid", nargs="+", help="name=v1,v2 or name=a:b (integer range)")
+    ap.add_argument("--out", default=None, help="CSV table (default results/sweeps/<name>.csv)")
+    ap.add_argument("--n-jobs", type=int, default=1, help="joblib workers (-1: all cores)")
+    ap.add_argument("--backend", default=None,
+                    choices=["loky", "threading", "sequential", "multiprocessing", "dask"])
+    ap.add_argument("--retry-errors", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    fn = SWEEPS[args.name]
+    try:
+        grid = parse_grid(args.grid, fn)
+    except ValueError as e:
+        ap.error(str(e))
+    out = args.out or f"results/sweeps/{args.name}.csv"
+    df = run_sweep(fn, grid, out, n_jobs=args.n_jobs, backend=args.backend,
+                   progress=not args.no_progress, retry_errors=args.retry_errors)
+    counts = df["status"].value_counts().to_dict() if "status" in df else {}
+    print(f"{len(df)} rows in {out}; statuses {counts}")
+    return 1 if counts.get("fail", 0) else 0

@@ -98,3 +98,17 @@ def test_bad_calls(tmp_path):
         run_sweep(square, {"x": [1]}, tmp_path / "a.csv", n_jobs=0)
     with pytest.raises(TypeError, match="callable"):
         run_sweep(3, {"x": [1]}, tmp_path / "a.csv")
+
+
+def test_parse_grid_and_cli(tmp_path, capsys):
+    from altheory.sweeps import main, parse_grid
+
+    assert parse_grid(["x=1,2.5,abc", "seed=0:3"], square) == {"x": [1, 2.5, "abc"], "seed": [0, 1, 2]}
+    with pytest.raises(ValueError, match="Did you mean 'seed'"):
+        parse_grid(["x=1", "sed=0"], square)
+    with pytest.raises(ValueError, match="needs values for \\['x'\\]"):
+        parse_grid(["seed=0"], square)
+    out = tmp_path / "c7.csv"
+    rc = main(["c7", "n=30", "d=2", "h1=4", "h2=3", "replicate=true", "seed=0:2", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0 and "2 rows" in capsys.readouterr().out
