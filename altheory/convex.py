@@ -32,7 +32,8 @@ from .losses import check_loss, loss_cvxpy
 from .problems import TwoLayerFixedSupport, check_lam, check_matrix
 
 __all__ = ["ConvexResult", "SolverName", "SOLVERS", "solve_with_fallback", "group_lasso",
-           "per_layer", "solver_options", "reduced_rank_regression", "group_lasso_problem"]
+           "per_layer", "solver_options", "reduced_rank_regression", "group_lasso_problem",
+           "group_nuclear"]
 
 SolverName = Literal["clarabel", "scs"]
 SOLVERS: tuple[str, ...] = ("clarabel", "scs")
@@ -367,3 +368,60 @@ def reduced_rank_regression(X, Y, r: int) -> ConvexResult:
     dt = time.perf_counter() - t0
     return ConvexResult(obj, "optimal", "closed-form", dt, {"B": B}, "global", obj,
                         [("closed-form", "optimal", dt)])
+
+
+# --------------------------------------------------------------------------------------------
+# two-layer fixed support, vector output: sum of nuclear norms (lower bound, C4)
+# --------------------------------------------------------------------------------------------
+
+def group_nuclear(X, G, Y, lam, *, loss: str = "squared", solver: str = "clarabel") -> ConvexResult:
+    r"""Lower bound for the vector-output two-layer fixed-support problem (THEORY.md C4).
+
+    .. math:: \min_{U_j \in \mathbb R^{k\times d}}\ \ell\Big(\sum_j D_j X U_j^\top,\ Y\Big)
+              + \lambda \sum_j \|U_j\|_*
+
+    Unit ``j`` of the network contributes :math:`U_j = w_{2j} w_{1j}^\top` (rank one) and pays
+    :math:`\tfrac\lambda2(\|w_{1j}\|^2 + \|w_{2j}\|^2) \ge \lambda\|U_j\|_*`; dropping the rank
+    constraint makes this a relaxation (``kind="lower-bound"``), exact when each support pattern
+    is carried by at least ``k`` units. For ``k = 1`` it is :func:`group_lasso`.
+
+    Parameters
+    ----------
+    X : (n, d); G : bool (n, p); Y : (n, k) (one-hot for softmax); lam : float >= 0
+
+    Returns
+    -------
+    ConvexResult with ``weights["U"]`` of shape (p, k, d).
+    """
+    import cvxpy as cp
+
+    from .losses import check_targets, loss_np
+
+    X = check_matrix(X, "X")
+    n, d = X.shape
+    from .problems import check_gates
+
+    G = check_gates(G, n)
+    check_loss(loss)
+    Y = check_targets(Y, loss)
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise ValueError(f"Y must have shape (n, k) = ({n}, k); got {Y.shape}. Use Y[:, None] for k=1.")
+    lam = check_lam(lam)
+    _check_solver(solver)
+    p, k = G.shape[1], Y.shape[1]
+
+    def build():
+        Us = [cp.Variable((k, d)) for _ in range(p)]
+        pred = sum(cp.multiply(G[:, [j]] * np.ones((1, k)), X @ Us[j].T) for j in range(p))
+        obj = loss_cvxpy(pred, Y, loss)
+        if lam > 0:
+            obj = obj + lam * sum(cp.normNuc(U) for U in Us)
+        return cp.Problem(cp.Minimize(obj)), {"U": lambda: np.stack([U.value for U in Us])}
+
+    def objective(w):
+        U = w["U"]
+        pred = np.einsum("nj,jkd,nd->nk", G.astype(float), U, X)
+        return loss_np(pred, Y, loss) + lam * float(sum(np.linalg.svd(Uj, compute_uv=False).sum()
+                                                        for Uj in U))
+
+    return solve_with_fallback(build, solver=solver, objective=objective, kind="lower-bound")

@@ -269,6 +269,17 @@ class TwoLayerFixedSupport:
         G = next(iter(S.layers.values())).mask().reshape(Xt.shape[0], -1)
         return cls(Xt.numpy(), G, y, loss, lam)
 
+    @classmethod
+    def from_gate_vectors(cls, X, V, y, *, loss: str = "squared", lam: float = 0.0
+                          ) -> "TwoLayerFixedSupport":
+        r"""Gates from gate vectors: ``G = X @ V.T > 0`` (V of shape (p, d)), the support of a
+        ReLU layer with weights ``V``."""
+        X = check_matrix(X, "X")
+        V = check_matrix(V, "V")
+        if V.shape[1] != X.shape[1]:
+            raise ValueError(f"V must have shape (p, d) with d = {X.shape[1]}; got {V.shape}.")
+        return cls(X, X @ V.T > 0, y, loss, lam)
+
     def factors_of(self, model) -> tuple[np.ndarray, np.ndarray]:
         """``(W1, w2)`` of a two-layer network (as built by :func:`two_layer_network`)."""
         from torch import nn

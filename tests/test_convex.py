@@ -197,3 +197,26 @@ y0 = np.zeros(3)
 def test_bad_calls(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         group_lasso(**kwargs)
+
+
+def test_C4_vector_output_nuclear_bound():
+    from altheory.convex import group_nuclear
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((20, 3))
+    P = TwoLayerFixedSupport.from_gate_vectors(X, rng.standard_normal((4, 3)), rng.standard_normal(20),
+                                               lam=0.1)
+    a = group_nuclear(X, P.G, P.y[:, None], 0.1)  # k = 1: the group lasso
+    b = group_lasso(X, P.G, P.y, 0.1)
+    assert a.kind == "lower-bound" and a.verified
+    assert abs(a.objective - b.objective) < 1e-6 * b.objective
+    Y = rng.standard_normal((20, 2))
+    c = group_nuclear(X, P.G, Y, 0.1)
+    assert c.verified and c.weights["U"].shape == (4, 2, 3)
+    # any network (rank-one U_j) costs at least the bound
+    from altheory.descent import MLPObjective, descend
+
+    W1, W2 = rng.standard_normal((4, 3)), rng.standard_normal((2, 4))
+    obj = MLPObjective(X, Y, [W1, W2], masks=[P.G], lam=0.1)
+    r = descend(obj, obj.theta0(), method="lbfgs", max_iter=300)
+    assert r.objective >= c.objective - 1e-7
