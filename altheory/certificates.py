@@ -42,7 +42,7 @@ class Certificate:
     ----------
     objective : float, :math:`F(W)`.
     bound : float, :math:`F^*` (``kind="optimum"``) or a lower bound (``kind="lower-bound"``).
-    kind : ``"optimum"`` or ``"lower-bound"``.
+    kind : ``"optimum"``, ``"layer-optimum"`` (one layer free, the rest fixed) or ``"lower-bound"``.
     gap : float, :math:`(F - F^*)/F(0)` (an upper bound on the true gap for a lower bound).
     status : ``"certified"`` (solver optimal), ``"solver-<status>"`` otherwise.
     result : the underlying ConvexResult.
@@ -107,15 +107,19 @@ def lifted_bound(X, masks: list[np.ndarray], y, *, loss: str = "squared",
     return res
 
 
-def certify(problem: Any, weights: Any, *, solver: str = "clarabel") -> Certificate:
+def certify(problem: Any, weights: Any = None, *, layer: str | int | None = None,
+            solver: str = "clarabel") -> Certificate:
     r"""Objective of ``weights`` for ``problem``, the optimum or a lower bound, and the gap.
 
     Parameters
     ----------
-    problem : TwoLayerFixedSupport, or MLPObjective (gated, scalar output, no biases, L = 3,
-        :math:`\lambda = 0`: lifted lower bound).
+    problem : TwoLayerFixedSupport; MLPObjective (gated, scalar output, no biases,
+        :math:`\lambda = 0`: exact for L = 2, lifted lower bound for L >= 3); or
+        FixedSupportNetwork with ``layer`` (the optimum of that layer's convex problem, C3,
+        ``kind="layer-optimum"``).
     weights : for TwoLayerFixedSupport, ``U`` (p, d) or a pair ``(W1, w2)``; for an
-        MLPObjective, the flat ``theta``.
+        MLPObjective, the flat ``theta``; ignored for a FixedSupportNetwork (its model's weights).
+    layer : module path or index of the layer, for a FixedSupportNetwork.
 
     Returns
     -------
@@ -129,8 +133,31 @@ def certify(problem: Any, weights: Any, *, solver: str = "clarabel") -> Certific
     ('optimum', 'certified', True)
     """
     from .descent import MLPObjective
+    from .problems import FixedSupportNetwork
 
-    if isinstance(problem, TwoLayerFixedSupport):
+    if isinstance(problem, FixedSupportNetwork):
+        from .convex import per_layer
+        from .graph import trace
+        from .operators import _find_layer, layer_operator
+
+        if layer is None:
+            raise ValueError("certify: a FixedSupportNetwork needs layer= (module path or index) "
+                             "to certify the per-layer optimum.")
+        F = problem.objective()
+        node = _find_layer(trace(problem.model), layer)
+        Wl = node.module.weight
+        Phi, off = layer_operator(problem.model, problem.S, layer, problem._Xt)
+        res = per_layer(Phi, off, problem.Y, loss=problem.loss, lam=problem.lam,
+                        n_weight=int(Wl.numel()), solver=solver)
+        import torch
+
+        others = sum(float((m.weight.detach() ** 2).sum()) for m in problem.model.modules()
+                     if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.ndim >= 2
+                     and m is not node.module)
+        res.objective += 0.5 * problem.lam * others
+        kind = "layer-optimum"
+        F0 = problem.zero_objective()
+    elif isinstance(problem, TwoLayerFixedSupport):
         if isinstance(weights, tuple) and len(weights) == 2:
             F = problem.objective_factors(*weights)
         else:
@@ -158,8 +185,8 @@ def certify(problem: Any, weights: Any, *, solver: str = "clarabel") -> Certific
             kind = "lower-bound"
         F0 = problem.zero_objective()
     else:
-        raise TypeError(f"certify: problem must be a TwoLayerFixedSupport or an MLPObjective; got "
-                        f"{type(problem).__name__}.")
+        raise TypeError(f"certify: problem must be a TwoLayerFixedSupport, an MLPObjective or a "
+                        f"FixedSupportNetwork; got {type(problem).__name__}.")
     status = "certified" if res.verified else f"solver-{res.status}"
     gap = normalised_gap(F, res.objective, F0) if res.verified else float("nan")
     return Certificate(float(F), float(res.objective), kind, gap, status, res)

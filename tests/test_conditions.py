@@ -108,7 +108,7 @@ def test_C4_certify_two_layer():
     assert c.kind == "optimum" and abs(c.gap) < 1e-8
     c0 = certify(P, np.zeros((5, 2)))
     assert c0.gap == pytest.approx(1 - c.bound / P.zero_objective())
-    with pytest.raises(TypeError, match="TwoLayerFixedSupport or an MLPObjective"):
+    with pytest.raises(TypeError, match="TwoLayerFixedSupport, an MLPObjective"):
         certify("problem", U)
 
 
@@ -202,3 +202,25 @@ def test_reduced_rank_regression_bad_calls():
         reduced_rank_regression(np.eye(2), np.eye(2), -1)
     with pytest.raises(ValueError, match="rows"):
         reduced_rank_regression(np.eye(2), np.eye(3), 1)
+
+
+def test_C3_certify_fixed_support_network_layer():
+    from altheory.problems import FixedSupportNetwork
+    from altheory.support import support
+
+    g = torch.Generator().manual_seed(1)
+    net = nn.Sequential(nn.Linear(2, 5), PHT(0.0), nn.Linear(5, 2)).double()
+    X = torch.randn(15, 2, dtype=torch.float64, generator=g)
+    Y = np.random.default_rng(1).standard_normal((15, 2))
+    S = support(net, X)
+    fsn = FixedSupportNetwork(net, S, X, Y, "squared", 0.01)
+    c = certify(fsn, layer="2")
+    assert c.kind == "layer-optimum" and c.status == "certified" and c.gap >= -1e-9
+    # set the last layer to its optimum: the gap closes
+    th = c.result.weights["theta"]
+    with torch.no_grad():
+        net[2].weight.copy_(torch.from_numpy(th[:10].reshape(2, 5)))
+        net[2].bias.copy_(torch.from_numpy(th[10:]))
+    assert abs(certify(fsn, layer="2").gap) < 1e-7
+    with pytest.raises(ValueError, match="layer="):
+        certify(fsn)
