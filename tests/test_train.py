@@ -130,10 +130,17 @@ def test_C1_gated_network_is_the_fixed_support_network():
 
 
 def test_alt_inner_refreshes_once_per_batch(tmp_path):
-    cfg = tiny(tmp_path, method="alt-inner", inner_steps=2, epochs=2)  # 8 steps, 4 batches
+    # 3 steps an epoch, 2 steps a batch: epochs end while a batch's support is held, and the
+    # evaluation and the head solve in between must use the network's own support
+    cfg = tiny(tmp_path, method="alt-inner", inner_steps=2, epochs=2, synthetic_n=24, exact_head=True)
     s = train(cfg, quiet=True)
     ck = load_checkpoint(Path(cfg.out_dir) / "checkpoint.pt")
-    assert s["steps"] == 8 and ck["gate_refreshes"] == 4
+    assert s["steps"] == 6 and ck["gate_refreshes"] == 3
+    part = tiny(tmp_path / "part", method="alt-inner", inner_steps=2, epochs=2, synthetic_n=24,
+                exact_head=True, stop_step=3)
+    train(part, quiet=True)
+    train(dataclasses.replace(part, stop_step=0), resume=True, quiet=True)
+    assert_same_state(ck["model"], final_state(part))
 
 
 def test_gated_pht_apply_errors():
@@ -258,9 +265,29 @@ def test_head_solver_rejects_bad_input():
 def test_models_replace_every_relu(arch, activation):
     m = build_model(arch, num_classes=3, in_channels=1, image_size=8, width=4, activation=activation,
                     tau=0.2)
-    kinds = {type(mod) for mod in m.modules()}
-    assert (PHT in kinds) == (activation == "pht") and (nn.ReLU in kinds) == (activation == "relu")
+    has_pht = any(isinstance(mod, PHT) for mod in m.modules())
+    has_relu = any(isinstance(mod, nn.ReLU) for mod in m.modules())
+    assert has_pht == (activation == "pht") and has_relu == (activation == "relu")
     assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.3])
+def test_fused_pht_is_pht_forward_and_backward(tau):
+    from altheory.train.models import FusedPHT
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
+    z[0, 0, 0, :] = torch.tensor([tau, -0.0, 0.0])  # at the threshold: not kept
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    a, b = FusedPHT(tau)(z1), PHT(tau)(z2)
+    assert torch.equal(a, b)  # values equal (a signed zero compares equal)
+    w = torch.randn(a.shape, generator=g, dtype=torch.float64)
+    (a * w).sum().backward(), (b * w).sum().backward()
+    off = z != 0  # at z == 0 exactly FusedPHT's gradient is 0, as relu's; PHT's select passes it
+    assert torch.equal(z1.grad[off], z2.grad[off]) and torch.all(z1.grad[~off] == 0)
+    nan = torch.tensor([float("nan")], dtype=torch.float64)
+    assert torch.isnan(FusedPHT(tau)(nan)).all()  # NaN propagates, as in PHT
+    assert torch.equal(FusedPHT(k=2)(z), PHT(k=2)(z))
 
 
 def test_topk_model():

@@ -322,6 +322,8 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
             model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     if cfg.compile:
         fwd = torch.compile(fwd)
+        if gating is not None:
+            gating.compile()
 
     spe = data.steps_per_epoch
     total = steps_total(cfg, spe)
@@ -439,12 +441,14 @@ def _end_of_epoch(step, spe, acc, seconds, steps_in_window, cfg, info, model, da
         row["flip_frac"] = stepper.flips[0] / stepper.flips[1]
     stepper.flips = [0, 0]
     epoch = step // spe
-    if cfg.exact_head and epoch % cfg.head_every == 0:
-        row["val_loss"], row["val_acc_before_head"] = evaluate(model, data, info, amp)
-        res = _solve_head(model, data, cfg, info, amp)
-        row.update(head_gap=res["gap"], head_gap_certified=res["gap_certified"],
-                   head_status=res["solver_status"], head_grad_norm=res["solver_grad_norm"])
-    row["val_loss"], row["val_acc"] = evaluate(model, data, info, amp)
+    # the network's own support for evaluation and head features (alt-inner may hold a batch's)
+    with (stepper.gating.paused() if stepper.gating is not None else contextlib.nullcontext()):
+        if cfg.exact_head and epoch % cfg.head_every == 0:
+            row["val_loss"], row["val_acc_before_head"] = evaluate(model, data, info, amp)
+            res = _solve_head(model, data, cfg, info, amp)
+            row.update(head_gap=res["gap"], head_gap_certified=res["gap_certified"],
+                       head_status=res["solver_status"], head_grad_norm=res["solver_grad_norm"])
+        row["val_loss"], row["val_acc"] = evaluate(model, data, info, amp)
     history.append(row)
     if info.is_main:
         path = Path(cfg.out_dir) / "metrics.csv"

@@ -37,6 +37,7 @@ on the batch, but differs from the training-mode one).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Iterator
 
@@ -83,10 +84,10 @@ class GatedPHT(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.mode == "free":
             return self.act(z)
-        if self.mode == "record":
+        if self.mode == "record":  # the gate's forward (no autograd): its output and its support
             s = self.mask(z)
             self.masks.append(s)
-            return z * s.to(z.dtype)
+            return torch.where(s, z, z.new_zeros(()))
         if self.mode == "apply":
             if self._i >= len(self.masks):
                 raise RuntimeError(f"GatedPHT: call {self._i + 1} in this forward but only "
@@ -97,7 +98,9 @@ class GatedPHT(nn.Module):
             if s.shape != z.shape:
                 raise RuntimeError(f"GatedPHT: recorded mask of shape {tuple(s.shape)} for an input of "
                                    f"shape {tuple(z.shape)}; gate and network got different batches.")
-            return z * s.to(z.dtype)
+            # one fused select; autograd keeps the 1-byte mask (z * s.to(dtype) would keep a
+            # 2-byte copy and launch two kernels)
+            return torch.where(s, z, z.new_zeros(()))
         raise ValueError(f"GatedPHT.mode must be 'free', 'record' or 'apply'; got {self.mode!r}.")
 
     def extra_repr(self) -> str:
@@ -137,7 +140,7 @@ class Gating:
     >>> net = wrap_activations(build_model("resnet8", num_classes=2, width=4, tau=0.1))
     >>> gating = Gating(net)
     >>> x = torch.randn(4, 3, 8, 8)
-    >>> gating.compute(x)                       # the gate's support on x, imposed on net
+    >>> _ = gating.compute(x)                   # the gate's support on x, imposed on net
     >>> out = net(x); gating.check_consumed()
     >>> gating.release()                        # net computes its own support again
     """
@@ -159,11 +162,17 @@ class Gating:
             self.gate.train()
         else:
             self.gate.eval()
+        self._gate_call = self.gate
         self.model_acts = _gated(model)
         self.gate_acts = _gated(self.gate)
         if not self.model_acts:
             raise ValueError("Gating: the model has no wrapped activations; call wrap_activations(model) first.")
         self.refreshes = 0
+
+    def compile(self, **kwargs) -> "Gating":
+        """Run the gate's forward through ``torch.compile`` (as the trained model's is, when compiled)."""
+        self._gate_call = torch.compile(self.gate, **kwargs)
+        return self
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -181,7 +190,7 @@ class Gating:
         """The gate's support on ``x``: per wrapped activation, one bool mask per call."""
         for g in self.gate_acts:
             g.mode, g.masks = "record", []
-        self.gate(x)
+        self._gate_call(x)
         out = [g.masks for g in self.gate_acts]
         for g in self.gate_acts:
             g.mode, g.masks = "free", []
@@ -206,6 +215,19 @@ class Gating:
                 raise RuntimeError(f"GatedPHT: {m._i} of {len(m.masks)} recorded masks used in the "
                                    "forward; gate and network ran different graphs.")
             m.reset_index()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Let the model compute its own support inside the block (evaluation, head features),
+        then impose the held masks again (alt-inner keeps a batch's support across steps)."""
+        saved = [(m.mode, m._i) for m in self.model_acts]
+        for m in self.model_acts:
+            m.mode = "free"
+        try:
+            yield
+        finally:
+            for m, (mode, i) in zip(self.model_acts, saved):
+                m.mode, m._i = mode, i
 
     def release(self) -> None:
         for m in self.model_acts:
