@@ -224,7 +224,8 @@ class MaskedDesign:
     def __init__(self, X: torch.Tensor, G: torch.Tensor, *, max_bytes: int = 2 ** 31,
                  ids: torch.Tensor | None = None, cache: dict | None = None):
         self.ids = ids if ids is not None else torch.arange(G.shape[1], device=G.device)
-        self.cache = cache if cache is not None else {}  # group id -> (d, d) block (squared)
+        # (dtype, group id) -> (d, d) Gram block, shared by every subset (squared loss)
+        self.cache = cache if cache is not None else {}
         self.X = X
         self.n, self.d = X.shape
         self.p = G.shape[1]
@@ -273,14 +274,15 @@ class MaskedDesign:
         With ``constant=True`` (the same ``w`` on every call, as for the squared loss) blocks are
         kept in a cache shared by every :meth:`subset`, and only missing groups are computed."""
         if constant:
+            key = str(self.dtype)
             ids = self.ids.tolist()
-            missing = [k for k, j in enumerate(ids) if j not in self.cache]
+            missing = [k for k, j in enumerate(ids) if (key, j) not in self.cache]
             if missing:
                 idx = torch.tensor(missing, device=self.X.device)
                 new = self.subset(idx).gram_blocks(w, block_rows=block_rows)
                 for k, blk in zip(missing, new):
-                    self.cache[ids[k]] = blk
-            return torch.stack([self.cache[j] for j in ids]).to(self.dtype)
+                    self.cache[(key, ids[k])] = blk
+            return torch.stack([self.cache[(key, j)] for j in ids])
         out = torch.zeros(self.p, self.d * self.d, dtype=self.dtype, device=self.X.device)
         for a in range(0, self.n, block_rows):
             b = min(self.n, a + block_rows)
@@ -296,8 +298,7 @@ class MaskedDesign:
         dtype = dtype or self.dtype
         G = self.G[:, idx]
         return MaskedDesign(self.X.to(dtype), G if G.dtype == torch.bool else G != 0,
-                            max_bytes=max_bytes, ids=self.ids[idx],
-                            cache=self.cache if dtype == self.dtype else None)
+                            max_bytes=max_bytes, ids=self.ids[idx], cache=self.cache)
 
     def norm_sq(self, iters: int = 30, seed: int = 0) -> float:
         r"""Estimate of :math:`\|A\|_2^2` by power iteration (a lower estimate; callers backtrack)."""
@@ -594,7 +595,8 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F):
         return hw + lam * (v - uh * (uh * v).sum(1, keepdim=True)) / nrm + damp * v
 
     d = u.shape[1]
-    blocks = sub.gram_blocks(w, constant=(loss == "squared"))
+    # the blocks only precondition: the working precision is enough
+    blocks = subw.gram_blocks(wd, constant=(loss == "squared")).to(torch.float64)
     eye = torch.eye(d, dtype=u.dtype, device=u.device)
     B = blocks + (lam / nrm)[:, :, None] * (eye - uh[:, :, None] * uh[:, None, :]) + damp * eye
     chol, info = torch.linalg.cholesky_ex(B)
