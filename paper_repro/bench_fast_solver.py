@@ -115,6 +115,9 @@ def main(argv=None) -> int:
     p.add_argument("--lam-frac", type=float, default=0.1, help="lam = lam_frac * lam_max")
     p.add_argument("--cvxpy-max", type=float, default=2e7,
                    help="skip cvxpy when n*p*d (entries of its dense design) exceeds this")
+    p.add_argument("--scnn-max", type=float, default=2.5e8,
+                   help="skip pyscnn when n*p*d exceeds this (R-FISTA runs up to 10000 "
+                        "iterations; above it a run takes many minutes on 2 cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="paper_repro/results/bench_fast_solver.json")
     args = p.parse_args(argv)
@@ -154,6 +157,12 @@ def main(argv=None) -> int:
             if s in ("clarabel", "scs") and n * pp * d > args.cvxpy_max:
                 row.update(status="skipped", note=f"n*p*d = {n * pp * d:.1e} > --cvxpy-max "
                            f"{args.cvxpy_max:.0e} (dense design of {8 * n * pp * d / 1e9:.1f} GB)")
+                print(f"{size} {s}: skipped, {row['note']}", flush=True)
+                rows.append(row)
+                continue
+            if s == "scnn" and n * pp * d > args.scnn_max:
+                row.update(status="skipped", note=f"n*p*d = {n * pp * d:.1e} > --scnn-max "
+                           f"{args.scnn_max:.0e}")
                 print(f"{size} {s}: skipped, {row['note']}", flush=True)
                 rows.append(row)
                 continue
