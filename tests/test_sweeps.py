@@ -79,7 +79,16 @@ def test_new_columns_extend_the_header(tmp_path):
     assert df.loc[df["x"] == 2, "b"].item() == -2
 
 
-def test_parallel_joblib(tmp_path):
+def test_parallel_joblib_threads(tmp_path):
+    out = tmp_path / "t.csv"
+    df = run_sweep(square, {"x": [1, 2, 3, 4], "seed": [0]}, out, n_jobs=2, backend="threading",
+                   progress=False)
+    assert sorted(df["y"]) == [1, 4, 9, 16]
+
+
+@pytest.mark.slow
+def test_parallel_joblib_processes(tmp_path):
+    # loky worker start-up imports torch: ~10 s on the 2-core machine
     out = tmp_path / "t.csv"
     df = run_sweep(square, {"x": [1, 2, 3, 4], "seed": [0]}, out, n_jobs=2, progress=False)
     assert sorted(df["y"]) == [1, 4, 9, 16]
