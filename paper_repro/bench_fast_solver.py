@@ -58,10 +58,10 @@ def run_fast(X, G, y, lam, *, device, dtype):
 
     from altheory.fast_solver import solve_group_lasso
 
+    tdtype = torch.float32 if dtype == "float32" else torch.float64
     if device == "cuda":  # warm-up: CUDA context and kernels, not counted
-        solve_group_lasso(X[:64], G[:64], y[:64], lam, device=device, dtype=dtype)
-    r = solve_group_lasso(X, G, y, lam, device=device,
-                          dtype=torch.float32 if dtype == "float32" else torch.float64)
+        solve_group_lasso(X[:64], G[:64], y[:64], lam, device=device, dtype=tdtype)
+    r = solve_group_lasso(X, G, y, lam, device=device, dtype=tdtype)
     return r.U, r.solve_time, r.status, {"certified_rel_gap": r.rel_gap, "active": r.active,
                                          "iterations": r.iterations}
 
