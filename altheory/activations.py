@@ -208,7 +208,13 @@ class PHT(nn.Module):
         return z > self.tau
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return select(z, self.mask(z))
+        if self.k is not None:
+            return select(z, self.mask(z))
+        # One fused kernel each (and its fused backward): relu is PHT at tau = 0 bit for bit, and
+        # F.threshold(z, tau, 0) is z where z > tau, else 0 (a -0.0 below tau comes out +0.0).
+        if self.tau == 0.0:
+            return torch.nn.functional.relu(z)
+        return torch.nn.functional.threshold(z, self.tau, 0.0)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, dim={self.dim}" if self.k is not None else f"tau={self.tau}"
