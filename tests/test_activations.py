@@ -79,3 +79,14 @@ def test_replace_relu_swaps_every_relu_of_a_torchvision_model():
 def test_bad_calls(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@given(arrays, st.sampled_from([0.0, 0.1, 1.0]))
+def test_pht_module_fast_path_matches_functional_values_and_gradients(z, tau):
+    t = torch.from_numpy(z).requires_grad_(True)
+    y_fast = PHT(tau)(t)
+    (g_fast,) = torch.autograd.grad(y_fast.sum(), t)
+    y_ref = pht(t, tau)
+    (g_ref,) = torch.autograd.grad(y_ref.sum(), t)
+    assert torch.equal(y_fast, y_ref) and torch.equal(g_fast, g_ref)
+    np.testing.assert_array_equal(g_fast.numpy(), (z > tau).astype(np.float64))
