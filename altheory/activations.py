@@ -33,11 +33,13 @@ def select(z, s):
     r"""Apply the support ``s`` to ``z``: ``z`` where ``s``, else zero.
 
     Matches ``relu`` bit for bit at ``tau = 0``: a signed zero keeps its sign and NaN propagates,
-    as in ``torch.relu``. Works for numpy arrays and torch tensors (differentiable in ``z``).
+    as in ``torch.relu``. Works for numpy arrays and torch tensors (differentiable in ``z``, with
+    derivative ``s``: zero at ``z = 0`` too, as relu's).
     """
     if isinstance(z, torch.Tensor):
-        keep = s | (z == 0) | torch.isnan(z)
-        return torch.where(keep, z, torch.zeros((), dtype=z.dtype, device=z.device))
+        # signed zeros pass through detached, so the derivative is the mask 1[z > tau] everywhere
+        zero = torch.where(z == 0, z.detach(), torch.zeros((), dtype=z.dtype, device=z.device))
+        return torch.where(s | torch.isnan(z), z, zero)
     z = np.asarray(z)
     keep = s | (z == 0) | np.isnan(z)
     return np.where(keep, z, np.zeros((), dtype=z.dtype))
