@@ -129,6 +129,59 @@ def test_C1_gated_network_is_the_fixed_support_network():
     torch.testing.assert_close(net(x), ref_new(x), rtol=1e-12, atol=1e-12)  # released: own support
 
 
+@pytest.mark.parametrize("arch", ["resnet8", "resnet18"])
+def test_folded_gate_has_the_running_gate_support(arch):
+    """gate_bn='folded' (batch norm folded into the convolutions) records exactly the support of
+    gate_bn='running' (eval-mode batch norm), float64."""
+    torch.manual_seed(0)
+    net = wrap_activations(build_model(arch, num_classes=3, width=4, image_size=8, tau=0.05)).double()
+    for _ in range(3):  # running statistics away from their initial values
+        net(torch.randn(6, 3, 8, 8, dtype=torch.float64) * 2 + 0.5)
+    with torch.no_grad():
+        for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
+    run, fold = Gating(net, "running"), Gating(net, "folded")
+    run.refresh(), fold.refresh()
+    a, b = run.record(x), fold.record(x)
+    assert fold._verified and len(a) == len(b)
+    for la, lb in zip(a, b):
+        for sa, sb in zip(la, lb):
+            assert torch.equal(sa, sb)
+    torch.testing.assert_close(fold.gate(x), run.gate(x), rtol=1e-10, atol=1e-10)
+
+
+def test_folded_gate_refuses_a_model_it_cannot_fold():
+    class Crossed(nn.Module):  # registered conv1, bn1, conv2, bn2 but applies bn2 after conv1
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.bn1(self.conv2(self.relu(self.bn2(self.conv1(x))))).flatten(1)
+
+    net = wrap_activations(Crossed()).double()
+    with torch.no_grad():
+        net.bn1.running_mean.fill_(3.0), net.bn2.running_var.fill_(9.0)
+    g = Gating(net, "folded")
+    g.refresh()
+    with pytest.raises(ValueError, match="not consecutive in the data flow"):
+        g.record(torch.randn(2, 3, 4, 4, dtype=torch.float64))
+
+
+def test_alt_with_folded_gate_trains_and_resumes(tmp_path):
+    kw = dict(method="alt", gate_bn="folded", alt_every=3, epochs=2)
+    full = tiny(tmp_path / "full", **kw)
+    s = train(full, quiet=True)
+    assert s["steps"] == 8 and s["history"][-1]["flip_frac"] is not None
+    part = tiny(tmp_path / "part", stop_step=5, **kw)
+    train(part, quiet=True)
+    train(dataclasses.replace(part, stop_step=0), resume=True, quiet=True)
+    assert_same_state(final_state(full), final_state(part))
+
+
 def test_alt_inner_refreshes_once_per_batch(tmp_path):
     # 3 steps an epoch, 2 steps a batch: epochs end while a batch's support is held, and the
     # evaluation and the head solve in between must use the network's own support
@@ -365,7 +418,7 @@ def test_bench_step_runs_on_cpu(tmp_path):
     import json
 
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert {row["loop"] for row in rows} == {"relu-plain", "sgd", "alt", "alt-inner"}
+    assert {row["loop"] for row in rows} == {"relu-plain", "sgd", "alt", "alt-folded", "alt-inner"}
     assert all(row["images_per_s"] > 0 for row in rows)
 
 

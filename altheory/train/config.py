@@ -53,7 +53,7 @@ class TrainConfig:
     method: str = "sgd"               # "sgd", "alt" or "alt-inner" (see altheory.train.methods)
     alt_every: int = 0                # alt: optimizer steps between gate refreshes (0 = one epoch)
     inner_steps: int = 4              # alt-inner: weight steps per batch with its support held
-    gate_bn: str = "batch"            # BatchNorm of the gate copy: "batch" statistics or frozen "running" ones
+    gate_bn: str = "batch"            # BatchNorm of the gate copy: "batch" statistics, frozen "running" ones, or those "folded" into the convs
     track_flips: bool = True          # alt/alt-inner: count support flips at each gate refresh (one extra gate forward per refresh)
     exact_head: bool = False          # solve the final linear layer exactly (C8) every head_every epochs
     head_every: int = 1               # epochs between exact head solves
@@ -91,7 +91,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raise ValueError on a value outside its field's range or choices."""
         choices = {"method": METHODS, "arch": ARCHS, "dataset": DATASETS, "activation": ACTIVATIONS,
-                   "schedule": SCHEDULES, "optimizer": OPTIMIZERS, "gate_bn": ("batch", "running"),
+                   "schedule": SCHEDULES, "optimizer": OPTIMIZERS, "gate_bn": ("batch", "running", "folded"),
                    "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "float64"),
                    "amp": ("bf16", "none")}
         for name, allowed in choices.items():

@@ -34,7 +34,8 @@ Batch norm (THEORY.md, "Batch norm and the support"): the trained network is in 
 (batch statistics). The gate uses ``gate_bn="batch"`` (its own batch statistics on the same batch:
 the support is exactly the one the PHT network would have with the gate's weights) or
 ``"running"`` (its running statistics frozen at the refresh: a support that does not depend
-on the batch, but differs from the training-mode one).
+on the batch, but differs from the training-mode one), or ``"folded"`` (the same support as
+``"running"``, batch norm folded into the convolutions at each refresh: the cheapest gate).
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def _bns(model: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]:
     return (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
+def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv path, bn path) for every Conv2d registered right before a BatchNorm2d of its width
+    in the same parent (conv1/bn1, downsample.0/downsample.1 in the ResNets of this trainer)."""
+    pairs = []
+    for pname, parent in model.named_modules():
+        kids = list(parent.named_children())
+        for (a, ca), (b, cb) in zip(kids, kids[1:]):
+            if (isinstance(ca, nn.Conv2d) and isinstance(cb, nn.modules.batchnorm._BatchNorm)
+                    and cb.num_features == ca.out_channels):
+                pre = f"{pname}." if pname else ""
+                pairs.append((pre + a, pre + b))
+    return pairs
+
+
 class Gating:
     r"""The gate copy of a model and the plumbing that imposes its support on the model.
 
@@ -134,7 +149,10 @@ class Gating:
     ----------
     model : nn.Module whose activations were wrapped by :func:`wrap_activations` (the bare
         module, not its DDP wrapper).
-    gate_bn : ``"batch"`` or ``"running"`` (see the module docstring).
+    gate_bn : ``"batch"``, ``"running"`` or ``"folded"`` (see the module docstring; ``"folded"``
+        is ``"running"`` with each batch norm folded into the convolution before it at every
+        refresh, so the gate's forward runs no normalisation kernels; checked against the
+        unfolded eval-mode forward on the first batch).
 
     Examples
     --------
@@ -148,8 +166,8 @@ class Gating:
     """
 
     def __init__(self, model: nn.Module, gate_bn: str = "batch"):
-        if gate_bn not in ("batch", "running"):
-            raise ValueError(f"gate_bn must be 'batch' or 'running'; got {gate_bn!r}.")
+        if gate_bn not in ("batch", "running", "folded"):
+            raise ValueError(f"gate_bn must be 'batch', 'running' or 'folded'; got {gate_bn!r}.")
         self.model = model
         self.gate_bn = gate_bn
         self.gate = copy.deepcopy(model)
@@ -162,9 +180,12 @@ class Gating:
                 bn.running_var = None
                 bn.num_batches_tracked = None
             self.gate.train()
-        else:
+        elif gate_bn == "running":
             self.gate.eval()
+        else:
+            self._fold_init()
         self._gate_call = self.gate
+        self._fresh = False
         self.model_acts = _gated(model)
         self.gate_acts = _gated(self.gate)
         if not self.model_acts:
@@ -176,9 +197,70 @@ class Gating:
         self._gate_call = torch.compile(self.gate, **kwargs)
         return self
 
+    def _fold_init(self) -> None:
+        self.pairs = _conv_bn_pairs(self.model)
+        if not self.pairs:
+            raise ValueError("gate_bn='folded': no Conv2d followed by a BatchNorm2d found; use 'running'.")
+        gmods = dict(self.gate.named_modules())
+        for conv_path, bn_path in self.pairs:
+            conv = gmods[conv_path]
+            if conv.bias is None:
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype,
+                                                     device=conv.weight.device), requires_grad=False)
+            parent, _, name = bn_path.rpartition(".")
+            setattr(gmods[parent] if parent else self.gate, name, nn.Identity())
+        self.gate.eval()
+        self._verified = self._fresh = False
+
+    @torch.no_grad()
+    def _fold_refresh(self) -> None:
+        mmods, gmods = dict(self.model.named_modules()), dict(self.gate.named_modules())
+        folded = set()
+        for conv_path, bn_path in self.pairs:
+            conv, bn, g = mmods[conv_path], mmods[bn_path], gmods[conv_path]
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.affine:
+                scale = scale * bn.weight
+            shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0.0)
+            if conv.bias is not None:
+                shift = shift + conv.bias * scale
+            g.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            g.bias.copy_(shift)
+            folded.update({f"{conv_path}.weight", f"{conv_path}.bias"})
+        params = dict(self.model.named_parameters())
+        for name, pg in self.gate.named_parameters():
+            if name not in folded:
+                pg.copy_(params[name])
+
+    @torch.no_grad()
+    def _fold_verify(self, x: torch.Tensor) -> None:
+        """Once: the folded gate equals the unfolded network in eval mode on ``x``."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            with self.paused():
+                ref = self.model(x)
+        finally:
+            self.model.train(was)
+        out = self.gate(x)
+        low = out.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled()
+        tol = 1e-6 if out.dtype == torch.float64 else (1e-1 if low else 1e-3)
+        err = float((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-12))
+        if not err <= tol:
+            raise ValueError(f"gate_bn='folded': the folded gate differs from the eval-mode network "
+                             f"(relative error {err:.2e} > {tol}); its Conv2d/BatchNorm2d pairs are not "
+                             "consecutive in the data flow. Use gate_bn='running'.")
+        self._verified = True
+
     @torch.no_grad()
     def refresh(self) -> None:
-        r""":math:`W_g \leftarrow W` (parameters; running statistics too for ``gate_bn="running"``)."""
+        r""":math:`W_g \leftarrow W` (parameters; running statistics too for ``gate_bn="running"``;
+        batch norm folded into the convolutions for ``"folded"``)."""
+        if self.gate_bn == "folded":
+            self._fold_refresh()
+            self.refreshes += 1
+            self._fresh = True
+            return
         for pg, pm in zip(self.gate.parameters(), self.model.parameters()):
             pg.copy_(pm)
         if self.gate_bn == "running":
@@ -190,6 +272,9 @@ class Gating:
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         """The gate's support on ``x``: per wrapped activation, one bool mask per call."""
+        if self.gate_bn == "folded" and not self._verified and self._fresh:
+            self._fold_verify(x)  # once, right after a refresh (the gate equals the model then)
+        self._fresh = False
         for g in self.gate_acts:
             g.mode, g.masks = "record", []
         self._gate_call(x)
