@@ -383,9 +383,10 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
     model.train()
     acc = torch.zeros(3, dtype=torch.float64, device=info.device)
     steps_in_window = 0
+    stop_now = False  # SIGTERM seen (by any rank, agreed at the same step under DDP)
     try:
         timer.start()
-        while step < stop and not terminated:
+        while step < stop and not stop_now:
             loss_sum, correct, n = stepper.step(step, batches)
             acc[0] += loss_sum.double()
             acc[1] += correct
@@ -408,10 +409,17 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
                 steps_in_window = 0
                 checkpoint()
                 timer.start()
+            if not info.active:
+                stop_now = bool(terminated)
+            elif step % cfg.log_every == 0 or step % spe == 0:
+                # ranks must stop at the same step: agree every log_every steps (one tiny
+                # all-reduce; a per-step one would add a host sync to every step)
+                flag = dist.all_reduce_sum(torch.tensor([float(bool(terminated))], device=info.device), info)
+                stop_now = bool(flag.item() > 0)
         timer.stop()
-        if step % spe != 0 or terminated:  # stopped inside an epoch (stop_step or SIGTERM)
+        if step % spe != 0 or stop_now:  # stopped inside an epoch (stop_step or SIGTERM)
             checkpoint()
-            say(f"stopped at step {step} ({'SIGTERM' if terminated else 'stop_step'}); checkpoint {ckpt_path}")
+            say(f"stopped at step {step} ({'SIGTERM' if stop_now else 'stop_step'}); checkpoint {ckpt_path}")
     finally:
         if prev is not None:
             signal.signal(signal.SIGTERM, prev)
@@ -420,7 +428,7 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
         if writer is not None:
             writer.close()
 
-    summary = _summary(cfg, info, history, step, total, timer.total, bool(terminated))
+    summary = _summary(cfg, info, history, step, total, timer.total, stop_now and step < total)
     if info.is_main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         say(json.dumps({k: v for k, v in summary.items() if k not in ("config", "history")}, indent=2))

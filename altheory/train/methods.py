@@ -29,6 +29,8 @@ and 1.48x compiled (ResNet-50 eager: 1.67x), above the 1.4x target. The masks ar
 ``bool`` tensors from the gate forward to the backward (1 byte per activation entry; autograd of
 the select keeps them instead of a 2-byte copy). ``alt-inner`` pays one gate forward per
 ``inner_steps`` steps: 1.21x (ResNet-18) and 1.26x (ResNet-50) at ``inner_steps=4``.
+``gate_bn="folded"`` removes the normalisation kernels from the gate forward (not yet measured
+on a GPU).
 
 Batch norm (THEORY.md, "Batch norm and the support"): the trained network is in training mode
 (batch statistics). The gate uses ``gate_bn="batch"`` (its own batch statistics on the same batch:
