@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in dataclasses.fields(TrainConfig):
             line = next((l for l in src.splitlines() if l.strip().startswith(f"{f.name}:")), "")
             comment = line.split("#", 1)[1].strip() if "#" in line else ""
-            print(f"  --{f.name}={f.default!r:<22} {comment}")
+            print(f"  {'--' + f.name + '=' + repr(f.default):<34} {comment}")
         return 0
     config_path, resume, print_only, rest = None, False, False, []
     i = 0
