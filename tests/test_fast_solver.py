@@ -52,10 +52,15 @@ def _check_against_clarabel(X, G, y, lam, loss):
     assert r.rel_gap <= TOL
     scale = max(abs(r.objective), 1e-300)
     if c.verified:
-        # objective match and the gap bounds the true gap (F* <= F_clarabel)
-        assert abs(r.objective - c.objective) / scale <= MATCH, (r.objective, c.objective)
+        # the gap bounds the true gap (F* <= F_clarabel), and the dual bound is below Clarabel
         assert r.objective - c.objective <= r.gap + ROUND * scale
         assert r.dual_objective <= c.objective + ROUND * scale
+        # objective match to 1e-7, unless Clarabel's own point is certifiably worse than that:
+        # at its default tolerances Clarabel reports "optimal" with relative errors up to ~1e-6
+        # when F* is small (test_clarabel_is_less_accurate_than_its_status_says)
+        cvx_gap = group_lasso_certificate(X, G, y, c.U, lam, loss=loss)["gap"]
+        assert abs(r.objective - c.objective) <= max(MATCH * scale, cvx_gap * (1 + 1e-6)), (
+            r.objective, c.objective, cvx_gap)
     # the objective reported is the objective of the returned U (numpy reference)
     P = TwoLayerFixedSupport(X, G, y, loss, lam)
     assert math.isclose(P.objective(r.U), r.objective, rel_tol=1e-12, abs_tol=1e-14)
@@ -91,6 +96,22 @@ def test_c4_property_fast_equals_clarabel(seed, n, d, p, loss, frac, degenerate)
     r, _ = _check_against_clarabel(X, G, y, lam, loss)
     if frac >= 1.0 or lmax == 0:
         assert r.active == 0 and r.gap <= ROUND * max(abs(r.objective), 1.0)
+
+
+def test_clarabel_is_less_accurate_than_its_status_says():
+    """Finding (hypothesis, seed=3, n=5, d=3, p=3, squared, lam = 0.5 lam_max): Clarabel returns
+    "optimal" with F = 1.8072892e-3 while the certified optimum is 1.8072874e-3 (relative
+    difference 1.0e-6); the fast solver's duality gap (~3e-11 relative) proves it, and the dual
+    certificate of Clarabel's own point shows its gap."""
+    X, G, y = _instance(3, 5, 3, 3, "squared")
+    lam = 0.5 * lambda_max(X, G, y)
+    r = solve_group_lasso(X, G, y, lam)
+    c = group_lasso(X, G, y, lam)
+    assert r.status == "optimal" and c.status == "optimal"
+    cvx = group_lasso_certificate(X, G, y, c.U, lam)
+    assert r.dual_objective <= c.objective            # weak duality, always
+    assert c.objective - r.objective <= cvx["gap"]     # Clarabel's excess is within its own gap
+    assert r.gap <= 1e-8 * r.objective
 
 
 def test_c4_lambda_above_lambda_max_gives_zero_and_exact_gap():
@@ -223,6 +244,35 @@ def test_c3_layer_matches_clarabel(nk, q, k, loss, lam, nw):
     F0 = abs(c.objective) + 1e-12
     assert abs(r.objective - c.objective) <= MATCH * max(F0, 1e-12 * abs(r.dual_objective) + 1e-12)
     assert r.objective - c.objective <= r.gap + 1e-12 * max(abs(r.objective), 1e-12)
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 40), q=st.integers(1, 12),
+       loss=st.sampled_from(["squared", "logistic"]), lam=st.sampled_from([0.0, 0.01, 1.0]),
+       rank_deficient=st.booleans(), bias=st.booleans())
+def test_c3_property_layer_equals_clarabel(seed, n, q, loss, lam, rank_deficient, bias):
+    rng = np.random.default_rng(seed)
+    Phi = rng.standard_normal((n, q))
+    if rank_deficient and q > 1:
+        Phi[:, -1] = Phi[:, 0]
+    o = rng.standard_normal(n)
+    Y = rng.standard_normal(n)
+    if loss == "logistic":
+        Y = np.where(Y > 0, 1.0, -1.0)
+        if lam == 0.0:  # separable data has no minimiser: keep the unregularised case bounded
+            lam = 0.01
+    nw = max(0, q - 1) if bias else None
+    r = solve_layer(Phi, o, Y, lam, loss=loss, n_weight=nw)
+    c = per_layer(Phi, o, Y, loss=loss, lam=lam, n_weight=nw)
+    if not c.verified:
+        return  # the reference failed: nothing to compare (the fast result stands on its gap)
+    if r.status != "optimal":
+        # only allowed where the problem has no minimiser (unregularised bias on separable data)
+        assert loss == "logistic" and bias, (r.status, r.rel_gap)
+        return
+    scale = max(abs(c.objective), 1e-12)
+    assert r.objective - c.objective <= r.gap + 1e-12 * scale
+    assert r.dual_objective <= c.objective + 1e-12 * scale
+    assert abs(r.objective - c.objective) <= max(MATCH * scale, 1e-12)
 
 
 # --------------------------------------------------------------------------------------------
