@@ -324,25 +324,6 @@ def test_models_replace_every_relu(arch, activation):
     assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
 
 
-@pytest.mark.parametrize("tau", [0.0, 0.3])
-def test_fused_pht_is_pht_forward_and_backward(tau):
-    from altheory.train.models import FusedPHT
-
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
-    z[0, 0, 0, :] = torch.tensor([tau, -0.0, 0.0])  # at the threshold: not kept
-    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
-    a, b = FusedPHT(tau)(z1), PHT(tau)(z2)
-    assert torch.equal(a, b)  # values equal (a signed zero compares equal)
-    w = torch.randn(a.shape, generator=g, dtype=torch.float64)
-    (a * w).sum().backward(), (b * w).sum().backward()
-    off = z != 0  # at z == 0 exactly FusedPHT's gradient is 0, as relu's; PHT's select passes it
-    assert torch.equal(z1.grad[off], z2.grad[off]) and torch.all(z1.grad[~off] == 0)
-    nan = torch.tensor([float("nan")], dtype=torch.float64)
-    assert torch.isnan(FusedPHT(tau)(nan)).all()  # NaN propagates, as in PHT
-    assert torch.equal(FusedPHT(k=2)(z), PHT(k=2)(z))
-
-
 def test_topk_model():
     m = build_model("resnet8", num_classes=2, width=4, topk=2)
     pht = [mod for mod in m.modules() if isinstance(mod, PHT)]

@@ -20,43 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..activations import PHT, replace_relu
+from ..activations import replace_relu
 
-__all__ = ["CifarResNet", "FusedPHT", "build_model", "final_linear"]
-
-
-class FusedPHT(PHT):
-    r""":class:`~altheory.activations.PHT` whose threshold form runs as one fused kernel.
-
-    :math:`z \odot 1[z > \tau]` is exactly ``F.threshold(z, tau, 0)`` (the value ``z`` where
-    ``z > tau``, else 0), forward and backward, in one elementwise kernel that autograd serves
-    with ``threshold_backward``; ``PHT.forward`` (mask, ``z == 0``, ``isnan``, two ors, a select)
-    is six. The top-k form is inherited unchanged. Same support (``mask``), same values (a signed
-    zero compares equal; NaN propagates), so it is still a ``PHT`` for :func:`altheory.support`.
-    One difference, at ``z == 0`` exactly: the gradient there is 0, as ``relu``'s (PHT's
-    sign-preserving select lets it through); :class:`~altheory.train.methods.GatedPHT` agrees
-    with this, so ``alt`` with ``alt_every=1`` is ``sgd`` bit for bit.
-
-    Examples
-    --------
-    >>> z = torch.tensor([-1.0, 0.2, 0.5, 2.0])
-    >>> bool(torch.equal(FusedPHT(0.2)(z), PHT(0.2)(z)))
-    True
-    """
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.k is not None:
-            return super().forward(z)
-        return nn.functional.threshold(z, self.tau, 0.0)
-
-
-def _fuse(model: nn.Module) -> nn.Module:
-    for name, child in list(model.named_children()):
-        if type(child) is PHT:
-            setattr(model, name, FusedPHT(child.tau, k=child.k, dim=child.dim))
-        else:
-            _fuse(child)
-    return model
+__all__ = ["CifarResNet", "build_model", "final_linear"]
 
 
 class _Block(nn.Module):
@@ -141,7 +107,7 @@ def build_model(arch: str, *, num_classes: int, in_channels: int = 3, image_size
     Examples
     --------
     >>> build_model("resnet8", num_classes=2, width=4, tau=0.1).relu
-    FusedPHT(tau=0.1)
+    PHT(tau=0.1)
     """
     if arch in ("resnet8", "resnet20", "resnet56"):
         model = CifarResNet(int(arch[6:]), num_classes, width, in_channels)
@@ -158,7 +124,7 @@ def build_model(arch: str, *, num_classes: int, in_channels: int = 3, image_size
     else:
         raise ValueError(f"arch must be one of resnet8, resnet20, resnet56, resnet18, resnet50; got {arch!r}.")
     if activation == "pht":
-        model = _fuse(replace_relu(model, tau, k=topk if topk > 0 else None, dim=1, inplace=True))
+        model = replace_relu(model, tau, k=topk if topk > 0 else None, dim=1, inplace=True)
     elif activation == "relu":
         pass
     else:
