@@ -64,3 +64,9 @@ def save(fig, stem: str | Path) -> list[Path]:
         fig.savefig(p)
     plt.close(fig)
     return out
+
+
+import logging as _logging  # noqa: E402
+
+_logging.getLogger("fontTools").setLevel(_logging.WARNING)  # PDF font subsetting chatter
+_logging.getLogger("matplotlib").setLevel(_logging.WARNING)

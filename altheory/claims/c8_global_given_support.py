@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..descent import _in_single_thread
 from . import ClaimReport, Condition, Instance, register
 
 TOL = 1e-6
@@ -43,6 +44,7 @@ def _data(seed: int, n: int, d: int, tau: float, widths=(4,)):
     return np.hstack([ts.X, np.ones((n, 1))]), ts.Y.reshape(-1)
 
 
+@_in_single_thread
 def _endpoint(model, X, Y, lam):
     import torch
 
@@ -58,6 +60,7 @@ def _endpoint(model, X, Y, lam):
     return classify_endpoint(obj, obj.theta0().numpy(), F0=obj.zero_objective())
 
 
+@_in_single_thread
 def _newton_polish(model, X, Y, lam, iters: int = 20) -> dict:
     """Damped Newton (eigenvalue-shifted Hessian, Armijo) on the fixed-support objective of the
     model's own support, in place; reports whether the support survived."""
@@ -73,10 +76,13 @@ def _newton_polish(model, X, Y, lam, iters: int = 20) -> dict:
     obj = MLPObjective(X, Y, [l.weight.detach().numpy().copy() for l in parts.linears],
                        masks=_masks(S, parts), lam=lam)
     th = obj.theta0()
+    tol = 1e-13 * obj.zero_objective()
     for _ in range(iters):
         f, g = obj.grad(th)
         g = torch.from_numpy(g)
-        H = torch.autograd.functional.hessian(lambda t: obj(t), th)
+        if float(g.norm()) <= tol:
+            break
+        H = torch.autograd.functional.hessian(lambda t: obj(t), th, vectorize=True)
         e, V = torch.linalg.eigh(H)
         shift = max(0.0, -float(e.min())) + 1e-12 * max(1.0, float(e.abs().max()))
         step = -(V @ ((V.T @ g) / (e + shift)))

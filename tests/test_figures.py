@@ -1,0 +1,103 @@
+"""Figure scripts and ``altheory figures`` / ``altheory alternate`` on tiny cached inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from altheory import alternation_cli, figures_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A figures folder with the scripts, a tiny alternation run and tiny claim reports."""
+    base = tmp_path_factory.mktemp("figs")
+    figdir = base / "figures"
+    figdir.mkdir()
+    for p in (ROOT / "figures").glob("*.py"):
+        shutil.copy(p, figdir / p.name)
+    cfg = alternation_cli.Config(data="digits", n_train=60, n_test=30, pca=5, width=4, seeds=2, relu=False,
+                                 methods="sgd,adam",
+                                 rounds=2, descent_steps=5, lr_points=1, epochs_mini=2,
+                                 epochs_full=3, batch_size=20)
+    runs = alternation_cli.run_comparison(cfg, progress=False)
+    summary = alternation_cli.summarise(runs)
+    alternation_cli.export(runs, summary, figdir / "data" / "alternation_fashion-mnist.json")
+    claims = base / "claims"
+    claims.mkdir()
+    inst = [{"seed": j, "sizes": {"n": 5}, "status": "pass", "value": 10.0 ** -(12 + j % 4),
+             "tol": 1e-10, "detail": {"forward_rel_error": 1e-16 * (j + 1),
+                                      "jacobian_rel_error": 0.0 if j == 0 else 1e-15 * j}}
+            for j in range(6)]
+    (claims / "C1.json").write_text(json.dumps({"claim": "C1", "title": "t", "metric": "relative error",
+                                                "verdict": "PASS", "instances": inst}))
+    return figdir, claims, runs, summary
+
+
+def test_summary_has_targets_medians_and_best_steps(tiny):
+    _, _, runs, summary = tiny
+    assert set(summary["taus"]) == {"0.1"}
+    blk = summary["taus"]["0.1"]
+    assert {"alt-exact", "alt-descent", "adam-full", "adam-mini", "sgd-mini"} <= set(blk["methods"])
+    base_meds = [r["final_objective"]["median"] for m, r in blk["methods"].items()
+                 if not m.startswith("alt-")]
+    assert blk["target_objective"] == pytest.approx(1.05 * min(base_meds))
+    for m, r in blk["methods"].items():
+        e = r["epochs_to_target"]
+        assert e["of"] == 2 and 0 <= e["reached"] <= 2
+    assert all(isinstance(v, float) for v in summary["best_lr"].values())
+    a = runs["alternation"][0]
+    assert len(a["epochs"]) == len(a["objective"]) == len(a["flips"]) and "c8" in a
+
+
+@pytest.mark.parametrize("name", ["fig3", "fig4", "fig5"])
+def test_figures_cli_writes_png_and_pdf(tiny, name):
+    figdir, claims, _, _ = tiny
+    if name == "fig4":
+        (claims / "C9.json").write_text(json.dumps({"instances": []}))
+    rc = figures_cli.main(["--only", name, "--figures-dir", str(figdir), "--claims-dir", str(claims)])
+    assert rc == 0
+    stem = figures_cli.FIGURES[name][0]
+    for ext in (".png", ".pdf"):
+        p = figdir / f"{stem}{ext}"
+        assert p.is_file() and p.stat().st_size > 1000
+
+
+def test_figure_with_a_missing_report_names_the_command(tiny, tmp_path):
+    figdir, _, _, _ = tiny
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(figdir))
+    spec = importlib.util.spec_from_file_location("fig6", figdir / "fig6_deep_certified_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(FileNotFoundError, match="altheory verify --thorough --claims C7"):
+        mod.main(out_dir=tmp_path, claims_dir=tmp_path)
+
+
+def test_figures_cli_rejects_unknown_names(tiny):
+    with pytest.raises(SystemExit):
+        figures_cli.main(["--only", "fig9", "--figures-dir", str(tiny[0])])
+
+
+def test_every_figure_is_documented():
+    readme = (ROOT / "figures" / "README.md").read_text()
+    for name, (stem, _, _) in figures_cli.FIGURES.items():
+        assert (ROOT / "figures" / f"{stem}.py").is_file()
+        assert stem in readme
+
+
+def test_alternate_cli_quick_and_missing_data(tmp_path, capsys):
+    rc = alternation_cli.main(["--data", "fashion-mnist", "--root", str(tmp_path / "none"),
+                               "--out", str(tmp_path / "o"), "--no-progress"])
+    assert rc == 2
+    assert "dataset-fashion-mnist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        alternation_cli.main(["--data", "mnist"])
