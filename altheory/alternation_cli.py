@@ -19,7 +19,10 @@ Outputs (``--out``, default ``results/alternation/<data>/``): ``config.json`` (t
 configuration), ``runs.json`` (every curve, every round) and ``summary.json`` (best step size
 per method, medians and spreads over seeds of the final loss and accuracy, epochs- and
 seconds-to-target). ``--export`` writes the compact subset the figures read (best step sizes
-only) to ``figures/data/alternation_<data>.json``.
+only) to ``figures/data/alternation_<data>.json``. ``--from-runs runs.json`` re-summarises (and
+re-exports) a saved run without recomputing it. ``summary.json`` lists under
+``best_at_grid_edge`` every (method, batch, network) whose best step size is at an end of its
+grid (a sweep that does not bracket the optimum).
 
 Example (the committed Fashion-MNIST run, a few minutes on 2 cores)::
 
@@ -240,6 +243,13 @@ def summarise(runs: dict, *, target_slack: float = 0.05) -> dict:
         sweep_tbl.setdefault(f"{c['method']}-{c['batch']}|{c['tau']}|{c['lr']}", []).append(
             c["objective"][-1] if not c["diverged"] else math.inf)
     out["sweep"] = {k: float(np.median(v)) for k, v in sweep_tbl.items()}
+    grid: dict[tuple[str, str, float], list[float]] = {}
+    for c in runs["baselines"]:
+        grid.setdefault((c["method"], c["batch"], c["tau"]), []).append(c["lr"])
+    # a best step size at the end of its grid means the sweep did not bracket the optimum
+    out["best_at_grid_edge"] = sorted(f"{m}-{b}|{t}" for (m, b, t), lr in best.items()
+                                      if len(set(grid[(m, b, t)])) > 1
+                                      and lr in (min(grid[(m, b, t)]), max(grid[(m, b, t)])))
     for tau in sorted({t for _, t in groups}, reverse=True):
         meths = {m: g for (m, t), g in groups.items() if t == tau}
         finals = {m: float(np.median([r["objective"][-1] for r in g])) for m, g in meths.items()}
@@ -302,6 +312,9 @@ def _print_summary(summary: dict) -> None:
                       f"{r['epochs_to_target']['reached']}/{r['epochs_to_target']['of']}")
         console.print(t)
     console.print("best step sizes: " + ", ".join(f"{k}={v:g}" for k, v in summary["best_lr"].items()))
+    if summary.get("best_at_grid_edge"):
+        console.print("[yellow]best step size at the edge of its grid (sweep not bracketing):[/] "
+                      + ", ".join(summary["best_at_grid_edge"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +334,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 300 samples, 2 seeds, 3 rounds, few epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--from-runs", default=None, metavar="RUNS_JSON",
+                   help="summarise (and --export) a saved runs.json instead of running")
     args = p.parse_args(argv)
+    if args.from_runs:
+        runs = json.loads(Path(args.from_runs).read_text())
+        summary = summarise(runs)
+        _print_summary(summary)
+        if args.export:
+            path = Path(f"figures/data/alternation_{runs['config']['data']}.json"
+                        if args.export == "auto" else args.export)
+            export(runs, summary, path)
+            print(f"figure data: {path}")
+        return 0
     cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
     if cfg.data not in DATASETS:
         p.error(f"--data must be one of {DATASETS}; got {cfg.data!r}.")

@@ -42,8 +42,8 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam")
 # Step-size grids (log-spaced, a factor ~3 apart) per method, for inputs scaled to unit variance.
 DEFAULT_LRS: dict[str, tuple[float, ...]] = {
     "sgd": (0.03, 0.1, 0.3, 1.0),
-    "momentum": (0.003, 0.01, 0.03, 0.1),
-    "adam": (0.001, 0.003, 0.01, 0.03),
+    "momentum": (0.01, 0.03, 0.1, 0.3),
+    "adam": (0.003, 0.01, 0.03, 0.1),
 }
 
 

@@ -101,3 +101,15 @@ def test_alternate_cli_quick_and_missing_data(tmp_path, capsys):
     assert "dataset-fashion-mnist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         alternation_cli.main(["--data", "mnist"])
+
+
+def test_alternate_from_runs_resummarises(tiny, tmp_path, capsys):
+    _, _, runs, summary = tiny
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps(runs))
+    out = tmp_path / "fig.json"
+    assert alternation_cli.main(["--from-runs", str(path), "--export", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["summary"]["best_lr"] == summary["best_lr"]
+    assert len(data["baselines"]) == len(runs["baselines"])  # one step size each: all are best
+    assert data["summary"]["best_at_grid_edge"] == []
