@@ -62,7 +62,7 @@ def _plan(profile: str):
             (30, 3, 8, 1e-2, "logistic", [("lbfgs", 1, 500)], 0),
         ]
     elif profile == "thorough":
-        runs = [("lbfgs", 5, 3000), ("gd", 3, 5000), ("adam", 3, 5000), ("sgd", 2, 300)]
+        runs = [("lbfgs", 4, 3000), ("gd", 2, 3000), ("adam", 2, 3000), ("sgd", 1, 200)]
         return [(n, d, p, lam, loss, runs, 3)
                 for (n, d, p) in [(20, 2, 12), (40, 3, 10), (60, 5, 20)]
                 for lam in (0.0, 1e-3, 1e-2)
