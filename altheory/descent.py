@@ -209,8 +209,105 @@ class MLPObjective:
             return float(0.5 * self.lam * sum((W ** 2).sum() for W in self.weights(theta)))
 
     def value(self, theta) -> float:
-        with torch.no_grad():
-            return float(self(torch.as_tensor(theta, dtype=_DT)))
+        """:math:`F(\theta)` (numpy forward pass)."""
+        return self.value_and_grad(theta, need_grad=False)[0]
+
+    def value_and_grad(self, theta, idx=None, *, need_grad: bool = True
+                       ) -> tuple[float, np.ndarray | None]:
+        r""":math:`F(\theta)` and :math:`\nabla F(\theta)` by a hand-written backward pass in numpy.
+
+        The same function as ``self(theta, idx)`` (torch autograd, the reference it is tested
+        against to 1e-12), about 10x cheaper per call on these small problems, where torch's
+        per-operation overhead dominates. For ``hinge`` the gradient is the subgradient with
+        0 at the kink; for the true network (``masks=None``) the mask is held constant.
+        """
+        th = theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else np.asarray(theta)
+        th = th.astype(np.float64, copy=False)
+        if th.shape != (self.dim,):
+            raise ValueError(f"theta must have shape ({self.dim},); got {th.shape}.")
+        np_ = self._np_cache()
+        Ws = list(np_["W"])
+        bs = None if np_["b"] is None else list(np_["b"])
+        off = 0
+        for t in self.trainable:
+            sz = int(np.prod(self.shapes[t]))
+            Ws[t] = th[off:off + sz].reshape(self.shapes[t])
+            off += sz
+            if bs is not None:
+                h = self.shapes[t][0]
+                bs[t] = th[off:off + h]
+                off += h
+        idx_np = None if idx is None else np.asarray(idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx)
+        X = np_["X"] if idx_np is None else np_["X"][idx_np]
+        Y = np_["Y"] if idx_np is None else np_["Y"][idx_np]
+        acts, gates = [X], []
+        a = X
+        for l in range(self.L - 1):
+            z = a @ Ws[l].T
+            if bs is not None:
+                z = z + bs[l]
+            if np_["M"] is not None:
+                m = np_["M"][l] if idx_np is None else np_["M"][l][idx_np]
+            else:
+                m = (z > self.tau).astype(np.float64)
+            a = z * m
+            acts.append(a)
+            gates.append(m)
+        out = a @ Ws[-1].T
+        if bs is not None:
+            out = out + bs[-1]
+        n = Y.shape[0]
+        Y2 = Y.reshape(n, -1)
+        if self.loss == "squared":
+            r = out - Y2
+            f = 0.5 * float(np.sum(r * r)) / n
+            g = r / n
+        elif self.loss == "logistic":
+            mrg = -Y2 * out
+            f = float(np.mean(np.logaddexp(0.0, mrg)))
+            g = -Y2 * (0.5 * (1.0 + np.tanh(0.5 * mrg))) / n  # sigmoid, overflow-free
+        elif self.loss == "hinge":
+            mrg = 1.0 - Y2 * out
+            f = float(np.mean(np.maximum(0.0, mrg)))
+            g = -Y2 * (mrg > 0) / n
+        elif self.loss == "softmax":
+            mx = out.max(1, keepdims=True)
+            e = np.exp(out - mx)
+            se = e.sum(1, keepdims=True)
+            f = float(np.mean((mx + np.log(se)).ravel() - (out * Y2).sum(1)))
+            g = (e / se - Y2) / n
+        else:  # pragma: no cover  (validated in __init__)
+            raise ValueError(f"loss must be one of squared, logistic, hinge, softmax; got {self.loss!r}.")
+        if self.lam > 0:
+            f += 0.5 * self.lam * float(sum(np.sum(W * W) for W in Ws))
+        if not need_grad:
+            return f, None
+        gW: list = [None] * self.L
+        gb: list = [None] * self.L
+        delta = g
+        lowest = min(self.trainable)
+        for l in range(self.L - 1, lowest - 1, -1):
+            gW[l] = delta.T @ acts[l]
+            if bs is not None:
+                gb[l] = delta.sum(0)
+            if l > lowest:
+                delta = (delta @ Ws[l]) * gates[l - 1]
+        parts = []
+        for t in self.trainable:
+            gw = gW[t] + (self.lam * Ws[t] if self.lam > 0 else 0.0)
+            parts.append(np.asarray(gw).ravel())
+            if bs is not None:
+                parts.append(gb[t])
+        return f, np.concatenate(parts)
+
+    def _np_cache(self) -> dict:
+        c = getattr(self, "_np", None)
+        if c is None:
+            c = {"X": self.X.numpy(), "Y": self.Y.numpy(), "W": [W.numpy() for W in self.fixed],
+                 "b": None if self.fixed_b is None else [b.numpy() for b in self.fixed_b],
+                 "M": None if self.masks is None else [m.numpy() for m in self.masks]}
+            self._np = c
+        return c
 
     def grad(self, theta) -> tuple[float, np.ndarray]:
         th = torch.as_tensor(theta, dtype=_DT).detach().clone().requires_grad_(True)
@@ -320,9 +417,14 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
     stopped = "max_iter"
     it = 0
 
-    def full_grad(x):
+    fast = getattr(obj, "value_and_grad", None)
+
+    def full_grad(x, idx=None):
+        if fast is not None:
+            f, g = fast(x, idx)
+            return torch.tensor(f, dtype=_DT), torch.from_numpy(g)
         x = x.detach().clone().requires_grad_(True)
-        f = obj(x)
+        f = obj(x) if idx is None else obj(x, idx)
         (g,) = torch.autograd.grad(f, x)
         return f.detach(), g
 
@@ -368,8 +470,7 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
                 perm = gen.permutation(n)
                 for s0 in range(0, n, bs):
                     idx = torch.from_numpy(perm[s0:s0 + bs])
-                    xg = x.clone().requires_grad_(True)
-                    (g,) = torch.autograd.grad(obj(xg, idx), xg)
+                    _, g = full_grad(x, idx)
                     m1 = 0.9 * m1 + g
                     x = x - step * m1
                 if it % 10 == 0 or it == max_iter:

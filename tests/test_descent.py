@@ -154,3 +154,29 @@ def test_factor_map_consistency():
     th = obj.init(0).numpy()
     U = factors_to_U(th[:10].reshape(5, 2), th[10:])
     np.testing.assert_allclose(P.predict(U), obj.output(th).numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("loss,k", [("squared", 2), ("squared", 1), ("logistic", 1), ("hinge", 1),
+                                    ("softmax", 3)])
+@pytest.mark.parametrize("gated", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("trainable", [None, [1], [0, 2]])
+def test_numpy_gradient_matches_torch_reference(loss, k, gated, with_bias, trainable):
+    rng = np.random.default_rng(9)
+    n, d = 15, 3
+    X = rng.standard_normal((n, d))
+    Y = {"squared": rng.standard_normal((n, k)) if k > 1 else rng.standard_normal(n),
+         "logistic": np.sign(rng.standard_normal(n)), "hinge": np.sign(rng.standard_normal(n)),
+         "softmax": np.eye(3)[rng.integers(0, 3, n)]}[loss]
+    Ws = [rng.standard_normal((4, d)), rng.standard_normal((5, 4)), rng.standard_normal((k, 5))]
+    M = [rng.random((n, 4)) > 0.5, rng.random((n, 5)) > 0.5] if gated else None
+    B = [rng.standard_normal(4), rng.standard_normal(5), rng.standard_normal(k)] if with_bias else None
+    obj = MLPObjective(X, Y, Ws, masks=M, biases=B, loss=loss, lam=0.1, trainable=trainable, tau=0.2)
+    th = obj.init(1) + 0.3
+    for idx in (None, torch.tensor([0, 3, 5])):
+        x = th.clone().requires_grad_(True)
+        f = obj(x) if idx is None else obj(x, idx)
+        (g,) = torch.autograd.grad(f, x)
+        f2, g2 = obj.value_and_grad(th, idx)
+        assert abs(f.item() - f2) <= 1e-12 * max(1.0, abs(f2))
+        np.testing.assert_allclose(g2, g.numpy(), rtol=1e-11, atol=1e-12)
