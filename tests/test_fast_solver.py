@@ -200,6 +200,13 @@ def test_masked_design_matches_dense_design(max_bytes):
         for j in range(7):
             np.testing.assert_allclose(blocks[j], H[3 * j: 3 * j + 3, 3 * j: 3 * j + 3],
                                        rtol=1e-12, atol=1e-12)
+        # the subsampled preconditioner: every 2nd row, scaled by n / rows
+        rows = np.arange(0, 37, 2)
+        Hs = Adense[rows].T @ ((37 / rows.size) * w[rows, None] * Adense[rows])
+        sub = A.gram_blocks(torch.as_tensor(w), max_rows=19).numpy()
+        for j in range(7):
+            np.testing.assert_allclose(sub[j], Hs[3 * j: 3 * j + 3, 3 * j: 3 * j + 3],
+                                       rtol=1e-12, atol=1e-12)
 
 
 def test_row_blocked_gates_give_the_same_solution():
