@@ -57,7 +57,8 @@ def _plan(profile: str):
     # (n, d, p, lam, loss, runs: [(method, seeds, max_iter)], true-network runs)
     if profile == "quick":
         return [
-            (20, 2, 12, 1e-2, "squared", [("lbfgs", 2, 500), ("gd", 1, 300), ("adam", 1, 300)], 1),
+            (20, 2, 12, 1e-2, "squared", [("lbfgs", 2, 500), ("gd", 1, 300), ("adam", 1, 300),
+                                          ("sgd", 1, 50)], 1),
             (20, 2, 12, 0.0, "squared", [("lbfgs", 1, 300)], 0),
             (30, 3, 8, 1e-2, "logistic", [("lbfgs", 1, 500)], 0),
         ]
