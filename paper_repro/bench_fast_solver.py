@@ -142,7 +142,8 @@ def main(argv=None) -> int:
     lw = 0.1 * lambda_max(Xw, Gw, yw)
     for s in solvers:
         if s in ("fast", "fast32"):
-            run_fast(Xw, Gw, yw, lw, device=args.device, dtype="float32" if s == "fast32" else "float64")
+            run_fast(Xw, Gw, yw, lw, device=args.device,
+                     dtype="float32" if s == "fast32" else "float64")
         elif s == "scnn":
             run_scnn(Xw, Vw, yw, lw, device=args.device)
         else:
@@ -197,8 +198,8 @@ def main(argv=None) -> int:
 
 
 def table(rows) -> str:
-    lines = ["| n x d x p | solver | device | status | time (s) | rel. gap to best | certified rel. gap |",
-             "|---|---|---|---|---:|---:|---:|"]
+    lines = ["| n x d x p | solver | device | status | time (s) | rel. gap to best "
+             "| certified rel. gap |", "|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         t = f"{r['time']:.3f}" if "time" in r and r["time"] == r["time"] else "—"
         g = f"{r['rel_gap_to_best']:.1e}" if "rel_gap_to_best" in r else "—"

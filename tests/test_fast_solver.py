@@ -365,3 +365,12 @@ def test_cuda_matches_cpu():
     assert b.device.startswith("cuda")
     assert abs(a.objective - b.objective) <= 2e-8 * abs(a.objective)
     assert abs(a.objective - c.objective) <= 2e-8 * abs(a.objective)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import altheory.fast_solver as module
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 20 and result.failed == 0
