@@ -924,7 +924,7 @@ def solve_problem(problem: TwoLayerFixedSupport, **kwargs) -> FastResult:
 
 def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
                 n_weight: int | None = None, tol: float = 1e-8, max_iter: int = 100, device=None,
-                dtype: torch.dtype = torch.float64) -> LayerResult:
+                dtype: torch.dtype = torch.float64, max_bytes: int = 2 ** 31) -> LayerResult:
     r"""Certified solution of the per-layer problem of C3.
 
     .. math:: \min_\theta\ \ell(\Phi\theta + o,\ Y) + \tfrac\lambda2\|\theta_{:n_w}\|^2
@@ -950,6 +950,8 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
         ``status == "optimal"`` only when the certified ``rel_gap <= tol``.
     max_iter : int, Newton steps.
     device, dtype : as :func:`solve_group_lasso` (the certificate is float64).
+    max_bytes : int
+        Memory allowed for the (q, q) Hessian; wider layers raise ValueError.
 
     Returns
     -------
@@ -979,6 +981,10 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
         raise ValueError(f"n_weight must be an int in [0, {q}]; got {n_weight!r}.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}.")
+    if q * q * 8 > max_bytes:
+        raise ValueError(f"solve_layer forms the (q, q) Hessian: q={q} needs {q * q * 8 / 2**30:.1f} "
+                         f"GiB > max_bytes={max_bytes / 2**30:.1f} GiB. Raise max_bytes, or use "
+                         "altheory.convex.per_layer for layers this wide.")
     dev = _resolve_device(device, Phi, offset, Y)
     n = Yn.shape[0]
     P = torch.as_tensor(Phin, device=dev)

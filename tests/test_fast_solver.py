@@ -352,6 +352,8 @@ def test_bad_calls_layer_and_pe():
         solve_layer(np.ones((3, 2)), np.zeros(3), np.ones(3), loss="softmax")
     with pytest.raises(ValueError, match="lam must be > 0"):
         solve_pilanci_ergen(_X, _G, _y, 0.0)
+    with pytest.raises(ValueError, match="Hessian"):
+        solve_layer(np.ones((3, 20)), np.zeros(3), np.ones(3), 0.1, max_bytes=1000)
 
 
 @pytest.mark.gpu
