@@ -46,8 +46,8 @@ blocks.
 Per-layer problem (C3, :func:`solve_layer`):
 :math:`\min_\theta f(\Phi\theta + o) + \tfrac\lambda2\|\theta_W\|^2`, dual
 :math:`D(\alpha) = -f^*(\alpha) + \alpha^\top o - \|\Phi_W^\top\alpha\|^2/(2\lambda)` on
-:math:`\{\Phi_b^\top\alpha = 0\}` (the unregularised columns, all of them when λ = 0); damped Newton
-with an explicit (q, q) Hessian, the dual point the loss gradient projected onto that subspace.
+:math:`\{\Phi_b^\top\alpha = 0\}` (the unregularised columns, all of them when λ = 0); damped
+Newton with an explicit (q, q) Hessian, the dual point the loss gradient projected onto that subspace.
 
 Pilanci–Ergen (C5, :func:`solve_pilanci_ergen`): the constrained group lasso
 
@@ -982,8 +982,8 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}.")
     if q * q * 8 > max_bytes:
-        raise ValueError(f"solve_layer forms the (q, q) Hessian: q={q} needs {q * q * 8 / 2**30:.1f} "
-                         f"GiB > max_bytes={max_bytes / 2**30:.1f} GiB. Raise max_bytes, or use "
+        raise ValueError(f"solve_layer forms the (q, q) Hessian: q={q} needs "
+                         f"{q * q * 8 / 2**30:.1f} GiB > max_bytes={max_bytes / 2**30:.1f} GiB. Raise max_bytes, or use "
                          "altheory.convex.per_layer for layers this wide.")
     dev = _resolve_device(device, Phi, offset, Y)
     n = Yn.shape[0]
