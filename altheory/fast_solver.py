@@ -47,7 +47,8 @@ Per-layer problem (C3, :func:`solve_layer`):
 :math:`\min_\theta f(\Phi\theta + o) + \tfrac\lambda2\|\theta_W\|^2`, dual
 :math:`D(\alpha) = -f^*(\alpha) + \alpha^\top o - \|\Phi_W^\top\alpha\|^2/(2\lambda)` on
 :math:`\{\Phi_b^\top\alpha = 0\}` (the unregularised columns, all of them when λ = 0); damped
-Newton with an explicit (q, q) Hessian, the dual point the loss gradient projected onto that subspace.
+Newton with an explicit (q, q) Hessian, the dual point the loss gradient projected onto that
+subspace.
 
 Pilanci–Ergen (C5, :func:`solve_pilanci_ergen`): the constrained group lasso
 
@@ -983,8 +984,8 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
         raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}.")
     if q * q * 8 > max_bytes:
         raise ValueError(f"solve_layer forms the (q, q) Hessian: q={q} needs "
-                         f"{q * q * 8 / 2**30:.1f} GiB > max_bytes={max_bytes / 2**30:.1f} GiB. Raise max_bytes, or use "
-                         "altheory.convex.per_layer for layers this wide.")
+                         f"{q * q * 8 / 2**30:.1f} GiB > max_bytes={max_bytes / 2**30:.1f} GiB. "
+                         "Raise max_bytes, or use altheory.convex.per_layer for layers this wide.")
     dev = _resolve_device(device, Phi, offset, Y)
     n = Yn.shape[0]
     P = torch.as_tensor(Phin, device=dev)
