@@ -20,7 +20,8 @@ configuration), ``runs.json`` (every curve, every round) and ``summary.json`` (b
 per method, medians and spreads over seeds of the final loss and accuracy, epochs- and
 seconds-to-target). ``--export`` writes the compact subset the figures read (best step sizes
 only) to ``figures/data/alternation_<data>.json``. ``--from-runs runs.json`` re-summarises (and
-re-exports) a saved run without recomputing it. ``summary.json`` lists under
+re-exports) a saved run without recomputing it; several comma-separated files are merged (e.g.
+a second run with ``--steps= --batches=full --lrs=adam=0.3:1`` that extends a sweep). ``summary.json`` lists under
 ``best_at_grid_edge`` every (method, batch, network) whose best step size is at an end of its
 grid (a sweep that does not bracket the optimum).
 
@@ -70,6 +71,8 @@ class Config:
     epochs_full: int = 300           # epochs (= steps) of the full-batch baselines
     batch_size: int = 100            # mini-batch size
     threads: int = 1                 # torch and BLAS threads
+    batches: str = "full,mini"       # baseline batch modes to run
+    lrs: str = ""                    # step-size grids overriding the defaults, "adam=0.3:1,sgd=3"
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +154,15 @@ def run_comparison(cfg: Config, data: dict | None = None, *, progress: bool = Tr
             raise ValueError(f"--methods: each must be one of {OPTIMIZERS}; got {m!r}.")
     taus = [cfg.tau] + ([0.0] if cfg.relu and cfg.tau != 0 else [])
     lrs = {m: DEFAULT_LRS[m][: cfg.lr_points] for m in methods}
+    for item in (x for x in cfg.lrs.split(",") if x):
+        m, _, vals = item.partition("=")
+        if m not in methods or not vals:
+            raise ValueError(f"--lrs: expected 'method=lr1:lr2' with a method in {methods}; got {item!r}.")
+        lrs[m] = tuple(float(v) for v in vals.split(":"))
+    modes = [b for b in cfg.batches.split(",") if b]
+    if any(b not in ("full", "mini") for b in modes):
+        raise ValueError(f"--batches: expected 'full', 'mini' or both; got {cfg.batches!r}.")
+    batch_sizes = tuple(None if b == "full" else cfg.batch_size for b in modes)
     seeds = list(range(cfg.seeds))
     Xte_t = torch.from_numpy(Xte)
 
@@ -160,7 +172,7 @@ def run_comparison(cfg: Config, data: dict | None = None, *, progress: bool = Tr
         return {"test_acc": accuracy(out, Yte, "squared")}
 
     n_alt = len(taus) * len(seeds) * len(steps) * cfg.rounds
-    n_base = len(taus) * len(seeds) * sum(len(v) for v in lrs.values()) * 2
+    n_base = len(taus) * len(seeds) * sum(len(v) for v in lrs.values()) * len(batch_sizes)
     bar = tqdm(total=n_alt + n_base, desc=f"alternate {cfg.data}", unit="run", disable=not progress,
                dynamic_ncols=True)
     alt_runs, base_runs = [], []
@@ -192,7 +204,7 @@ def run_comparison(cfg: Config, data: dict | None = None, *, progress: bool = Tr
                     "monotone": res.is_monotone(), "c8": gaps,
                     "wall": time.perf_counter() - t0, "units": cfg.width})
         curves = sweep(make, Xtr, Ytr, methods=methods, lrs=lrs,
-                       batch_sizes=(None, cfg.batch_size),
+                       batch_sizes=batch_sizes,
                        epochs={"full": cfg.epochs_full, "mini": cfg.epochs_mini}, seeds=seeds,
                        loss="squared", lam=cfg.lam, evaluate=evaluate, progress=bar)
         base_runs.extend(c.to_dict() for c in curves)
@@ -280,7 +292,7 @@ def export(runs: dict, summary: dict, path: Path) -> None:
     """The figures' subset: alternation runs and best-step-size baseline curves, 6 digits."""
     best = summary["best_lr"]
     keep = [c for c in runs["baselines"] if best.get(f"{c['method']}-{c['batch']}|{c['tau']}") == c["lr"]]
-    small = {"config": runs["config"], "n_train": runs["n_train"], "d": runs["d"], "k": runs["k"],
+    small = {"config": runs["config"], "merged_configs": runs.get("merged_configs", []), "n_train": runs["n_train"], "d": runs["d"], "k": runs["k"],
              "alternation": runs["alternation"], "baselines": keep, "summary": summary}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -334,11 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 300 samples, 2 seeds, 3 rounds, few epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--from-runs", default=None, metavar="RUNS_JSON",
-                   help="summarise (and --export) a saved runs.json instead of running")
+    p.add_argument("--from-runs", default=None, metavar="RUNS_JSON[,RUNS_JSON...]",
+                   help="summarise (and --export) saved runs.json files (merged) instead of running")
     args = p.parse_args(argv)
     if args.from_runs:
-        runs = json.loads(Path(args.from_runs).read_text())
+        parts = [json.loads(Path(f).read_text()) for f in args.from_runs.split(",") if f]
+        runs = parts[0]
+        for extra in parts[1:]:  # merge: e.g. a run of extra step sizes for some baselines
+            runs["alternation"] = runs["alternation"] + extra["alternation"]
+            runs["baselines"] = runs["baselines"] + extra["baselines"]
+            runs.setdefault("merged_configs", []).append(extra["config"])
         summary = summarise(runs)
         _print_summary(summary)
         if args.export:
