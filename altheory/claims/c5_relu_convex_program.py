@@ -53,9 +53,9 @@ def _plan(profile: str):
         out = []
         for n, d in [(12, 2), (20, 2), (16, 3), (24, 3)]:
             for lam in (1e-3, 1e-2, 1e-1):
-                out.append((n, d, lam, "squared", "exact", (0.5, 1.0, 2.0, 4.0), 5, 3000))
-            out.append((n, d, 1e-2, "logistic", "exact", (1.0, 2.0), 3, 3000))
-        out.append((40, 8, 1e-2, "squared", 500, (1.0, 2.0), 3, 3000))
+                out.append((n, d, lam, "squared", "exact", (0.5, 1.0, 2.0, 4.0), 3, 2000))
+            out.append((n, d, 1e-2, "logistic", "exact", (1.0, 2.0), 2, 2000))
+        out.append((40, 8, 1e-2, "squared", 500, (1.0, 2.0), 2, 2000))
         return out
     else:
         raise ValueError(f"profile must be 'quick' or 'thorough'; got {profile!r}.")
