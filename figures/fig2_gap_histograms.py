@@ -33,12 +33,14 @@ def main(out_dir=HERE, claims_dir=None):
         tols = finite(i["tol"] for i in rep["instances"] if i["status"] in ("pass", "fail"))
         v = np.log10(np.maximum(np.abs(vals), FLOOR)) if vals.size else vals
         ax.hist(v, bins=np.arange(-18.5, 1.5, 1.0), color="#1f77b4", edgecolor="white", lw=0.3)
-        for t in np.unique(tols):
+        for t in np.unique(tols[tols > 0]):
             ax.axvline(np.log10(t), color="#d62728", ls="--", lw=0.8, label=f"tol {t:.0e}")
         ax.set_yscale("log")
         ax.set_xlabel(f"log$_{{10}}$ {rep['metric']}", fontsize=6.5)
         ax.set_ylabel("instances")
-        ax.set_title(f"{rep['claim']}: {rep['title'][:38]} ({rep['verdict']}, n={vals.size})", fontsize=6.5)
+        title = rep["title"] if len(rep["title"]) <= 34 else rep["title"][:33] + "…"
+        ax.set_title(f"{rep['claim']}: {title}\n{rep['verdict']}, {vals.size} counted instances",
+                     fontsize=6.5)
         ax.legend(loc="upper left")
     for ax in axes[len(reps):]:
         ax.set_visible(False)
