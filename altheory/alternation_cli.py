@@ -25,7 +25,8 @@ a second run with ``--steps= --batches=full --lrs=adam=0.3:1`` that extends a sw
 ``best_at_grid_edge`` every (method, batch, network) whose best step size is at an end of its
 grid (a sweep that does not bracket the optimum).
 
-Example (the committed Fashion-MNIST run, a few minutes on 2 cores)::
+Example (the default comparison; the committed figure data also extends two baseline sweeps,
+see ``figures/README.md``; about 25 min on a loaded 2-core machine)::
 
     altheory alternate --data fashion-mnist --export
 """
