@@ -8,15 +8,17 @@ missing:
 =====  ==================================  ================================================
 fig    reads                               recomputed, when missing, by
 =====  ==================================  ================================================
-fig1   results/claims/C5.json              ``altheory.verify.run_claims(["C5"], profile)``
-fig2   results/claims/C3..C8.json          ``run_claims([...], profile)``
+fig1   data/claims/C5.json                 ``altheory.verify.run_claims(["C5"], profile)``
+fig2   data/claims/C3..C8.json             ``run_claims([...], profile)``
 fig3   figures/data/alternation_<d>.json   ``altheory alternate --data <d> --export``
-fig4   the same, and results/claims/C9     both of the above
-fig5   results/claims/C1.json              ``run_claims(["C1"], profile)``
-fig6   results/claims/C7.json              ``run_claims(["C7"], profile)``
+fig4   the same, and data/claims/C9        both of the above
+fig5   data/claims/C1.json                 ``run_claims(["C1"], profile)``
+fig6   data/claims/C7.json                 ``run_claims(["C7"], profile)``
 =====  ==================================  ================================================
 
-``--profile`` (default ``thorough``) is the claim profile used for a recomputation; existing
+Claim reports live in ``figures/data/claims/`` (committed: the thorough reports behind the
+committed figures), not in ``results/claims/``, which every ``altheory verify`` overwrites with
+its quick reports. ``--profile`` (default ``thorough``) is the claim profile used for a recomputation; existing
 reports are used as they are (``--recompute`` forces new ones).
 
 Example::
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Regenerate the figures (PNG + PDF) from cached results.")
     p.add_argument("--only", default=None, help=f"comma-separated subset of {list(FIGURES)}")
     p.add_argument("--figures-dir", default=None, help="folder of the figure scripts and outputs")
-    p.add_argument("--claims-dir", default="results/claims", help="claim reports (default %(default)s)")
+    p.add_argument("--claims-dir", default=None,
+                   help="claim reports (default: <figures-dir>/data/claims, the committed thorough reports)")
     p.add_argument("--profile", default="thorough", choices=("quick", "thorough"),
                    help="claim profile for recomputing a missing report (default %(default)s)")
     p.add_argument("--recompute", action="store_true", help="recompute every input, even cached ones")
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown figure(s) {unknown}; expected some of {list(FIGURES)}.")
     figdir = figures_dir(args.figures_dir)
-    claims_dir = Path(args.claims_dir)
+    claims_dir = Path(args.claims_dir) if args.claims_dir else figdir / "data" / "claims"
     status = 0
     for name in names:
         stem, claims, data = FIGURES[name]

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CLAIMS_DIR = Path("results/claims")
 DATA_DIR = HERE / "data"
+CLAIMS_DIR = DATA_DIR / "claims"  # committed thorough reports; `altheory verify` writes results/claims
 
 
 def load_claim(cid: str, claims_dir: Path | None = None) -> dict:
     """The JSON report of claim ``cid`` (written by ``altheory verify`` / ``proofs_checks``)."""
     path = Path(claims_dir or CLAIMS_DIR) / f"{cid}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; run `altheory verify --thorough --claims {cid}` "
-                                "or `altheory figures` (recomputes it).")
+        raise FileNotFoundError(f"{path} is missing; run `altheory figures` (recomputes it) or "
+                                f"`altheory verify --thorough --claims {cid} --json figures/data/verify.json`.")
     return json.loads(path.read_text())
 
 

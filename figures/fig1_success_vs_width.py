@@ -4,7 +4,7 @@ Left: share of L-BFGS runs on the true two-layer ReLU network (random starts) th
 exact convex optimum of Pilanci & Ergen (normalised gap <= 1e-4), versus the width ratio m/m*,
 with 95% Wilson intervals. Right: phase diagram of the same rate over (m/m*, n).
 
-Data: results/claims/C5.json, made by `altheory verify --thorough --claims C5`
+Data: figures/data/claims/C5.json, made by `altheory verify --thorough --claims C5`
 (`altheory figures` recomputes it when missing).
 """
 

@@ -4,7 +4,7 @@ One panel per claim report found among C3, C4, C5, C6, C7, C8: the histogram of 
 instance's measured value (the claim's metric: a normalised gap or a bound violation; exact
 zeros are drawn at the left edge, 1e-18), with the claim's tolerance as a dashed line.
 
-Data: results/claims/C*.json, made by `altheory verify --thorough`
+Data: figures/data/claims/C*.json, made by `altheory verify --thorough`
 (`altheory figures` recomputes missing ones).
 """
 

@@ -6,7 +6,7 @@ one hidden layer). Right: flips per round in each hidden layer of the three-laye
 C9 check (thorough profile; exact and descent weight steps), showing where the support settles.
 
 Data: figures/data/alternation_fashion-mnist.json (`altheory alternate --data fashion-mnist
---export`) and results/claims/C9.json (`altheory verify --thorough --claims C9`).
+--export`) and figures/data/claims/C9.json (`altheory verify --thorough --claims C9`).
 """
 
 from __future__ import annotations

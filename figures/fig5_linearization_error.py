@@ -3,7 +3,7 @@
 Relative error of the explicit operator A_S against the forward pass (f(x) = A_S x + c_S) and
 against autograd's Jacobian, per instance, float64, on a log axis, with the 1e-10 tolerance.
 
-Data: results/claims/C1.json, made by `altheory verify --thorough --claims C1`.
+Data: figures/data/claims/C1.json, made by `altheory verify --thorough --claims C1`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Empirical CDF of (F_descent - F_lifted) / F(0) per run, split by whether the rep
 condition holds (each first-layer support pattern carried by >= d units), and the bound
 violations (asserted <= 1e-7) on the same axis.
 
-Data: results/claims/C7.json, made by `altheory verify --thorough --claims C7`.
+Data: figures/data/claims/C7.json, made by `altheory verify --thorough --claims C7`.
 """
 
 from __future__ import annotations
