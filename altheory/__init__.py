@@ -30,9 +30,28 @@ from .support import LayerSupport, MultiLayerSupport, gated_forward, support
 
 __version__ = "0.1.0"
 
+# The solver side (cvxpy, the fast certified solver, descent) is imported on first use, so that
+# `import altheory` (and the trainer on a GPU machine without cvxpy) stays light.
+_LAZY = {
+    "TwoLayerFixedSupport": "problems", "FixedSupportNetwork": "problems",
+    "group_lasso": "convex", "per_layer": "convex", "reduced_rank_regression": "convex",
+    "solve_group_lasso": "fast_solver", "solve_layer": "fast_solver",
+    "certify": "certificates", "descend": "descent", "MLPObjective": "descent",
+    "alternate": "alternation",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'altheory' has no attribute {name!r}")
+
 __all__ = [
     "PHT", "pht", "pht_mask", "pht_topk", "topk_mask", "replace_relu",
     "support", "MultiLayerSupport", "LayerSupport", "gated_forward",
     "linearize", "layer_operator", "Linearization",
     "AltheoryError", "SolverError", "UnsupportedModuleError", "ClaimFailure",
+    *_LAZY,
 ]

@@ -4,6 +4,7 @@ r"""The ``altheory`` command line.
 ``altheory figures``     regenerate the figures from cached results.
 ``altheory alternate``   weight/support alternation against SGD/Adam baselines on real data.
 ``altheory train``       the torch trainer (PHT ResNets, CIFAR/ImageNet, methods sgd/alt/alt-inner).
+``altheory sweep``       resumable parameter sweeps of the claim measurements (C3–C7), to CSV.
 
 Subcommands other than ``verify`` are implemented in their own modules and imported lazily, so
 ``altheory verify`` starts fast.
@@ -23,6 +24,7 @@ _DELEGATED = {
     "figures": ("altheory.figures_cli:main", "regenerate every figure from cached results"),
     "alternate": ("altheory.alternation_cli:main", "alternation vs SGD/Adam baselines"),
     "train": ("altheory.train.cli:main", "train PHT ResNets (sgd / alt / alt-inner)"),
+    "sweep": ("altheory.sweeps:main", "resumable parameter sweeps of claim measurements (CSV)"),
 }
 
 

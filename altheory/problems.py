@@ -230,11 +230,31 @@ class TwoLayerFixedSupport:
         return zero_loss(self.y, self.loss)
 
     # solving ---------------------------------------------------------------------------
-    def solve(self, *, solver: str = "clarabel"):
-        """The exact optimum of :math:`P_c` (:func:`altheory.convex.group_lasso`)."""
+    def solve(self, *, solver: str = "auto", **kwargs):
+        """The exact optimum of :math:`P_c`.
+
+        ``solver="auto"`` (default) uses the fast certified solver
+        (:func:`altheory.fast_solver.solve_problem`: status ``"optimal"`` only with a duality gap
+        ``<= tol``, default 1e-8 relative) where it applies — ``lam > 0`` and squared or logistic
+        loss — and cvxpy with Clarabel (SCS fallback) otherwise; ``"fast"``, ``"clarabel"`` and
+        ``"scs"`` pick one. Keyword arguments go to the chosen solver.
+        """
         from .convex import group_lasso
 
-        return group_lasso(self.X, self.G, self.y, self.lam, loss=self.loss, solver=solver)
+        fast_ok = self.lam > 0 and self.loss in ("squared", "logistic")
+        if solver == "auto":
+            solver = "fast" if fast_ok else "clarabel"
+        if solver == "fast":
+            if not fast_ok:
+                raise ValueError(f"solver='fast' needs lam > 0 and loss 'squared' or 'logistic' (a dual "
+                                 f"certificate exists there); got lam={self.lam}, loss={self.loss!r}. "
+                                 "Use solver='clarabel'.")
+            from .fast_solver import solve_problem
+
+            return solve_problem(self, **kwargs)
+        if solver in ("clarabel", "scs"):
+            return group_lasso(self.X, self.G, self.y, self.lam, loss=self.loss, solver=solver, **kwargs)
+        raise ValueError(f"solver must be 'auto', 'fast', 'clarabel' or 'scs'; got {solver!r}.")
 
     # construction ----------------------------------------------------------------------
     @classmethod

@@ -220,3 +220,22 @@ def test_C4_vector_output_nuclear_bound():
     obj = MLPObjective(X, Y, [W1, W2], masks=[P.G], lam=0.1)
     r = descend(obj, obj.theta0(), method="lbfgs", max_iter=300)
     assert r.objective >= c.objective - 1e-7
+
+
+def test_problem_solve_auto_uses_the_fast_certified_solver_where_it_applies():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    G = X @ rng.standard_normal((3, 6)) > 0
+    y = rng.standard_normal(30)
+    P = TwoLayerFixedSupport(X, G, y, "squared", 0.05)
+    fast, ref = P.solve(), P.solve(solver="clarabel")
+    assert fast.solver == "altheory-fast" and fast.status == "optimal" and fast.rel_gap <= 1e-8
+    assert ref.status == "optimal"
+    assert abs(fast.objective - ref.objective) <= 1e-6 * abs(ref.objective)
+    assert fast.objective <= ref.objective + 1e-12  # certified optimum is never above cvxpy's point
+    P0 = TwoLayerFixedSupport(X, G, y, "squared", 0.0)
+    assert P0.solve().solver != "altheory-fast"  # lam = 0: no dual certificate, cvxpy
+    with pytest.raises(ValueError, match="solver='fast' needs lam > 0"):
+        P0.solve(solver="fast")
+    with pytest.raises(ValueError, match="solver must be"):
+        P.solve(solver="mosek")
