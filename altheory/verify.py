@@ -72,8 +72,12 @@ def summary_table(reports: list[ClaimReport]) -> Table:
                 "statuses", "solver", "time (s)"):
         t.add_column(col, justify="right" if col in ("instances", "pass rate", "worst", "time (s)") else "left")
     for r in reports:
-        conds = ", ".join(f"{c.name}={'✓' if c.holds else ('✗' if c.holds is False else '?')}"
-                          for c in r.conditions) or "—"
+        # compact: how many stated conditions hold / fail / were not decidable (names in the JSON)
+        held = sum(c.holds is True for c in r.conditions)
+        failed = sum(c.holds is False for c in r.conditions)
+        unknown = sum(c.holds is None for c in r.conditions)
+        conds = " ".join(p for p in (f"{held}✓" if held else "", f"{failed}✗" if failed else "",
+                                     f"{unknown}?" if unknown else "") if p) or "—"
         statuses = ", ".join(f"{k}:{v}" for k, v in sorted(r.counts.items()))
         solver = ", ".join(f"{k}:{v}" for k, v in sorted(r.solver_statuses.items())) or "—"
         rate = "—" if math.isnan(r.pass_rate) else f"{100 * r.pass_rate:.0f}%"
