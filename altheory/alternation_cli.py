@@ -337,17 +337,32 @@ def _print_summary(summary: dict) -> None:
                       + ", ".join(summary["best_at_grid_edge"]))
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """The ``# comment`` after each field of a dataclass: its help text (one place to document)."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+):.*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``altheory alternate``; returns the exit status."""
     p = argparse.ArgumentParser(prog="altheory alternate",
                                 description="Alternation (C9) vs SGD/momentum/Adam; C8 gaps at the end.")
+    helps = _field_comments(Config)
     for f in fields(Config):
         kind = type(f.default)
+        h = f"{helps.get(f.name, '')} (default: %(default)s)"
         if kind is bool:
             p.add_argument(f"--{f.name.replace('_', '-')}", default=f.default,
-                           action=argparse.BooleanOptionalAction)
+                           action=argparse.BooleanOptionalAction, help=helps.get(f.name))
         else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=h)
     p.add_argument("--out", default=None, help="output folder (default results/alternation/<data>)")
     p.add_argument("--export", nargs="?", const="auto", default=None,
                    help="also write the figures' data (default figures/data/alternation_<data>.json)")
