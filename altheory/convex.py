@@ -262,7 +262,7 @@ def group_lasso_problem(problem: TwoLayerFixedSupport, *, solver: str = "clarabe
 # --------------------------------------------------------------------------------------------
 
 def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weight: int | None = None,
-              solver: str = "clarabel") -> ConvexResult:
+              solver: str = "auto") -> ConvexResult:
     r"""The convex per-layer problem of C3: :math:`\min_\theta \ell(\Phi\theta + o, Y)
     + \tfrac\lambda2\|\theta_W\|^2`.
 
@@ -276,11 +276,16 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weig
     lam : float >= 0
         Weight decay on the first ``n_weight`` entries of :math:`\theta` (the weights, not the
         bias); all of them when ``n_weight`` is None.
-    solver : {"clarabel", "scs"}
+    solver : {"auto", "fast", "clarabel", "scs"}
+        ``"auto"`` (default): the fast certified solver
+        (:func:`altheory.fast_solver.solve_layer`, optimal only with a duality gap <= 1e-8) for
+        squared and logistic loss, cvxpy (Clarabel, SCS fallback) otherwise or when the fast
+        solver cannot certify; ``"fast"`` forces it; ``"clarabel"``/``"scs"`` force cvxpy.
 
     Returns
     -------
-    ConvexResult with ``weights["theta"]`` of shape (q,).
+    ConvexResult (or the fast solver's LayerResult, with the same fields) with
+    ``weights["theta"]`` of shape (q,).
 
     Examples
     --------
@@ -304,6 +309,23 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weig
     nw = q if n_weight is None else int(n_weight)
     if not 0 <= nw <= q:
         raise ValueError(f"n_weight must be in [0, {q}]; got {n_weight}.")
+    if solver in ("auto", "fast"):
+        fast_ok = loss in ("squared", "logistic")
+        if solver == "fast" and not fast_ok:
+            raise ValueError(f"solver='fast' covers squared and logistic loss; got loss={loss!r}. "
+                             "Use solver='clarabel'.")
+        if fast_ok:
+            from .fast_solver import solve_layer
+
+            try:
+                fast = solve_layer(Phi, offset, Y, lam, loss=loss, n_weight=nw)
+            except ValueError:  # a layer too wide for its explicit Hessian: cvxpy below
+                if solver == "fast":
+                    raise
+            else:
+                if fast.status == "optimal" or solver == "fast":
+                    return fast
+        solver = "clarabel"
 
     def build():
         th = cp.Variable(q)

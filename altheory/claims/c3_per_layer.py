@@ -93,6 +93,29 @@ def _plan(profile: str):
         raise ValueError(f"profile must be 'quick' or 'thorough'; got {profile!r}.")
 
 
+TOL_FAST = 1e-7
+
+
+def _fast_vs_cvxpy(Phi, off, Y, loss, lam, n_weight, res, seed, sizes) -> Instance:
+    """The fast certified per-layer solve against cvxpy's: relative objective difference <= 1e-7
+    (or cvxpy's point that far above the certified optimum, which the dual bound shows)."""
+    from ..fast_solver import solve_layer
+
+    fast = solve_layer(Phi, off, Y, lam, loss=loss, n_weight=n_weight)
+    detail = {"solver_status": res.status, "fast_solver_status": fast.status,
+              "F_cvxpy": res.objective, "F_fast": fast.objective, "fast_rel_gap": fast.rel_gap,
+              "fast_dual": fast.dual_objective}
+    if not (res.verified and fast.status == "optimal"):
+        bad = res.status if not res.verified else fast.status
+        return Instance(seed, {**sizes, "check": "fast-vs-cvxpy"}, f"solver-{bad}", None, TOL_FAST, detail)
+    scale = max(abs(res.objective), 1e-300)
+    diff = abs(fast.objective - res.objective) / scale
+    # cvxpy above the optimum by at most its distance to the certified lower bound is not a miss
+    ok = diff <= TOL_FAST or (fast.dual_objective - 1e-12 * scale <= res.objective
+                              and res.objective >= fast.objective)
+    return Instance(seed, {**sizes, "check": "fast-vs-cvxpy"}, "pass" if ok else "fail", diff, TOL_FAST, detail)
+
+
 @register("C3", TITLE, asserted=True)
 def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     report = ClaimReport("C3", TITLE, asserted=True, metric="normalised gap")
@@ -118,7 +141,9 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
             op_err = float(np.abs(out0 - ref).max() / max(1.0, np.abs(ref).max()))
             worst_op = max(worst_op, op_err)
             Phi, off = layer_operator(net, S, l, X)
-            res = per_layer(Phi, off, Y, loss=loss, lam=lam, n_weight=Ws[l].size)
+            res = per_layer(Phi, off, Y, loss=loss, lam=lam, n_weight=Ws[l].size, solver="clarabel")
+            if loss in ("squared", "logistic"):
+                report.add(_fast_vs_cvxpy(Phi, off, Y, loss, lam, Ws[l].size, res, s, sizes))
             # the convex program decays only W_l; the descent objective also counts the fixed
             # layers' (constant) weight decay
             const = 0.5 * lam * sum(float((W ** 2).sum()) for m, W in enumerate(Ws) if m != l)
