@@ -313,7 +313,7 @@ class MLPObjective:
         th = torch.as_tensor(theta, dtype=_DT).detach().clone().requires_grad_(True)
         f = self(th)
         (g,) = torch.autograd.grad(f, th)
-        return float(f), g.numpy()
+        return float(f.detach()), g.numpy()
 
     def zero_objective(self) -> float:
         """:math:`F(0) = \\ell(0, Y)` (the normaliser of the gap)."""
