@@ -16,7 +16,7 @@ threshold and top-k form, and ReLU.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -102,12 +102,10 @@ def build(spec: NetSpec) -> nn.Module:
                 down = nn.Sequential(nn.Conv2d(p["in"], planes_out, 1, stride=p["stride"], bias=False),
                                      nn.BatchNorm2d(planes_out))
             m = block(p["in"], p["planes"], stride=p["stride"], downsample=down)
-            act = spec.activation
-            if act[0] == "relu":
-                pass
-            elif act[0] == "threshold":
+            act = spec.activation  # torchvision blocks come with ReLU; swap it unless asked for
+            if act[0] == "threshold":
                 m = replace_relu(m, tau=float(act[1]), inplace=True)
-            else:
+            elif act[0] == "topk":
                 m = replace_relu(m, k=int(act[1]), dim=1, inplace=True)
         elif kind == "flatten":
             m = nn.Flatten()
@@ -262,5 +260,3 @@ def random_inputs(spec: NetSpec, n: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randn((n, *spec.input_shape), generator=gen, dtype=torch.float64)
 
-
-Builder = Callable[[NetSpec], nn.Module]
