@@ -97,8 +97,19 @@ _TINY = 1e-300
 # results
 # --------------------------------------------------------------------------------------------
 
+class _Certified:
+    """``verified`` for every result below: only a certified ``status == "optimal"`` counts."""
+
+    status: str
+
+    @property
+    def verified(self) -> bool:
+        """True only for ``status == "optimal"`` (the certificate met its tolerance)."""
+        return self.status == "optimal"
+
+
 @dataclass
-class FastResult:
+class FastResult(_Certified):
     r"""The outcome of :func:`solve_group_lasso`.
 
     Attributes
@@ -138,18 +149,13 @@ class FastResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
-    def verified(self) -> bool:
-        """True only for ``status == "optimal"`` (a certified ``rel_gap <= tol``)."""
-        return self.status == "optimal"
-
-    @property
     def weights(self) -> dict[str, np.ndarray]:
         """``{"U": U}``, the field name of :class:`altheory.convex.ConvexResult`."""
         return {"U": self.U}
 
 
 @dataclass
-class LayerResult:
+class LayerResult(_Certified):
     """The outcome of :func:`solve_layer` (fields as :class:`FastResult`, ``theta`` for ``U``)."""
 
     theta: np.ndarray
@@ -163,16 +169,12 @@ class LayerResult:
     solver: str = SOLVER_NAME
 
     @property
-    def verified(self) -> bool:
-        return self.status == "optimal"
-
-    @property
     def weights(self) -> dict[str, np.ndarray]:
         return {"theta": self.theta}
 
 
 @dataclass
-class PilanciErgenResult:
+class PilanciErgenResult(_Certified):
     r"""The outcome of :func:`solve_pilanci_ergen`.
 
     ``objective`` is :math:`F(V, W)` at the returned (nearly feasible) point;
@@ -194,10 +196,6 @@ class PilanciErgenResult:
     iterations: dict[str, int]
     solve_time: float
     solver: str = SOLVER_NAME
-
-    @property
-    def verified(self) -> bool:
-        return self.status == "optimal"
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
