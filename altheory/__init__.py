@@ -1,6 +1,6 @@
 r"""altheory — numerical checks of training neural networks through their support.
 
-The theory (``THEORY.md``, claims C1–C9, from Huang, Kong & Lucey, "CNNs are Globally Optimal
+The theory (``docs/claims.md``, claims C1–C9, from Huang, Kong & Lucey, "CNNs are Globally Optimal
 Given Multi-Layer Support", 2017): replace ReLU by positive hard thresholding (PHT); read the
 non-linearity as a binary support, so the network is linear once its multi-layer support is
 known; under stated conditions local descent finds a global optimum of the fixed-support
@@ -23,35 +23,26 @@ widths       ``h_l``, entries of the activation of layer ``l`` per sample
 ==========  ================================================================================
 """
 
-from .activations import PHT, pht, pht_mask, pht_topk, replace_relu, topk_mask
-from .errors import AltheoryError, ClaimFailure, SolverError, UnsupportedModuleError
-from .operators import layer_operator, linearize, Linearization
-from .support import LayerSupport, MultiLayerSupport, gated_forward, support
+from altheory.errors import AltheoryError, ClaimFailure, SolverError, UnsupportedModuleError
+from altheory.nets.activations import PHT, pht, pht_mask, pht_topk, replace_relu, topk_mask
+from altheory.nets.operators import Linearization, layer_operator, linearize
+from altheory.nets.support import LayerSupport, MultiLayerSupport, gated_forward, support
+from altheory.solvers.problems import FixedSupportNetwork, TwoLayerFixedSupport
+from altheory.solvers.convex import group_lasso, reduced_rank_regression
+from altheory.solvers.fast import solve_group_lasso, solve_layer
+from altheory.solvers.dispatch import per_layer, solve
+from altheory.descent.descent import MLPObjective, descend
+from altheory.certificates.certificates import certify
+from altheory.alternation.alternation import alternate
 
-__version__ = "0.1.0"
-
-# The solver side (cvxpy, the fast certified solver, descent) is imported on first use, so that
-# `import altheory` (and the trainer on a GPU machine without cvxpy) stays light.
-_LAZY = {
-    "TwoLayerFixedSupport": "problems", "FixedSupportNetwork": "problems",
-    "group_lasso": "convex", "per_layer": "convex", "reduced_rank_regression": "convex",
-    "solve_group_lasso": "fast_solver", "solve_layer": "fast_solver",
-    "certify": "certificates", "descend": "descent", "MLPObjective": "descent",
-    "alternate": "alternation",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'altheory' has no attribute {name!r}")
+__version__ = "0.2.0"
 
 __all__ = [
     "PHT", "pht", "pht_mask", "pht_topk", "topk_mask", "replace_relu",
     "support", "MultiLayerSupport", "LayerSupport", "gated_forward",
     "linearize", "layer_operator", "Linearization",
+    "TwoLayerFixedSupport", "FixedSupportNetwork",
+    "solve", "group_lasso", "per_layer", "reduced_rank_regression", "solve_group_lasso",
+    "solve_layer", "descend", "MLPObjective", "certify", "alternate",
     "AltheoryError", "SolverError", "UnsupportedModuleError", "ClaimFailure",
-    *_LAZY,
 ]

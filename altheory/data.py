@@ -431,7 +431,7 @@ class TeacherStudent:
         import torch
         from torch import nn
 
-        from .activations import PHT
+        from altheory.nets.activations import PHT
 
         layers = []
         for j, (W, b) in enumerate(self.weights):
@@ -455,7 +455,7 @@ def teacher_student(n: int, d: int, *, widths: tuple[int, ...] = (16,), k: int =
     pre-activation, so that about half of every unit's samples are above the threshold (the
     support is neither empty nor full). :math:`Y = f(X) + \sigma E`. With ``noise=0`` the student
     with the teacher's architecture interpolates, so :math:`F^* = 0` and the normalised gap of
-    THEORY.md is the loss over :math:`F(0)`.
+    docs/claims.md is the loss over :math:`F(0)`.
 
     Parameters
     ----------
@@ -488,7 +488,7 @@ def teacher_student(n: int, d: int, *, widths: tuple[int, ...] = (16,), k: int =
         raise ValueError(f"tau must be >= 0; got tau={tau}. Use tau=0 for ReLU.")
     if noise < 0:
         raise ValueError(f"noise must be >= 0; got noise={noise}.")
-    from .activations import pht, pht_topk
+    from altheory.nets.activations import pht, pht_topk
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))

@@ -31,4 +31,4 @@ class SolverError(AltheoryError):
 
 
 class ClaimFailure(AltheoryError):
-    """An asserted claim of THEORY.md failed on an instance (raised only when asked to)."""
+    """An asserted claim of docs/claims.md failed on an instance (raised only when asked to)."""

@@ -14,7 +14,7 @@ eval mode. Use them with ``@given``::
 
 Strategies
 ----------
-:func:`net_specs`            replayable :class:`~altheory.architectures.NetSpec` descriptions.
+:func:`net_specs`            replayable :class:`~altheory.nets.architectures.NetSpec` descriptions.
 :func:`networks`             built ``nn.Module`` networks.
 :func:`networks_and_inputs`  a :class:`Case` (model, inputs, spec).
 :func:`inputs_for`           float64 input batches for a given model's input shape.
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torch import nn
 
-from .architectures import NetSpec, build, draw_spec
+from altheory.nets.architectures import NetSpec, build, draw_spec
 
 __all__ = ["Case", "net_specs", "networks", "networks_and_inputs", "inputs_for"]
 

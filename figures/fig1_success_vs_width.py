@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from altheory.plotting import DOUBLE, figure, save
+from altheory.plotting.style import DOUBLE, figure, save
 from _common import HERE, load_claim, wilson
 
 

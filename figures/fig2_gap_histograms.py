@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from altheory.plotting import DOUBLE, figure, save
+from altheory.plotting.style import DOUBLE, figure, save
 from _common import HERE, finite, load_claim
 
 CLAIMS = ("C3", "C4", "C5", "C6", "C7", "C8")

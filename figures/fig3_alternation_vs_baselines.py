@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from altheory.plotting import DOUBLE, figure, method_style, save
+from altheory.plotting.style import DOUBLE, figure, method_style, save
 from _common import HERE, load_alternation, median_band
 
 

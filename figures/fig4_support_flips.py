@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from altheory.plotting import DOUBLE, figure, method_style, save
+from altheory.plotting.style import DOUBLE, figure, method_style, save
 from _common import HERE, load_alternation, load_claim, median_band
 
 

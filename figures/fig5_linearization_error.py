@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from altheory.plotting import COLUMN, figure, save
+from altheory.plotting.style import COLUMN, figure, save
 from _common import HERE, finite, load_claim
 
 FLOOR = 1e-20

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from altheory.plotting import COLUMN, figure, save
+from altheory.plotting.style import COLUMN, figure, save
 from _common import HERE, load_claim
 
 FLOOR = 1e-12

@@ -1,6 +1,6 @@
 r"""Benchmark: the fast certified group-lasso solver against cvxpy (Clarabel, SCS) and pyscnn.
 
-Problem (THEORY.md C4, the two-layer fixed-support program :math:`P_c`):
+Problem (docs/claims.md C4, the two-layer fixed-support program :math:`P_c`):
 
 .. math:: \min_U\ \tfrac1{2n}\|((XU^\top)\odot G)\mathbf 1 - y\|^2 + \lambda\sum_j\|u_j\|_2
 
@@ -11,7 +11,7 @@ default; ``lam_max`` is the smallest λ with ``U = 0`` optimal). One run per sol
 all on the same instance.
 
 Reported per solver: wall time, the objective recomputed in float64 by
-:func:`altheory.fast_solver.group_lasso_certificate`, the relative gap to the best objective any
+:func:`altheory.solvers.fast.group_lasso_certificate`, the relative gap to the best objective any
 solver found (``(F - F_best)/F_best``), and for altheory-fast its own certified
 ``rel_gap`` (duality gap / F). cvxpy is skipped above ``--cvxpy-max`` entries of the dense design
 (n * p * d; the reason is printed); pyscnn (PyPI ``pyscnn``, R-FISTA at its default tolerance
@@ -56,7 +56,7 @@ def make_instance(n: int, d: int, p: int, seed: int = 0):
 def run_fast(X, G, y, lam, *, device, dtype):
     import torch
 
-    from altheory.fast_solver import solve_group_lasso
+    from altheory.solvers.fast import solve_group_lasso
 
     tdtype = torch.float32 if dtype == "float32" else torch.float64
     if device == "cuda":  # warm-up: CUDA context and kernels, not counted
@@ -67,7 +67,7 @@ def run_fast(X, G, y, lam, *, device, dtype):
 
 
 def run_cvxpy(X, G, y, lam, solver):
-    from altheory.convex import group_lasso
+    from altheory.solvers.convex import group_lasso
 
     t0 = time.perf_counter()
     r = group_lasso(X, G, y, lam, loss="squared", solver=solver)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from altheory.fast_solver import group_lasso_certificate, lambda_max
+    from altheory.solvers.fast import group_lasso_certificate, lambda_max
 
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     for s in solvers:

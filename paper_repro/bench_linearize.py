@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import altheory as at
-from altheory.operators import Linearization
+from altheory.nets.operators import Linearization
 
 
 class BasicBlock(nn.Module):
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
                   f"{r['ratio_linearize_over_jacrev']:.2f}", f"{r['rel_error_vs_jacrev']:.1e}",
                   str(r.get("largest_conv_nnz", "—")), f"{r.get('largest_conv_MB', 0):.1f}",
                   f"{r.get('bytes_per_nnz', 0):.1f}", f"{r['peak_traced_MB']:.0f}")
-    from altheory.verify import make_console
+    from altheory.claims.report import make_console
 
     make_console().print(t)
     path = Path(args.out)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from altheory.convex import group_lasso_problem
-from altheory.problems import TwoLayerFixedSupport
+from altheory.solvers.convex import group_lasso_problem
+from altheory.solvers.problems import TwoLayerFixedSupport
 
 SIZES = {"small": [(200, 10, 50)],
          "all": [(200, 10, 50), (1000, 20, 100), (2000, 30, 100)]}

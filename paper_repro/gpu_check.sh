@@ -71,7 +71,7 @@ import sys, types
 from pathlib import Path
 root = Path.cwd()
 try:
-    import altheory  # noqa: F401  (needs scipy through altheory.operators)
+    import altheory  # noqa: F401  (needs scipy through altheory.nets.operators)
 except ModuleNotFoundError as exc:  # a torch-only machine: load the trainer without the package root
     print(f"note: {exc.name} missing; loading altheory.train without altheory/__init__")
     for k in [k for k in sys.modules if k.startswith("altheory")]:

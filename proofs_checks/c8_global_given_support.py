@@ -1,9 +1,9 @@
-"""Check claim C8 of THEORY.md and write its report (see altheory/claims/c8_global_given_support.py).
+"""Check claim C8 of docs/claims.md and write its report (see altheory/claims/c8_global_given_support.py).
 
 Usage: python proofs_checks/c8_global_given_support.py [--thorough] [--seed S] [--json PATH]
 """
 
-from altheory.verify import script_main
+from altheory.claims.report import script_main
 
 if __name__ == "__main__":
     raise SystemExit(script_main("C8"))

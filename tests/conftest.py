@@ -24,7 +24,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("ALTHEORY_HYPOTHESIS", "quick"))
 
-# Tolerances, stated once. The theory checks run in float64 (THEORY.md C1: relative error <= 1e-10).
+# Tolerances, stated once. The theory checks run in float64 (docs/claims.md C1: relative error <= 1e-10).
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-4, np.float64: 1e-10, np.float32: 1e-4}
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

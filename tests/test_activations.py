@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 from torch import nn
 
 from altheory import PHT, pht, pht_mask, pht_topk, replace_relu, topk_mask
-from altheory._reference import pht_reference, topk_reference
+from altheory.nets._reference import pht_reference, topk_reference
 
 floats = st.floats(-10, 10, allow_nan=False, width=64)
 arrays = hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6), elements=floats)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from altheory import PHT, layer_operator, support
-from altheory.alternation import (_get_params, _masks, alternate, c8_gaps, exact_layer_step,
+from altheory.alternation.alternation import (_get_params, _masks, alternate, c8_gaps, exact_layer_step,
                                   forward_np, joint_two_layer_step, layer_design, mlp, mlp_parts,
                                   objective_np, preactivation_design)
 from altheory.data import teacher_student
@@ -62,7 +62,7 @@ def test_C9_preactivation_design_is_affine_in_theta(seed):
 
 
 def test_C3_exact_layer_step_matches_cvxpy_per_layer():
-    from altheory.convex import per_layer
+    from altheory.solvers.dispatch import per_layer
 
     net, X, S, Ws, bs, masks = _setup(4, (5,), n=20)
     Y = np.random.default_rng(0).standard_normal((20, 2))
@@ -98,7 +98,7 @@ def test_C4_joint_step_is_the_group_lasso_optimum():
     Ws, bs = _get_params(parts)
     W2, b2, info = joint_two_layer_step(Ws, bs, X, y, _masks(S, parts), lam=1e-2)
     assert info.status == "optimal"
-    from altheory.convex import group_lasso
+    from altheory.solvers.convex import group_lasso
 
     r = group_lasso(X, _masks(S, parts)[0], y, 1e-2)
     F = objective_np(W2, b2, X, y, loss="squared", lam=1e-2, masks=_masks(S, parts))[1]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from altheory.alternation import mlp, objective_np
-from altheory.baselines import Curve, accuracy, best_per_method, sweep, train_baseline
+from altheory.alternation.baselines import Curve, accuracy, best_per_method, sweep, train_baseline
 
 
 def _data(n=40, d=3, seed=0):

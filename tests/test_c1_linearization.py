@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from altheory import PHT, UnsupportedModuleError, layer_operator, linearize, replace_relu, support
-from altheory._reference import linearize_reference, module_operator_reference
-from altheory.architectures import build, sample_spec
+from altheory.nets._reference import linearize_reference, module_operator_reference
+from altheory.nets.architectures import build, sample_spec
 from altheory.claims.c1_linearization import measure
-from altheory.operators import conv_operator, pool_operator
+from altheory.nets.operators import conv_operator, pool_operator
 from altheory.testing import networks_and_inputs
 
 TOL = 1e-10

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from altheory import cli
+from altheory.cli import main as cli
 from altheory.claims import _REGISTRY, ClaimReport, Instance, register
-from altheory.verify import exit_code, run_claims
+from altheory.claims.report import exit_code, run_claims
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from altheory.activations import PHT
-from altheory.arrangements import (Patterns, cover_count, enumerate_patterns, program_to_network,
+from altheory.nets.activations import PHT
+from altheory.solvers.arrangements import (Patterns, cover_count, enumerate_patterns, program_to_network,
                                    prune_blocks, relu_objective, relu_program, sample_patterns)
 from altheory.certificates import certify, lifted_bound, lifted_patterns
-from altheory.conditions import (check_problem, deep_support_conditions, rank,
+from altheory.certificates.conditions import (check_problem, deep_support_conditions, rank,
                                  shared_support_conditions, support_consistency)
-from altheory.convex import group_lasso, reduced_rank_regression
+from altheory.solvers.convex import group_lasso, reduced_rank_regression
 from altheory.descent import MLPObjective, descend
-from altheory.problems import TwoLayerFixedSupport, balanced_factors
+from altheory.solvers.problems import TwoLayerFixedSupport, balanced_factors
 
 
 def _by_name(conds):
@@ -118,7 +118,7 @@ def test_condition_checker_dispatch_and_consistency():
     assert c["differentiable loss (end-point classification)"].holds is False
     with pytest.raises(TypeError):
         check_problem(object())
-    from altheory.support import support
+    from altheory.nets.support import support
 
     net = nn.Sequential(nn.Linear(2, 3), PHT(0.1), nn.Linear(3, 1)).double()
     X = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -205,8 +205,8 @@ def test_reduced_rank_regression_bad_calls():
 
 
 def test_C3_certify_fixed_support_network_layer():
-    from altheory.problems import FixedSupportNetwork
-    from altheory.support import support
+    from altheory.solvers.problems import FixedSupportNetwork
+    from altheory.nets.support import support
 
     g = torch.Generator().manual_seed(1)
     net = nn.Sequential(nn.Linear(2, 5), PHT(0.0), nn.Linear(5, 2)).double()

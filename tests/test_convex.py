@@ -1,4 +1,4 @@
-"""Tests of altheory.convex and altheory.problems against hand-solvable instances (C4, C3).
+"""Tests of altheory.solvers.convex and altheory.solvers.problems against hand-solvable instances (C4, C3).
 
 Tolerances: solver results are compared to closed forms with atol 1e-6 (Clarabel's gap
 tolerance is 1e-9, the map from its residuals to the weights loses a few digits).
@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from altheory.convex import ConvexResult, group_lasso, per_layer, solve_with_fallback
+from altheory.solvers.convex import ConvexResult, group_lasso, solve_with_fallback
+from altheory.solvers.dispatch import per_layer
 from altheory.errors import SolverError
-from altheory.problems import (TwoLayerFixedSupport, balanced_factors, factors_to_U,
+from altheory.solvers.problems import (TwoLayerFixedSupport, balanced_factors, factors_to_U,
                                two_layer_network)
 
 TOL = 1e-6
@@ -200,7 +201,7 @@ def test_bad_calls(kwargs, exc, match):
 
 
 def test_C4_vector_output_nuclear_bound():
-    from altheory.convex import group_nuclear
+    from altheory.solvers.convex import group_nuclear
 
     rng = np.random.default_rng(8)
     X = rng.standard_normal((20, 3))

@@ -1,4 +1,4 @@
-"""Tests of altheory.descent and altheory.endpoints (C4 end points, descent vs convex optimum)."""
+"""Tests of altheory.descent and altheory.descent.endpoints (C4 end points, descent vs convex optimum)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from altheory.descent import MLPObjective, descend, multi_start
-from altheory.endpoints import (EndPoint, classify, classify_endpoint, hessian_extreme_eigs,
+from altheory.descent.endpoints import (EndPoint, classify, classify_endpoint, hessian_extreme_eigs,
                                 judge_endpoint)
-from altheory.losses import normalised_gap
-from altheory.problems import TwoLayerFixedSupport, factors_to_U, two_layer_network
+from altheory.solvers.losses import normalised_gap
+from altheory.solvers.problems import TwoLayerFixedSupport, factors_to_U, two_layer_network
 
 
 def _instance(seed, n=15, d=2, p=5, lam=0.01, loss="squared"):

@@ -1,7 +1,7 @@
-"""Tests of altheory.fast_solver against cvxpy/Clarabel (altheory.convex) and the dense design.
+"""Tests of altheory.solvers.fast against cvxpy/Clarabel (altheory.solvers.convex) and the dense design.
 
 Tolerances (stated once): the fast solver certifies ``rel_gap <= 1e-8``; it must match Clarabel
-to a relative objective difference ``<= 1e-7`` (THEORY.md C4 / C3 solves), and its reported gap
+to a relative objective difference ``<= 1e-7`` (docs/claims.md C4 / C3 solves), and its reported gap
 must bound the true gap: ``F_fast - F* <= gap`` where ``F* <= F_clarabel``.
 """
 
@@ -15,11 +15,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from altheory.convex import group_lasso, per_layer
-from altheory.fast_solver import (MaskedDesign, group_lasso_certificate, lambda_max,
+from altheory.solvers.convex import group_lasso
+from altheory.solvers.dispatch import per_layer
+from altheory.solvers.fast import (MaskedDesign, group_lasso_certificate, lambda_max,
                                   solve_group_lasso, solve_layer, solve_pilanci_ergen,
                                   solve_problem)
-from altheory.problems import TwoLayerFixedSupport
+from altheory.solvers.problems import TwoLayerFixedSupport
 
 TOL = 1e-8          # the certified relative gap the solver is asked for
 MATCH = 1e-7        # relative objective difference to Clarabel
@@ -289,7 +290,7 @@ def test_c3_property_layer_equals_clarabel(seed, n, q, loss, lam, rank_deficient
 def test_c5_pilanci_ergen_matches_clarabel():
     import cvxpy as cp
 
-    from altheory.losses import loss_cvxpy
+    from altheory.solvers.losses import loss_cvxpy
 
     rng = np.random.default_rng(0)
     n, d, P, lam = 30, 2, 6, 0.01
@@ -372,7 +373,7 @@ def test_cuda_matches_cpu():
 def test_docstring_examples_run():
     import doctest
 
-    import altheory.fast_solver as module
+    import altheory.solvers.fast as module
 
     result = doctest.testmod(module)
     assert result.attempted >= 20 and result.failed == 0

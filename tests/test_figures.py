@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from altheory import alternation_cli, figures_cli
+from altheory.cli import alternate as alternation_cli
+from altheory.cli import figures as figures_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of altheory.sweeps: grid expansion, resumable CSV table, parallel runs, errors."""
+"""Tests of altheory.experiments.sweeps: grid expansion, resumable CSV table, parallel runs, errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from altheory.sweeps import SWEEPS, expand_grid, instance_key, read_table, run_sweep
+from altheory.experiments.sweeps import SWEEPS, expand_grid, instance_key, read_table, run_sweep
 
 CALLS: list[dict] = []
 
@@ -110,7 +110,7 @@ def test_bad_calls(tmp_path):
 
 
 def test_parse_grid_and_cli(tmp_path, capsys):
-    from altheory.sweeps import main, parse_grid
+    from altheory.experiments.sweeps import main, parse_grid
 
     assert parse_grid(["x=1,2.5,abc", "seed=0:3"], square) == {"x": [1, 2.5, "abc"], "seed": [0, 1, 2]}
     with pytest.raises(ValueError, match="Did you mean 'seed'"):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from altheory import PHT, gated_forward, support
-from altheory.losses import loss_torch
+from altheory.solvers.losses import loss_torch
 from altheory.train import TrainConfig, load_config, train
 from altheory.train.checkpoint import load_checkpoint
 from altheory.train.config import apply_overrides, parse_overrides
@@ -377,7 +377,7 @@ def test_cli_print_config_and_bad_key(capsys):
 
 
 def test_cli_runs_through_altheory_train(tmp_path):
-    from altheory.cli import main
+    from altheory.cli.main import main
 
     rc = main(["train", "--arch=resnet8", "--width=4", "--image_size=8", "--synthetic_n=16",
                "--batch_size=8", "--epochs=1", "--device=cpu", "--progress=false",

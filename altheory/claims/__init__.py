@@ -1,4 +1,4 @@
-r"""The registry of claims (THEORY.md C1–C9) and the report every check returns.
+r"""The registry of claims (docs/claims.md C1–C9) and the report every check returns.
 
 Each claim module in this package (``c1_linearization.py``, ``c2_linear_region.py``, …) defines
 one check function and registers it with :func:`register`::
@@ -32,21 +32,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal
 
+from altheory.certificates.conditions import Condition
+
 __all__ = ["Profile", "Condition", "Instance", "ClaimReport", "Claim", "register", "registry",
            "get_claim", "Timer"]
 
 Profile = Literal["quick", "thorough"]
 COUNTED = ("pass", "fail")
-
-
-@dataclass
-class Condition:
-    """One stated condition of a claim, with the numbers that decide it."""
-
-    name: str
-    holds: bool | None
-    value: Any = None
-    detail: str = ""
 
 
 @dataclass
@@ -63,7 +55,7 @@ class Instance:
 
 @dataclass
 class ClaimReport:
-    """The verification report of one claim (THEORY.md, "What a verification report holds")."""
+    """The verification report of one claim (docs/claims.md, "What a verification report holds")."""
 
     claim: str
     title: str

@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..architectures import build, random_inputs, sample_spec
-from ..operators import linearize
-from ..support import support
-from . import ClaimReport, Condition, Instance, register
+from altheory.nets.architectures import build, random_inputs, sample_spec
+from altheory.nets.operators import linearize
+from altheory.nets.support import support
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-10
 
@@ -65,7 +65,7 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     if profile == "thorough":
         from torchvision.models import resnet18
 
-        from ..activations import replace_relu
+        from altheory.nets.activations import replace_relu
 
         torch.manual_seed(seed)
         model = replace_relu(resnet18(num_classes=10), tau=0.01).double().eval()
@@ -75,5 +75,5 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         report.add(Instance(seed, {"family": "resnet18", "input": "3x24x24", "n": 1},
                             "pass" if err <= TOL else "fail", err, TOL, m))
     report.notes.append(f"{count} random architectures (1/3 MLP, 2/3 CNN), instance seed = base seed + j; "
-                        "replay: altheory.architectures.sample_spec(seed, family=...)")
+                        "replay: altheory.nets.architectures.sample_spec(seed, family=...)")
     return report

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..activations import topk_mask
-from ..architectures import build, random_inputs, sample_spec
-from ..graph import _activation_params
-from ..operators import Linearization
-from ..support import support
-from . import ClaimReport, Condition, Instance, register
+from altheory.nets.activations import topk_mask
+from altheory.nets.architectures import build, random_inputs, sample_spec
+from altheory.nets.graph import _activation_params
+from altheory.nets.operators import Linearization
+from altheory.nets.support import support
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-10
 

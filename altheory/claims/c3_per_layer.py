@@ -8,14 +8,14 @@ With the support :math:`S` and every layer but :math:`l` fixed,
 is convex (a theorem: a convex function of an affine map). Numerical check, per instance (random
 PHT MLP with biases, Gaussian inputs, its own support ``S = S(W, X)``) and per layer:
 
-* :func:`altheory.layer_operator` gives :math:`\Phi, o`; :func:`altheory.convex.per_layer` solves
+* :func:`altheory.layer_operator` gives :math:`\Phi, o`; :func:`altheory.solvers.convex.per_layer` solves
   the program (Clarabel, SCS fallback; any status but optimal is ``solver-<status>``);
-* descent on that layer alone (L-BFGS, GD; :class:`altheory.descent.MLPObjective` with the masks
+* descent on that layer alone (L-BFGS, GD; :class:`altheory.descent.descent.MLPObjective` with the masks
   of ``S`` — an implementation independent of ``layer_operator``, checked to agree with
   :func:`altheory.gated_forward` at the start to 1e-10 relative) from seeded random starts;
 * asserted: the convex optimum never exceeds a descent result (slack ``1e-7 F(0)`` for the
   solver's accuracy), and every end point certified as a local minimum
-  (:mod:`altheory.endpoints`) has normalised gap ``<= 1e-6``.
+  (:mod:`altheory.descent.endpoints`) has normalised gap ``<= 1e-6``.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..activations import PHT
-from ..convex import per_layer
-from ..descent import MLPObjective, descend
-from ..endpoints import classify_endpoint, judge_endpoint
-from ..operators import layer_operator
-from ..support import gated_forward, support
-from . import ClaimReport, Condition, Instance, register
+from altheory.nets.activations import PHT
+from altheory.solvers.dispatch import per_layer
+from altheory.descent.descent import MLPObjective, descend
+from altheory.descent.endpoints import classify_endpoint, judge_endpoint
+from altheory.nets.operators import layer_operator
+from altheory.nets.support import gated_forward, support
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Convex in each layer given the support"
 TOL_GAP = 1e-6
@@ -99,7 +99,7 @@ TOL_FAST = 1e-7
 def _fast_vs_cvxpy(Phi, off, Y, loss, lam, n_weight, res, seed, sizes) -> Instance:
     """The fast certified per-layer solve against cvxpy's: relative objective difference <= 1e-7
     (or cvxpy's point that far above the certified optimum, which the dual bound shows)."""
-    from ..fast_solver import solve_layer
+    from altheory.solvers.fast import solve_layer
 
     fast = solve_layer(Phi, off, Y, lam, loss=loss, n_weight=n_weight)
     detail = {"solver_status": res.status, "fast_solver_status": fast.status,

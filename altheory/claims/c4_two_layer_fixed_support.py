@@ -7,19 +7,19 @@ r"""C4 — Two layers, fixed support: every local minimum is global.
     \quad = \quad
     P_c:\ \min_U \ell\Big(\sum_j D_j X u_j\Big) + \lambda\sum_j\|u_j\|_2 .
 
-Theorem (Haeffele & Vidal 2017, THEORY.md C4). Numerical checks, per instance (random
+Theorem (Haeffele & Vidal 2017, docs/claims.md C4). Numerical checks, per instance (random
 Gaussian ``X`` (n, d), gates ``G = X V^T > 0`` from a random ``V`` (p, d), Gaussian ``y``):
 
 * *balanced map* (asserted): Clarabel solves :math:`P_c`; the balanced factors of its solution
   have the same objective, :math:`|F_{nc} - F_c| / F(0) \le 10^{-8}`;
 * *descent* (asserted on certified local minima): GD, Adam and L-BFGS on :math:`P_{nc}` (the
   gated network, float64) from seeded Gaussian starts; each end point is classified with the
-  gradient and the smallest Hessian eigenvalue (:mod:`altheory.endpoints`, ``tol_g = 1e-7 F(0)``,
+  gradient and the smallest Hessian eigenvalue (:mod:`altheory.descent.endpoints`, ``tol_g = 1e-7 F(0)``,
   ``tol_h = 1e-6 max(|λ_max|, F(0))``); a local minimum must have normalised gap ``<= 1e-6``, and
   no end point may lie below the convex optimum by more than ``1e-7 F(0)`` (solver accuracy);
 * *true network* (reported): the same descent on the true PHT network (support recomputed every
   step); its final support is then fixed and solved exactly — the gap of the trained weights to
-  the optimum *of their own support* is reported (THEORY.md C8 asserts it for alternation).
+  the optimum *of their own support* is reported (docs/claims.md C8 asserts it for alternation).
 
 Known behaviour: at λ = 0 the rescaling symmetry makes flat valleys; L-BFGS can stall far from the
 optimum with a small gradient — such runs are "not-converged", not counterexamples.
@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..convex import group_lasso_problem
-from ..descent import MLPObjective, descend
-from ..endpoints import classify_endpoint, judge_endpoint
-from ..losses import normalised_gap
-from ..problems import TwoLayerFixedSupport, balanced_factors
-from . import ClaimReport, Condition, Instance, register
+from altheory.solvers.convex import group_lasso_problem
+from altheory.descent.descent import MLPObjective, descend
+from altheory.descent.endpoints import classify_endpoint, judge_endpoint
+from altheory.solvers.losses import normalised_gap
+from altheory.solvers.problems import TwoLayerFixedSupport, balanced_factors
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Two layers, fixed support: local minima are global"
 TOL_GAP = 1e-6
@@ -81,7 +81,7 @@ def _fast_vs_cvxpy(P: TwoLayerFixedSupport, res, seed: int, sizes: dict) -> Inst
     Passes when the difference is <= 1e-7, or when cvxpy's own point, certified by the same dual
     bound, is that far above the optimum (Clarabel's "optimal" is sometimes only ~1e-6 accurate).
     """
-    from ..fast_solver import group_lasso_certificate, solve_problem
+    from altheory.solvers.fast import group_lasso_certificate, solve_problem
 
     fast = solve_problem(P)
     detail = {"solver_status": res.status, "fast_solver_status": fast.status,
@@ -173,5 +173,5 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                         f"({100 * rate:.0f}%); the rest are not-converged or saddles (not counted). "
                         "tol_g = 1e-7 F(0), tol_h = 1e-6 max(|lambda_max|, F(0)).")
     report.notes.append("lam = 0: rescaling symmetry gives flat valleys; L-BFGS/GD may stall "
-                        "(not-converged), which THEORY.md lists as known behaviour, not a counterexample.")
+                        "(not-converged), which docs/claims.md lists as known behaviour, not a counterexample.")
     return report

@@ -9,10 +9,10 @@ over all activation patterns :math:`D_i` equals the non-convex problem over widt
 networks when :math:`m \ge m^*` (a theorem, :math:`\tau = 0`, :math:`\lambda > 0`). Checks per
 instance (Gaussian ``X``, ``y``):
 
-* *arrangement* (asserted): the enumerated patterns (:func:`altheory.arrangements.enumerate_patterns`)
+* *arrangement* (asserted): the enumerated patterns (:func:`altheory.solvers.arrangements.enumerate_patterns`)
   number Cover's count and contain every pattern drawn from 20 000 Gaussian directions;
 * *map* (asserted, always): the convex solution, pruned to linearly independent blocks
-  (:func:`altheory.arrangements.prune_blocks`, so :math:`m^* \le n`), maps to a ReLU network of
+  (:func:`altheory.solvers.arrangements.prune_blocks`, so :math:`m^* \le n`), maps to a ReLU network of
   width :math:`m^*` (non-zero blocks, relative threshold 1e-7) with the same objective,
   :math:`|F_{\text{net}} - F_c| / F(0) \le 10^{-6}`;
 * *bound* (asserted when the patterns are exact): the convex optimum never exceeds a descent
@@ -31,12 +31,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..arrangements import (enumerate_patterns, program_to_network, prune_blocks, relu_objective,
+from altheory.solvers.arrangements import (enumerate_patterns, program_to_network, prune_blocks, relu_objective,
                             relu_program, sample_patterns)
-from ..conditions import relu_program_conditions
-from ..descent import MLPObjective, descend
-from ..losses import normalised_gap, zero_loss
-from . import ClaimReport, Condition, Instance, register
+from altheory.certificates.conditions import relu_program_conditions
+from altheory.descent.descent import MLPObjective, descend
+from altheory.solvers.losses import normalised_gap, zero_loss
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Two-layer ReLU: exact convex program"
 TOL_MAP = 1e-6

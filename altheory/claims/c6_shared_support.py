@@ -3,7 +3,7 @@ r"""C6 — Shared support is a deep linear network.
 If :math:`D^l_i = D^l` for every sample, :math:`f_S(x) = W_L D^{L-1} W_{L-1}\cdots D^1 W_1 x` is a
 deep linear network with effective widths :math:`r_l = |s^l|`. For the squared loss its global
 optimum is reduced-rank regression with rank :math:`r = \min(r_l, d, k)`
-(:func:`altheory.convex.reduced_rank_regression`, closed form by SVD — no solver). Theorems:
+(:func:`altheory.solvers.convex.reduced_rank_regression`, closed form by SVD — no solver). Theorems:
 Kawaguchi (2016) / Lu & Kawaguchi (2017) — every local minimum is global when :math:`X, Y` are
 full rank (with distinct eigenvalues); Laurent & von Brecht (2018) — the same for any convex
 differentiable loss when every hidden width :math:`\ge \min(d, k)` (the optimum is then the
@@ -11,8 +11,8 @@ unconstrained linear model, solved by cvxpy for the softmax loss).
 
 Check, per instance (Gaussian ``X``, targets from a noisy low-rank linear map or random
 classes, random shared masks): descent (L-BFGS, GD) on the gated network from seeded starts; each
-end point classified (:mod:`altheory.endpoints`); asserted, when the conditions hold (reported by
-:func:`altheory.conditions.shared_support_conditions`): every certified local minimum has
+end point classified (:mod:`altheory.descent.endpoints`); asserted, when the conditions hold (reported by
+:func:`altheory.certificates.conditions.shared_support_conditions`): every certified local minimum has
 normalised gap ``<= 1e-6`` to the optimum, and none is below it. Instances where no condition
 holds are ``reported``. Degenerate saddles (e.g. at zero) are expected: rates are reported.
 """
@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conditions import shared_support_conditions
-from ..convex import per_layer, reduced_rank_regression
-from ..descent import MLPObjective, descend
-from ..endpoints import classify_endpoint, judge_endpoint
-from . import ClaimReport, Condition, Instance, register
+from altheory.certificates.conditions import shared_support_conditions
+from altheory.solvers.convex import reduced_rank_regression
+from altheory.solvers.dispatch import per_layer
+from altheory.descent.descent import MLPObjective, descend
+from altheory.descent.endpoints import classify_endpoint, judge_endpoint
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Shared support is a deep linear network"
 TOL_GAP = 1e-6

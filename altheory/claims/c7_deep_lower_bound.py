@@ -2,7 +2,7 @@ r"""C7 — Deep fixed support: a certified lower bound by path lifting.
 
 For :math:`L = 3`, scalar output, per-sample support, :math:`U_{kj} = w_{3k} W_{2,kj} w_{1j}`
 makes :math:`f_S(x_i) = \sum_{k,j} s^2_{ik} s^1_{ij} U_{kj}^\top x_i` linear in :math:`U`; the
-lifted convex program (:math:`\lambda = 0`, :func:`altheory.certificates.lifted_bound`) drops the
+lifted convex program (:math:`\lambda = 0`, :func:`altheory.certificates.certificates.lifted_bound`) drops the
 realisability constraint and lower-bounds the deep fixed-support optimum (a theorem: a
 relaxation). Checks per instance (Gaussian ``X``, ``y``; first-layer support from hyperplanes,
 optionally replicated so that each first-layer pattern is carried by ``d`` units; second-layer
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..certificates import lifted_bound, lifted_patterns
-from ..conditions import deep_support_conditions
-from ..descent import MLPObjective, descend
-from ..endpoints import classify_endpoint
-from ..losses import normalised_gap, zero_loss
-from . import ClaimReport, Condition, Instance, register
+from altheory.certificates.certificates import lifted_bound, lifted_patterns
+from altheory.certificates.conditions import deep_support_conditions
+from altheory.descent.descent import MLPObjective, descend
+from altheory.descent.endpoints import classify_endpoint
+from altheory.solvers.losses import normalised_gap, zero_loss
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Deep fixed support: certified lower bound"
 TOL_BOUND = 1e-7

@@ -7,19 +7,19 @@ After the alternation (C9) stops at a consistent support :math:`S^*` with margin
 Check, per instance (teacher–student data with a ones column for the bias, a bias-free
 two-layer PHT/ReLU network with scalar output, weight decay :math:`\lambda > 0`, seeded):
 
-1. run :func:`altheory.alternation.alternate` with the ``"descent"`` weight step (L-BFGS on the
+1. run :func:`altheory.alternation.alternation.alternate` with the ``"descent"`` weight step (L-BFGS on the
    fixed-support objective, warm-started, 30 iterations per round, then 300 to polish) until the
    support is stable (premise: no flip in the last round, objective change below ``1e-9 F(0)``)
    and its margin is positive; otherwise the instance is *not-applicable* (the premise of C8
    does not hold — reported with its count);
-2. classify the end point on the fixed-support objective (:mod:`altheory.endpoints`: gradient
+2. classify the end point on the fixed-support objective (:mod:`altheory.descent.endpoints`: gradient
    and smallest Hessian eigenvalue); when L-BFGS stalled before the gradient test (flat valleys
    of the bilinear problem), finish with damped Newton on the same objective (the support must stay
    the same) and classify again — the descent end point's own
    gap is kept in ``detail["descent"]``; a saddle or a non-converged point is reported as such;
 3. solve the group lasso :math:`P_c` of :math:`S^*` with cvxpy (Clarabel, SCS fallback; a
    non-optimal status is ``solver-<status>``) and every single-layer problem exactly
-   (:func:`altheory.alternation.c8_gaps`); the value is the largest normalised gap
+   (:func:`altheory.alternation.alternation.c8_gaps`); the value is the largest normalised gap
    :math:`(F(W) - F^*)/F(0)` — asserted ``<= 1e-6`` for a certified local minimum.
 
 Deeper networks (thorough profile, three layers): each single layer's gap is *reported* (block
@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..descent import _in_single_thread
-from . import ClaimReport, Condition, Instance, register
+from altheory.descent.descent import _in_single_thread
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-6
 LAM = 1e-3
 
 
 def _data(seed: int, n: int, d: int, tau: float, widths=(4,)):
-    from ..data import teacher_student
+    from altheory.data import teacher_student
 
     ts = teacher_student(n, d, widths=widths, tau=tau, seed=seed)
     return np.hstack([ts.X, np.ones((n, 1))]), ts.Y.reshape(-1)
@@ -48,10 +48,10 @@ def _data(seed: int, n: int, d: int, tau: float, widths=(4,)):
 def _endpoint(model, X, Y, lam):
     import torch
 
-    from ..alternation import _masks, mlp_parts
-    from ..descent import MLPObjective
-    from ..endpoints import classify_endpoint
-    from ..support import support
+    from altheory.alternation.alternation import _masks, mlp_parts
+    from altheory.descent.descent import MLPObjective
+    from altheory.descent.endpoints import classify_endpoint
+    from altheory.nets.support import support
 
     parts = mlp_parts(model)
     S = support(model, torch.from_numpy(X))
@@ -66,9 +66,9 @@ def _newton_polish(model, X, Y, lam, iters: int = 20) -> dict:
     model's own support, in place; reports whether the support survived."""
     import torch
 
-    from ..alternation import _masks, mlp_parts
-    from ..descent import MLPObjective
-    from ..support import support
+    from altheory.alternation.alternation import _masks, mlp_parts
+    from altheory.descent.descent import MLPObjective
+    from altheory.nets.support import support
 
     parts = mlp_parts(model)
     Xt = torch.from_numpy(X)
@@ -104,7 +104,7 @@ def _newton_polish(model, X, Y, lam, iters: int = 20) -> dict:
 def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     from threadpoolctl import threadpool_limits
 
-    from ..alternation import alternate, c8_gaps, mlp
+    from altheory.alternation.alternation import alternate, c8_gaps, mlp
 
     report = ClaimReport("C8", "Globally optimal given the support", True,
                          "normalised gap (F - F*)/F(0) on the final support")
@@ -190,5 +190,5 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     report.conditions.append(Condition("lam > 0", LAM > 0, LAM, "weight decay (C4 group lasso)"))
     report.notes.append("Joint optimum by cvxpy group lasso (Clarabel/SCS), independent of the "
                         "L-BFGS weight step; end points classified with rtol_g=1e-7, rtol_h=1e-6 "
-                        "of F(0) (altheory.endpoints).")
+                        "of F(0) (altheory.descent.endpoints).")
     return report

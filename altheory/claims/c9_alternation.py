@@ -8,7 +8,7 @@ weights are feasible and the support cannot change, so the true PHT objective ne
 
 Check, per instance (teacher–student data, a small PHT/ReLU MLP, seeded):
 
-* *asserted* — the support-preserving run (:func:`altheory.alternation.alternate`,
+* *asserted* — the support-preserving run (:func:`altheory.alternation.alternation.alternate`,
   ``weight_step="support-preserving"``): the true objective after every per-layer solve is at
   most the one before, up to ``1e-9 * F(0)`` (the solver's accuracy). The value is the largest
   increase over :math:`F(0)` (0 when none). A cvxpy status other than optimal makes the instance
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ClaimReport, Condition, Instance, register
+from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-9
 
 
 def _data(seed: int, n: int, d: int, tau: float):
-    from ..data import teacher_student
+    from altheory.data import teacher_student
 
     ts = teacher_student(n, d, widths=(4,), tau=tau, seed=seed)
     return ts.X, ts.Y.reshape(-1)
@@ -49,7 +49,7 @@ def _increase(res) -> float:
 def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     from threadpoolctl import threadpool_limits
 
-    from ..alternation import alternate, mlp
+    from altheory.alternation.alternation import alternate, mlp
 
     report = ClaimReport("C9", "Alternation (support-preserving is monotone)", True,
                          "largest increase of the true objective / F(0)")

@@ -1,6 +1,6 @@
 r"""The scaled-up trainer: PHT ResNets trained by ``sgd``, ``alt`` or ``alt-inner``.
 
-Alternation at scale (THEORY.md C9 with C1/C3): the support :math:`S` of a step comes from a
+Alternation at scale (docs/claims.md C9 with C1/C3): the support :math:`S` of a step comes from a
 gate copy of the weights and is held while the weights take gradient steps on the gated network
 :math:`f_S(x; W)`, which is linear in ``x`` and in each layer. ``--exact-head`` solves the last
 layer exactly for the current features (C8) and logs the gap of the SGD-trained head.
@@ -13,7 +13,7 @@ Imports only torch, numpy and the standard library (tqdm and tensorboard are use
 so it runs on a GPU machine without the rest of altheory's dependencies.
 """
 
-from .config import TrainConfig, load_config
-from .loop import train
+from altheory.train.config import TrainConfig, load_config
+from altheory.train.loop import train
 
 __all__ = ["TrainConfig", "load_config", "train"]

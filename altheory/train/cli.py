@@ -25,7 +25,7 @@ with --key=value; run with --print-config to see them all with their defaults.
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad arguments, 143 stopped by SIGTERM)."""
-    from .config import TrainConfig, load_config, parse_overrides
+    from altheory.train.config import TrainConfig, load_config, parse_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if print_only:
         print(cfg.dumps(), end="")
         return 0
-    from .loop import train
+    from altheory.train.loop import train
 
     summary = train(cfg, resume=resume)
     return 143 if summary.get("interrupted") else 0

@@ -1,4 +1,4 @@
-r"""The exact head: the final linear layer solved for the current features (THEORY.md C8, C3).
+r"""The exact head: the final linear layer solved for the current features (docs/claims.md C8, C3).
 
 With every support fixed (here: the network in eval mode, so batch norm uses its running
 statistics and each sample's support depends on that sample alone), the features
@@ -8,7 +8,7 @@ statistics and each sample's support depends on that sample alone), the features
           + \frac{\lambda}{2}\big(\|W\|_F^2 + \|b\|^2\big)
 
 is softmax regression: smooth and :math:`\lambda`-strongly convex, so it has one minimiser
-:math:`\theta^*` (the loss is :func:`altheory.losses.loss_torch` with ``"softmax"``). It is
+:math:`\theta^*` (the loss is :func:`altheory.solvers.losses.loss_torch` with ``"softmax"``). It is
 solved in float64 by Newton-CG (exact Hessian-vector products, no Hessian is formed, so it
 scales to ResNet-50 features and 1000 classes) with an Armijo line search. Strong convexity
 certifies the optimum from the gradient: :math:`F^* \ge F(\theta) - \|\nabla F(\theta)\|^2 /
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..losses import loss_torch
+from altheory.solvers.losses import loss_torch
 
 __all__ = ["HeadSolution", "head_objective", "solve_head", "head_gap"]
 

@@ -2,7 +2,7 @@ r"""The training loop: one function, :func:`train`, readable in one sitting.
 
 Every method minimises the same objective, the mean cross-entropy
 :math:`\frac1n\sum_i \mathrm{lse}(f(x_i)) - f(x_i)_{y_i}` (``F.cross_entropy``, which is
-:func:`altheory.losses.loss_torch` with ``"softmax"`` and one-hot targets — tested), with the
+:func:`altheory.solvers.losses.loss_torch` with ``"softmax"`` and one-hot targets — tested), with the
 same data order, augmentation, initialisation, step budget and learning-rate schedule; only the
 source of the support differs (:mod:`altheory.train.methods`). An "epoch" is
 ``n_train // batch_size`` optimizer steps for every method.
@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed as dist
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, config_diff
-from .head import head_gap
-from .methods import Gating, wrap_activations
-from .models import build_model, final_linear
-from .pipeline import build_data, steps_total
+from altheory.train import distributed as dist
+from altheory.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from altheory.train.config import TrainConfig, config_diff
+from altheory.train.head import head_gap
+from altheory.train.methods import Gating, wrap_activations
+from altheory.train.models import build_model, final_linear
+from altheory.train.pipeline import build_data, steps_total
 
 __all__ = ["train", "Stepper", "make_optimizer", "make_schedule"]
 

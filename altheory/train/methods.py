@@ -1,6 +1,6 @@
 r"""Training methods: where the support :math:`S` of each step comes from.
 
-With the support held, the network is the gated network of THEORY.md,
+With the support held, the network is the gated network of docs/claims.md,
 
 .. math:: f_S(x; W) = W_L D^{L-1}(x) W_{L-1} \cdots D^1(x) W_1 x + \text{bias terms},
 
@@ -32,7 +32,7 @@ the select keeps them instead of a 2-byte copy). ``alt-inner`` pays one gate for
 ``gate_bn="folded"`` removes the normalisation kernels from the gate forward (not yet measured
 on a GPU).
 
-Batch norm (THEORY.md, "Batch norm and the support"): the trained network is in training mode
+Batch norm (docs/claims.md, "Batch norm and the support"): the trained network is in training mode
 (batch statistics). The gate uses ``gate_bn="batch"`` (its own batch statistics on the same batch:
 the support is exactly the one the PHT network would have with the gate's weights) or
 ``"running"`` (its running statistics frozen at the refresh: a support that does not depend
@@ -49,7 +49,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..activations import PHT
+from altheory.nets.activations import PHT
 
 __all__ = ["GatedPHT", "Gating", "wrap_activations"]
 

@@ -3,7 +3,7 @@ r"""PHT ResNets: :math:`a^l = \varphi_\tau(z^l)` in place of every ReLU of a Res
 * CIFAR-style ResNet-8/20/56 (He et al. 2016, section 4.2): a 3x3 stem, three stages of
   ``(depth - 2) / 6`` basic blocks with ``width, 2 width, 4 width`` channels, global average
   pooling and one linear layer. Shortcuts that change shape are 1x1 convolution + BatchNorm
-  (option B), which is affine and so fits THEORY.md's notation (option A's zero padding is too,
+  (option B), which is affine and so fits docs/claims.md's notation (option A's zero padding is too,
   but is not a module). Each activation is its own module (``relu1``, ``relu2``), so a support
   key names one layer.
 * torchvision ResNet-18/50, with a 3x3 stride-1 stem and no max pooling when the images are at
@@ -11,7 +11,7 @@ r"""PHT ResNets: :math:`a^l = \varphi_\tau(z^l)` in place of every ReLU of a Res
   which :class:`altheory.train.methods.Gating` handles by call order.
 
 ``activation="relu"`` keeps ``nn.ReLU`` (the control); ``"pht"`` swaps every ReLU for
-:class:`altheory.activations.PHT` via :func:`altheory.activations.replace_relu` (threshold
+:class:`altheory.nets.activations.PHT` via :func:`altheory.nets.activations.replace_relu` (threshold
 ``tau``, or top-``k`` across channels at every spatial position).
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..activations import replace_relu
+from altheory.nets.activations import replace_relu
 
 __all__ = ["CifarResNet", "build_model", "final_linear"]
 

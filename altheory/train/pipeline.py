@@ -22,9 +22,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .. import data as D
-from .config import TrainConfig
-from .distributed import DistInfo
+from altheory import data as D
+from altheory.train.config import TrainConfig
+from altheory.train.distributed import DistInfo
 
 __all__ = ["TensorData", "FolderData", "build_data"]
 

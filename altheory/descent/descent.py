@@ -8,14 +8,14 @@ the true PHT network:
     F(W) = \ell\big(W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1 x_i,\ y_i\big)
            + \tfrac{\lambda}{2}\sum_l \|W_l\|_F^2,
 
-with :math:`D^l_i` either fixed (``masks`` given: the gated network :math:`f_S` of THEORY.md) or
+with :math:`D^l_i` either fixed (``masks`` given: the gated network :math:`f_S` of docs/claims.md) or
 :math:`\mathrm{diag}(\mathbb 1[z^l_i > \tau])` recomputed at every evaluation (``masks=None``:
 the true PHT/ReLU network; its gradient treats the mask as constant, the derivative almost
 everywhere). Any subset of the layers can be trained, the others held at their values (C3).
 
 :func:`descend` runs one method from one start and returns a :class:`DescentResult`: final
 objective, full-batch gradient norm, iterations, seconds and the weights. Classification of the
-end point (local minimum / saddle / not converged) is :mod:`altheory.endpoints`. Descent results
+end point (local minimum / saddle / not converged) is :mod:`altheory.descent.endpoints`. Descent results
 are measurements, not theorems: nothing here asserts optimality.
 """
 
@@ -31,8 +31,8 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from .losses import check_loss, check_targets, loss_torch, zero_loss
-from .problems import check_lam, check_matrix
+from altheory.solvers.losses import check_loss, check_targets, loss_torch, zero_loss
+from altheory.solvers.problems import check_lam, check_matrix
 
 __all__ = ["MLPObjective", "DescentResult", "descend", "METHODS", "MethodName", "multi_start"]
 
@@ -54,7 +54,7 @@ class MLPObjective:
     masks : list of bool ndarray of shape (n, h_l), l = 1..L-1, or None
         The fixed support (gated network); None runs the true PHT network with threshold ``tau``.
     tau : float >= 0, the PHT threshold (only when ``masks`` is None).
-    loss : one of :data:`altheory.losses.LOSSES`
+    loss : one of :data:`altheory.solvers.losses.LOSSES`
     lam : float >= 0, weight decay on every layer.
     trainable : sequence of int or None
         Indices of the trained layers (default: all).

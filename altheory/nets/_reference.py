@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .support import MultiLayerSupport, gated_forward
+from altheory.nets.support import MultiLayerSupport, gated_forward
 
 
 def pht_reference(z: np.ndarray, tau: float) -> np.ndarray:

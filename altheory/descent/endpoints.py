@@ -1,4 +1,4 @@
-r"""Classify a descent end point: local minimum, saddle, or not converged (THEORY.md "End points").
+r"""Classify a descent end point: local minimum, saddle, or not converged (docs/claims.md "End points").
 
 .. math::
 
@@ -28,7 +28,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from .descent import _in_single_thread
+from altheory.descent.descent import _in_single_thread
 
 __all__ = ["EndPoint", "EndPointKind", "hessian_extreme_eigs", "classify", "classify_endpoint",
            "tolerances"]
@@ -132,7 +132,7 @@ def classify_endpoint(f: Callable, theta, *, F0: float, rtol_g: float = 1e-7, rt
 
     Parameters
     ----------
-    f : callable, torch float64 vector -> scalar (e.g. :class:`altheory.descent.MLPObjective`)
+    f : callable, torch float64 vector -> scalar (e.g. :class:`altheory.descent.descent.MLPObjective`)
     theta : ndarray of shape (dim,)
     F0 : float > 0, the objective of the zero predictor (problem scale).
 
@@ -167,7 +167,7 @@ def judge_endpoint(ep: EndPoint, F: float, F_star: float, F0: float, *, star_sta
     F0 : float, the zero-predictor objective.
     star_status : the solver status behind ``F_star``; anything but ``"optimal"`` gives
         ``"solver-<status>"`` (never counted).
-    tol_gap : float, the asserted gap of a local minimum (THEORY.md: 1e-6), only for ``global``.
+    tol_gap : float, the asserted gap of a local minimum (docs/claims.md: 1e-6), only for ``global``.
     tol_bound : float, slack of "the optimum never exceeds a descent result" for the solver's own
         accuracy (Clarabel: 1e-8 relative gap), in normalised-gap units.
 
@@ -185,7 +185,7 @@ def judge_endpoint(ep: EndPoint, F: float, F_star: float, F0: float, *, star_sta
     >>> judge_endpoint(ep, 1.0, 1.0, 2.0)[:2]
     ('pass', 0.0)
     """
-    from .losses import normalised_gap
+    from altheory.solvers.losses import normalised_gap
 
     if star_status != "optimal":
         return f"solver-{star_status}", float("nan"), "the convex solve is not optimal"

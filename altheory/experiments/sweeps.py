@@ -236,9 +236,9 @@ def _square(x):
 def c4_sweep(n: int, d: int, p: int, lam: float, seed: int, method: str = "lbfgs",
              loss: str = "squared", max_iter: int = 2000) -> dict[str, Any]:
     """C4: one descent run on the gated two-layer net vs the group-lasso optimum."""
-    from .claims.c4_two_layer_fixed_support import make_instance
-    from .descent import MLPObjective, descend
-    from .endpoints import classify_endpoint, judge_endpoint
+    from altheory.claims.c4_two_layer_fixed_support import make_instance
+    from altheory.descent.descent import MLPObjective, descend
+    from altheory.descent.endpoints import classify_endpoint, judge_endpoint
 
     P = make_instance(seed, n, d, p, lam, loss)
     res = P.solve()
@@ -255,10 +255,10 @@ def c4_sweep(n: int, d: int, p: int, lam: float, seed: int, method: str = "lbfgs
 def c5_sweep(n: int, d: int, lam: float, ratio: float, seed: int, patterns: str | int = "exact",
              max_iter: int = 2000) -> dict[str, Any]:
     """C5: convex optimum (exact or sampled patterns) vs one ReLU descent run of width ratio*m*."""
-    from .arrangements import (enumerate_patterns, program_to_network, prune_blocks,
+    from altheory.solvers.arrangements import (enumerate_patterns, program_to_network, prune_blocks,
                                relu_program, sample_patterns)
-    from .descent import MLPObjective, descend
-    from .losses import normalised_gap, zero_loss
+    from altheory.descent.descent import MLPObjective, descend
+    from altheory.solvers.losses import normalised_gap, zero_loss
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -283,12 +283,12 @@ def c3_sweep(n: int, depth: int, width: int, tau: float, layer: int, seed: int,
     """C3: per-layer convex optimum vs L-BFGS on that layer (depth = number of Linear layers)."""
     from torch import nn
 
-    from .claims.c3_per_layer import make_instance
-    from .convex import per_layer
-    from .descent import MLPObjective, descend
-    from .endpoints import classify_endpoint, judge_endpoint
-    from .operators import layer_operator
-    from .support import support
+    from altheory.claims.c3_per_layer import make_instance
+    from altheory.solvers.dispatch import per_layer
+    from altheory.descent.descent import MLPObjective, descend
+    from altheory.descent.endpoints import classify_endpoint, judge_endpoint
+    from altheory.nets.operators import layer_operator
+    from altheory.nets.support import support
 
     widths = [3] + [width] * (depth - 1) + [2 if loss == "squared" else (1 if loss == "logistic" else 3)]
     net, X, Y = make_instance(seed, n, widths, tau, loss)
@@ -312,10 +312,10 @@ def c3_sweep(n: int, depth: int, width: int, tau: float, layer: int, seed: int,
 def c6_sweep(n: int, d: int, k: int, depth: int, width: int, active: int, seed: int,
              method: str = "lbfgs") -> dict[str, Any]:
     """C6: deep linear (shared support) descent vs reduced-rank regression."""
-    from .claims.c6_shared_support import linear_optimum, make_instance
-    from .conditions import shared_support_conditions
-    from .descent import MLPObjective, descend
-    from .endpoints import classify_endpoint, judge_endpoint
+    from altheory.claims.c6_shared_support import linear_optimum, make_instance
+    from altheory.certificates.conditions import shared_support_conditions
+    from altheory.descent.descent import MLPObjective, descend
+    from altheory.descent.endpoints import classify_endpoint, judge_endpoint
 
     hidden = [width] * (depth - 1)
     act = [active] * (depth - 1)
@@ -335,10 +335,10 @@ def c6_sweep(n: int, d: int, k: int, depth: int, width: int, active: int, seed: 
 
 def c7_sweep(n: int, d: int, h1: int, h2: int, replicate: bool, seed: int) -> dict[str, Any]:
     """C7: lifted lower bound vs L-BFGS on the gated 3-layer net."""
-    from .certificates import lifted_bound
-    from .claims.c7_deep_lower_bound import make_instance
-    from .descent import MLPObjective, descend
-    from .losses import normalised_gap, zero_loss
+    from altheory.certificates.certificates import lifted_bound
+    from altheory.claims.c7_deep_lower_bound import make_instance
+    from altheory.descent.descent import MLPObjective, descend
+    from altheory.solvers.losses import normalised_gap, zero_loss
 
     X, y, masks = make_instance(seed, n, d, h1, h2, bool(replicate))
     res = lifted_bound(X, masks, y)

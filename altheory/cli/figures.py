@@ -8,7 +8,7 @@ missing:
 =====  ==================================  ================================================
 fig    reads                               recomputed, when missing, by
 =====  ==================================  ================================================
-fig1   data/claims/C5.json                 ``altheory.verify.run_claims(["C5"], profile)``
+fig1   data/claims/C5.json                 ``altheory.claims.report.run_claims(["C5"], profile)``
 fig2   data/claims/C3..C8.json             ``run_claims([...], profile)``
 fig3   figures/data/alternation_<d>.json   ``altheory alternate --data <d> --export``
 fig4   the same, and data/claims/C9        both of the above
@@ -91,14 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         stem, claims, data = FIGURES[name]
         missing = [c for c in claims if args.recompute or not (claims_dir / f"{c}.json").is_file()]
         if missing:
-            from .verify import run_claims
+            from altheory.claims.report import run_claims
 
             print(f"{name}: computing claim reports {missing} (profile {args.profile})")
             run_claims(missing, profile=args.profile, out_dir=claims_dir)
         if data is not None:
             path = figdir / "data" / f"alternation_{data}.json"
             if args.recompute or not path.is_file():
-                from .alternation_cli import main as alternate_main
+                from altheory.cli.alternate import main as alternate_main
 
                 print(f"{name}: running the alternation comparison on {data}")
                 rc = alternate_main(["--data", data, "--export", str(path), "--no-progress"])

@@ -31,9 +31,9 @@ from math import comb
 
 import numpy as np
 
-from .convex import ConvexResult, _check_solver, solve_with_fallback
-from .losses import check_loss, check_targets, loss_cvxpy, loss_np
-from .problems import check_lam, check_matrix
+from altheory.solvers.convex import ConvexResult, _check_solver, solve_with_fallback
+from altheory.solvers.losses import check_loss, check_targets, loss_cvxpy, loss_np
+from altheory.solvers.problems import check_lam, check_matrix
 
 __all__ = ["Patterns", "enumerate_patterns", "sample_patterns", "cover_count", "relu_program",
            "relu_objective", "program_to_network", "prune_blocks"]

@@ -12,7 +12,7 @@ Given the support of sample :math:`i`, every node of the graph is an affine map 
   recorded argmax positions.
 
 Composing them gives :math:`f(x_i) = A_S x_i + c_S` with
-:math:`A_S = W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1` (THEORY.md C1). :func:`linearize` composes
+:math:`A_S = W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1` (docs/claims.md C1). :func:`linearize` composes
 from the output backwards (reverse mode with explicit matrices), so the running product is
 always (output size) x (layer size) and dense, while each layer operator is built once, used
 once and dropped: memory is the largest single operator plus one dense adjoint. The bias term is
@@ -35,9 +35,9 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .errors import UnsupportedModuleError
-from .graph import Graph, Node, execute, trace
-from .support import MultiLayerSupport, _check_eval, _digest, check_support_for
+from altheory.errors import UnsupportedModuleError
+from altheory.nets.graph import Graph, Node, execute, trace
+from altheory.nets.support import MultiLayerSupport, _check_eval, _digest, check_support_for
 
 __all__ = ["Linearization", "linearize", "layer_operator", "conv_operator", "pool_operator"]
 
@@ -427,7 +427,7 @@ def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | in
     r"""Design matrix of one layer: :math:`f_S(x_i) = \Phi_i \theta_l + o_i` for every sample.
 
     With the support and every other layer fixed, the output is affine in
-    :math:`\theta_l = (\mathrm{vec}(W_l), b_l)` (THEORY.md C3): for a dense layer
+    :math:`\theta_l = (\mathrm{vec}(W_l), b_l)` (docs/claims.md C3): for a dense layer
     :math:`\Phi_i = R_i (I \otimes a_i^\top)`, for a convolution :math:`\Phi_i = R_i J(a_i)` with
     :math:`J` the im2col matrix of its input, where :math:`a_i` is the layer's (gated) input and
     :math:`R_i = \partial f_S / \partial z^l` the downstream operator.

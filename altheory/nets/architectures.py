@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .activations import PHT, replace_relu
+from altheory.nets.activations import PHT, replace_relu
 
 __all__ = ["NetSpec", "build", "draw_spec", "sample_spec", "NumpyChooser"]
 

@@ -1,9 +1,9 @@
 r"""The model as a graph of affine maps and supports (torch.fx), and its two executions.
 
-A CNN built from the modules of THEORY.md's notation is a directed acyclic graph whose nodes are
+A CNN built from the modules of docs/claims.md's notation is a directed acyclic graph whose nodes are
 either affine maps (Linear, Conv2d, BatchNorm in eval mode, average pooling, reshapes, residual
 additions) or *selections* (PHT/ReLU activations and max pooling). :func:`trace` turns a model
-into that graph with ``torch.fx``, treating :class:`~altheory.activations.PHT` as a leaf, and
+into that graph with ``torch.fx``, treating :class:`~altheory.nets.activations.PHT` as a leaf, and
 classifies each node. :func:`execute` runs the graph in one of two modes:
 
 * ``"record"``: the true network :math:`f(x; W)`; every selection node records its support
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .activations import PHT, select, topk_mask
+from altheory.nets.activations import PHT, select, topk_mask
 
 __all__ = ["Node", "Graph", "trace", "execute", "Selection"]
 
@@ -110,7 +110,7 @@ def trace(model: nn.Module) -> Graph:
     UnsupportedModuleError
         fx cannot trace the model (data-dependent control flow); the message says so.
     """
-    from .errors import UnsupportedModuleError
+    from altheory.errors import UnsupportedModuleError
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")

@@ -1,6 +1,6 @@
 r"""The ``altheory`` command line.
 
-``altheory verify``      run the claim checks (THEORY.md C1–C9) and print the summary table.
+``altheory verify``      run the claim checks (docs/claims.md C1–C9) and print the summary table.
 ``altheory figures``     regenerate the figures from cached results.
 ``altheory alternate``   weight/support alternation against SGD/Adam baselines on real data.
 ``altheory train``       the torch trainer (PHT ResNets, CIFAR/ImageNet, methods sgd/alt/alt-inner).
@@ -21,19 +21,19 @@ __all__ = ["main"]
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit status
 _DELEGATED = {
-    "figures": ("altheory.figures_cli:main", "regenerate every figure from cached results"),
-    "alternate": ("altheory.alternation_cli:main", "alternation vs SGD/Adam baselines"),
+    "figures": ("altheory.cli.figures:main", "regenerate every figure from cached results"),
+    "alternate": ("altheory.cli.alternate:main", "alternation vs SGD/Adam baselines"),
     "train": ("altheory.train.cli:main", "train PHT ResNets (sgd / alt / alt-inner)"),
-    "sweep": ("altheory.sweeps:main", "resumable parameter sweeps of claim measurements (CSV)"),
+    "sweep": ("altheory.experiments.sweeps:main", "resumable parameter sweeps of claim measurements (CSV)"),
 }
 
 
 def _verify(argv: list[str]) -> int:
-    from .claims import registry
-    from .verify import exit_code, make_console, run_claims, summary_table, write_summary
+    from altheory.claims import registry
+    from altheory.claims.report import exit_code, make_console, run_claims, summary_table, write_summary
 
     p = argparse.ArgumentParser(prog="altheory verify",
-                                description="Run the claim checks of THEORY.md and report them.")
+                                description="Run the claim checks of docs/claims.md and report them.")
     p.add_argument("--thorough", action="store_true",
                    help="thorough profile: more and larger instances (minutes, not seconds)")
     p.add_argument("--claims", default=None,
@@ -55,7 +55,7 @@ def _verify(argv: list[str]) -> int:
 
     out = Path(args.json)
     if ids is not None:
-        from .claims import get_claim
+        from altheory.claims import get_claim
 
         try:
             ids = [get_claim(c).id for c in ids]
@@ -73,7 +73,7 @@ def _verify(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"verify": "run the claim checks of THEORY.md (the main job)"}
+    commands = {"verify": "run the claim checks of docs/claims.md (the main job)"}
     commands.update({k: v[1] for k, v in _DELEGATED.items()})
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: altheory {" + ",".join(commands) + "} [options]\n")

@@ -13,7 +13,7 @@ name           :math:`\ell(\hat Y, Y)`                                          
 =============  ==============================================================  ===============
 
 The training objective of a problem is :math:`F(W) = \ell(f(X; W), Y) + \text{regulariser}`;
-the normalised gap of THEORY.md is :math:`(F - F^*)/F(0)` with :math:`F(0) = \ell(0, Y)`
+the normalised gap of docs/claims.md is :math:`(F - F^*)/F(0)` with :math:`F(0) = \ell(0, Y)`
 (see :func:`zero_loss` and :func:`normalised_gap`).
 """
 
@@ -112,7 +112,7 @@ def zero_loss(Y, loss: str) -> float:
 
 
 def normalised_gap(F: float, F_star: float, F0: float) -> float:
-    r"""THEORY.md's scale-free gap :math:`(F - F^*)/F(0)`; raises if :math:`F(0) \le 0`."""
+    r"""docs/claims.md's scale-free gap :math:`(F - F^*)/F(0)`; raises if :math:`F(0) \le 0`."""
     if not F0 > 0:
         raise ValueError(f"F(0) must be > 0 to normalise a gap; got F(0)={F0}. All-zero targets "
                          "with squared loss have nothing to fit.")

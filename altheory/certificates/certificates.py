@@ -7,7 +7,7 @@ support, squared loss: reduced-rank regression, C6; one layer: the per-layer pro
 certified lower bound (deep per-sample support: the path-lifted relaxation, C7), so that the gap
 is an upper bound on the true gap.
 
-Path lifting (THEORY.md C7), :math:`L = 3`, scalar output, no biases: with
+Path lifting (docs/claims.md C7), :math:`L = 3`, scalar output, no biases: with
 :math:`U_{kj} = w_{3k} W_{2,kj} w_{1j} \in \mathbb R^d`,
 
 .. math:: f_S(x_i) = \sum_{k,j} s^2_{ik} s^1_{ij}\, U_{kj}^\top x_i,
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .convex import ConvexResult, group_lasso_problem
-from .losses import normalised_gap
-from .problems import TwoLayerFixedSupport, check_matrix
+from altheory.solvers.convex import ConvexResult, group_lasso_problem
+from altheory.solvers.losses import normalised_gap
+from altheory.solvers.problems import TwoLayerFixedSupport, check_matrix
 
 __all__ = ["Certificate", "certify", "lifted_patterns", "lifted_bound"]
 
@@ -132,13 +132,13 @@ def certify(problem: Any, weights: Any = None, *, layer: str | int | None = None
     >>> c.kind, c.status, abs(c.gap) < 1e-8
     ('optimum', 'certified', True)
     """
-    from .descent import MLPObjective
-    from .problems import FixedSupportNetwork
+    from altheory.descent.descent import MLPObjective
+    from altheory.solvers.problems import FixedSupportNetwork
 
     if isinstance(problem, FixedSupportNetwork):
-        from .convex import per_layer
-        from .graph import trace
-        from .operators import _find_layer, layer_operator
+        from altheory.solvers.dispatch import per_layer
+        from altheory.nets.graph import trace
+        from altheory.nets.operators import _find_layer, layer_operator
 
         if layer is None:
             raise ValueError("certify: a FixedSupportNetwork needs layer= (module path or index) "

@@ -1,6 +1,6 @@
 r"""Fast certified solvers for the fixed-support convex programs (C3, C4, C5), in torch.
 
-Two-layer fixed support (THEORY.md C4), with :math:`A u = \sum_j D_j X u_j` the masked design:
+Two-layer fixed support (docs/claims.md C4), with :math:`A u = \sum_j D_j X u_j` the masked design:
 
 .. math::
 
@@ -8,7 +8,7 @@ Two-layer fixed support (THEORY.md C4), with :math:`A u = \sum_j D_j X u_j` the 
     \qquad
     D(\theta) = -f^*(\theta)\ \ \text{s.t.}\ \ \|X^\top D_j\theta\|_2\le\lambda\ \ \forall j,
 
-where :math:`f(\hat y) = \ell(\hat y, y)` is the loss of :mod:`altheory.losses` (mean over
+where :math:`f(\hat y) = \ell(\hat y, y)` is the loss of :mod:`altheory.solvers.losses` (mean over
 samples). Weak duality :math:`D(\theta)\le F^*\le F(U)` makes ``gap = F(U) - D(theta)`` a
 certified bound on the true suboptimality :math:`F(U) - F^*`.
 The dual point is the loss gradient scaled into the feasible set,
@@ -80,8 +80,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .losses import check_targets, loss_torch
-from .problems import TwoLayerFixedSupport, check_gates, check_lam, check_matrix
+from altheory.solvers.losses import check_targets, loss_torch
+from altheory.solvers.problems import TwoLayerFixedSupport, check_gates, check_lam, check_matrix
 
 __all__ = ["FastResult", "LayerResult", "PilanciErgenResult", "MaskedDesign", "FastLoss",
            "FAST_LOSSES", "lambda_max", "group_lasso_certificate", "solve_group_lasso",
@@ -150,7 +150,7 @@ class FastResult(_Certified):
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
-        """``{"U": U}``, the field name of :class:`altheory.convex.ConvexResult`."""
+        """``{"U": U}``, the field name of :class:`altheory.solvers.convex.ConvexResult`."""
         return {"U": self.U}
 
 
@@ -338,7 +338,7 @@ class MaskedDesign:
 
 
 # --------------------------------------------------------------------------------------------
-# losses: value (altheory.losses), gradient, curvature, conjugate
+# losses: value (altheory.solvers.losses), gradient, curvature, conjugate
 # --------------------------------------------------------------------------------------------
 
 def _loss(z, y, loss):
@@ -385,7 +385,7 @@ def _check_fast_loss(loss) -> str:
         raise TypeError(f"loss must be a str; got {type(loss).__name__}.")
     if loss not in FAST_LOSSES:
         raise ValueError(f"loss must be one of {FAST_LOSSES} for the fast solver; got {loss!r}. "
-                         "Use altheory.convex (cvxpy) for the others.")
+                         "Use altheory.solvers.convex (cvxpy) for the others.")
     return loss
 
 
@@ -446,7 +446,7 @@ def _group_inputs(X, G, y, lam, loss, device):
     lam = check_lam(lam)
     if lam == 0:
         raise ValueError("lam must be > 0 for the fast solver: with lam=0 the dual has no "
-                         "finite certificate. Use altheory.convex.group_lasso for lam=0.")
+                         "finite certificate. Use altheory.solvers.convex.group_lasso for lam=0.")
     dev = _resolve_device(device, X, G, y)
     return (torch.as_tensor(Xn, device=dev), torch.as_tensor(Gn, device=dev),
             torch.as_tensor(yn, device=dev), lam, loss, dev)
@@ -902,7 +902,7 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
 
 
 def solve_problem(problem: TwoLayerFixedSupport, **kwargs) -> FastResult:
-    """:func:`solve_group_lasso` for a :class:`altheory.problems.TwoLayerFixedSupport`.
+    """:func:`solve_group_lasso` for a :class:`altheory.solvers.problems.TwoLayerFixedSupport`.
 
     Examples
     --------
@@ -983,7 +983,7 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
     if q * q * 8 > max_bytes:
         raise ValueError(f"solve_layer forms the (q, q) Hessian: q={q} needs "
                          f"{q * q * 8 / 2**30:.1f} GiB > max_bytes={max_bytes / 2**30:.1f} GiB. "
-                         "Raise max_bytes, or use altheory.convex.per_layer for layers this wide.")
+                         "Raise max_bytes, or use altheory.solvers.convex.per_layer for layers this wide.")
     dev = _resolve_device(device, Phi, offset, Y)
     n = Yn.shape[0]
     P = torch.as_tensor(Phin, device=dev)
@@ -1076,7 +1076,7 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
 def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol: float = 1e-6,
                         rho: float | None = None, max_outer: int = 60, max_inner: int = 2000,
                         time_limit: float = math.inf, device=None) -> PilanciErgenResult:
-    r"""The convex program of two-layer ReLU networks (Pilanci & Ergen 2020; THEORY.md C5).
+    r"""The convex program of two-layer ReLU networks (Pilanci & Ergen 2020; docs/claims.md C5).
 
     .. math::
 

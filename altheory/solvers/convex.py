@@ -1,12 +1,12 @@
 r"""Exact convex programs of fixed-support training, solved with cvxpy (Clarabel, SCS fallback).
 
-Two-layer fixed support as group lasso (THEORY.md C4):
+Two-layer fixed support as group lasso (docs/claims.md C4):
 
 .. math:: P_c:\ \min_U\ \ell\Big(\sum_j D_j X u_j,\ y\Big) + \lambda\sum_j \|u_j\|_2,
 
 with ``U`` of shape (p, d) and the prediction ``((X @ U.T) * G).sum(1)``
-(:class:`altheory.problems.TwoLayerFixedSupport`). The per-layer program of C3 is
-:func:`per_layer`; the Pilanci–Ergen program of C5 lives in :mod:`altheory.arrangements`; the
+(:class:`altheory.solvers.problems.TwoLayerFixedSupport`). The per-layer program of C3 is
+:func:`per_layer`; the Pilanci–Ergen program of C5 lives in :mod:`altheory.solvers.arrangements`; the
 lifted bound of C7 in :mod:`altheory.certificates`.
 
 Solver policy
@@ -27,12 +27,12 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from .errors import SolverError
-from .losses import check_loss, loss_cvxpy
-from .problems import TwoLayerFixedSupport, check_lam, check_matrix
+from altheory.errors import SolverError
+from altheory.solvers.losses import check_loss, loss_cvxpy
+from altheory.solvers.problems import TwoLayerFixedSupport, check_lam, check_matrix
 
 __all__ = ["ConvexResult", "SolverName", "SOLVERS", "solve_with_fallback", "group_lasso",
-           "per_layer", "solver_options", "reduced_rank_regression", "group_lasso_problem",
+           "per_layer_cvxpy", "solver_options", "reduced_rank_regression", "group_lasso_problem",
            "group_nuclear"]
 
 SolverName = Literal["clarabel", "scs"]
@@ -261,8 +261,8 @@ def group_lasso_problem(problem: TwoLayerFixedSupport, *, solver: str = "clarabe
 # per-layer program (C3)
 # --------------------------------------------------------------------------------------------
 
-def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weight: int | None = None,
-              solver: str = "auto") -> ConvexResult:
+def per_layer_cvxpy(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0,
+                    n_weight: int | None = None, solver: str = "clarabel") -> ConvexResult:
     r"""The convex per-layer problem of C3: :math:`\min_\theta \ell(\Phi\theta + o, Y)
     + \tfrac\lambda2\|\theta_W\|^2`.
 
@@ -272,30 +272,27 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weig
         From :func:`altheory.layer_operator` (rows sample-major).
     offset : ndarray of shape (n*k,)
     Y : ndarray of shape (n,) or (n, k)
-    loss : one of :data:`altheory.losses.LOSSES`
+    loss : one of :data:`altheory.solvers.losses.LOSSES`
     lam : float >= 0
         Weight decay on the first ``n_weight`` entries of :math:`\theta` (the weights, not the
         bias); all of them when ``n_weight`` is None.
-    solver : {"auto", "fast", "clarabel", "scs"}
-        ``"auto"`` (default): the fast certified solver
-        (:func:`altheory.fast_solver.solve_layer`, optimal only with a duality gap <= 1e-8) for
-        squared and logistic loss, cvxpy (Clarabel, SCS fallback) otherwise or when the fast
-        solver cannot certify; ``"fast"`` forces it; ``"clarabel"``/``"scs"`` force cvxpy.
+    solver : {"clarabel", "scs"}
+        The first cvxpy solver tried (the other is the fallback). The fast certified solver and
+        the ``"auto"`` rule are in :func:`altheory.solvers.per_layer`.
 
     Returns
     -------
-    ConvexResult (or the fast solver's LayerResult, with the same fields) with
-    ``weights["theta"]`` of shape (q,).
+    ConvexResult with ``weights["theta"]`` of shape (q,).
 
     Examples
     --------
-    >>> Phi = np.eye(2); r = per_layer(Phi, np.zeros(2), np.array([1.0, -1.0]))
+    >>> Phi = np.eye(2); r = per_layer_cvxpy(Phi, np.zeros(2), np.array([1.0, -1.0]))
     >>> r.status, np.round(r.weights["theta"], 6).tolist()
     ('optimal', [1.0, -1.0])
     """
     import cvxpy as cp
 
-    from .losses import check_targets, loss_np
+    from altheory.solvers.losses import check_targets, loss_np
 
     Phi = check_matrix(Phi, "Phi")
     offset = check_matrix(offset, "offset", ndim=1)
@@ -309,23 +306,7 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0, n_weig
     nw = q if n_weight is None else int(n_weight)
     if not 0 <= nw <= q:
         raise ValueError(f"n_weight must be in [0, {q}]; got {n_weight}.")
-    if solver in ("auto", "fast"):
-        fast_ok = loss in ("squared", "logistic")
-        if solver == "fast" and not fast_ok:
-            raise ValueError(f"solver='fast' covers squared and logistic loss; got loss={loss!r}. "
-                             "Use solver='clarabel'.")
-        if fast_ok:
-            from .fast_solver import solve_layer
-
-            try:
-                fast = solve_layer(Phi, offset, Y, lam, loss=loss, n_weight=nw)
-            except ValueError:  # a layer too wide for its explicit Hessian: cvxpy below
-                if solver == "fast":
-                    raise
-            else:
-                if fast.status == "optimal" or solver == "fast":
-                    return fast
-        solver = "clarabel"
+    solver = _check_solver(solver)
 
     def build():
         th = cp.Variable(q)
@@ -353,7 +334,7 @@ def reduced_rank_regression(X, Y, r: int) -> ConvexResult:
     of :math:`X`; the best one is the truncated SVD of :math:`P_X Y` (Eckart–Young), reached by
     :math:`B = X^+ (P_X Y)_r`. No solver is involved: ``status`` is ``"optimal"`` and ``solver``
     ``"closed-form"``. This is the global optimum of a deep linear network whose narrowest
-    effective width is ``r`` (THEORY.md C6).
+    effective width is ``r`` (docs/claims.md C6).
 
     Parameters
     ----------
@@ -397,7 +378,7 @@ def reduced_rank_regression(X, Y, r: int) -> ConvexResult:
 # --------------------------------------------------------------------------------------------
 
 def group_nuclear(X, G, Y, lam, *, loss: str = "squared", solver: str = "clarabel") -> ConvexResult:
-    r"""Lower bound for the vector-output two-layer fixed-support problem (THEORY.md C4).
+    r"""Lower bound for the vector-output two-layer fixed-support problem (docs/claims.md C4).
 
     .. math:: \min_{U_j \in \mathbb R^{k\times d}}\ \ell\Big(\sum_j D_j X U_j^\top,\ Y\Big)
               + \lambda \sum_j \|U_j\|_*
@@ -417,11 +398,11 @@ def group_nuclear(X, G, Y, lam, *, loss: str = "squared", solver: str = "clarabe
     """
     import cvxpy as cp
 
-    from .losses import check_targets, loss_np
+    from altheory.solvers.losses import check_targets, loss_np
 
     X = check_matrix(X, "X")
     n, d = X.shape
-    from .problems import check_gates
+    from altheory.solvers.problems import check_gates
 
     G = check_gates(G, n)
     check_loss(loss)

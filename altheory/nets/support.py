@@ -10,7 +10,7 @@ which :func:`gated_forward` evaluates. :math:`S` is *consistent* with :math:`W` 
 :math:`S = S(W)`; then :math:`f_S(x_i; W) = f(x_i; W)`. The margin
 :math:`\mu = \min_{l,i,j} |z^l_{ij} - \tau|` (generalised to top-k and max pooling as the radius
 of the largest :math:`\ell_\infty` ball of pre-activations that keeps the support, see
-:class:`altheory.graph.Selection`) measures how far the support is from changing.
+:class:`altheory.nets.graph.Selection`) measures how far the support is from changing.
 
 Masks are stored bit-packed (``np.packbits``, one bit an entry); max-pool selections as int32
 indices.
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .graph import Graph, Selection, execute, trace
+from altheory.nets.graph import Graph, Selection, execute, trace
 
 __all__ = ["LayerSupport", "MultiLayerSupport", "support", "gated_forward"]
 
@@ -238,7 +238,7 @@ def _check_eval(model: nn.Module, where: str) -> None:
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
             raise ValueError(
                 f"{where}: BatchNorm {name!r} is in training mode, where the support of a sample "
-                "depends on its batch (THEORY.md, 'Batch norm and the support'). Call model.eval() "
+                "depends on its batch (docs/claims.md, 'Batch norm and the support'). Call model.eval() "
                 "to use running statistics.")
 
 
@@ -323,4 +323,4 @@ def gated_forward(model: nn.Module, S: MultiLayerSupport, x) -> torch.Tensor:
     return out
 
 
-from .activations import PHT  # noqa: E402  (doctest namespace)
+from altheory.nets.activations import PHT  # noqa: E402  (doctest namespace)

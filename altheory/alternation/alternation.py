@@ -1,4 +1,4 @@
-r"""Alternation between the weights and the support (THEORY.md C8, C9).
+r"""Alternation between the weights and the support (docs/claims.md C8, C9).
 
 .. math::
 
@@ -11,7 +11,7 @@ biases optional, never decayed). The weight step is one of
 
 ``"exact"``
     Two layers, scalar output, no biases: the whole fixed-support problem at once, as the group
-    lasso :math:`P_c` of C4 (:func:`altheory.fast_solver.solve_group_lasso`, certified duality
+    lasso :math:`P_c` of C4 (:func:`altheory.solvers.fast.solve_group_lasso`, certified duality
     gap), mapped back by balanced factors — its global optimum (THEOREM, Haeffele & Vidal 2017;
     needs ``lam > 0``). Otherwise a sweep over the layers, each the convex per-layer problem of C3
     solved exactly: closed form (normal equations) for the squared loss, cvxpy (Clarabel, SCS
@@ -68,11 +68,11 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from .activations import PHT
-from .descent import _in_single_thread
-from .losses import check_loss, check_targets, loss_cvxpy, loss_np, loss_torch, zero_loss
-from .problems import check_lam
-from .support import MultiLayerSupport, support
+from altheory.nets.activations import PHT
+from altheory.descent.descent import _in_single_thread
+from altheory.solvers.losses import check_loss, check_targets, loss_cvxpy, loss_np, loss_torch, zero_loss
+from altheory.solvers.problems import check_lam
+from altheory.nets.support import MultiLayerSupport, support
 
 __all__ = ["WeightStep", "WEIGHT_STEPS", "RoundLog", "AlternationResult", "mlp", "mlp_parts",
            "preactivation_design", "layer_design", "forward_np", "objective_np",
@@ -97,7 +97,7 @@ def mlp(d: int, widths: tuple[int, ...], k: int = 1, *, tau: float = 0.0, topk: 
     r"""``Linear(d, h_1) -> PHT -> ... -> Linear(h_{L-1}, k)`` in float64, seeded init.
 
     Entries :math:`W_l \sim \mathcal N(0, 1/h_{l-1})`, biases zero: the same init for the
-    alternation and for the baselines (:mod:`altheory.baselines`) given the same ``seed``.
+    alternation and for the baselines (:mod:`altheory.alternation.baselines`) given the same ``seed``.
 
     Examples
     --------
@@ -152,7 +152,7 @@ def mlp_parts(model: nn.Module) -> _Parts:
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential MLP (Linear, PHT, ..., Linear); got "
-                        f"{type(model).__name__}. Build one with altheory.alternation.mlp().")
+                        f"{type(model).__name__}. Build one with altheory.alternation.alternation.mlp().")
     mods = list(model)
     kinds = ["lin" if isinstance(m, nn.Linear) else
              "act" if isinstance(m, (PHT, nn.ReLU)) else type(m).__name__ for m in mods]
@@ -379,7 +379,7 @@ def exact_layer_step(Ws, bs, X, Y, masks, l: int, *, loss: str = "squared", lam:
     Cholesky, or by a symmetric eigendecomposition (minimum-norm solution) when that fails or
     leaves a relative residual above 1e-10; status ``"optimal"``
     when the relative residual of the normal equations is <= 1e-8, ``"inaccurate"`` otherwise.
-    Other losses: :func:`altheory.convex.per_layer` (cvxpy) on the dense design.
+    Other losses: :func:`altheory.solvers.convex.per_layer` (cvxpy) on the dense design.
 
     Returns
     -------
@@ -407,7 +407,7 @@ def exact_layer_step(Ws, bs, X, Y, masks, l: int, *, loss: str = "squared", lam:
         theta = W.ravel() if bs[l] is None else np.concatenate([W.ravel(), M[:, -1]])
         detail = {"residual": res}
     else:
-        from .convex import per_layer
+        from altheory.solvers.dispatch import per_layer
 
         Phi, o = layer_design(Ws, bs, X, masks, l)
         _check_design_size(Phi, "the per-layer cvxpy program")
@@ -460,7 +460,7 @@ def support_preserving_layer_step(Ws, bs, X, Y, masks, l: int, *, tau: float, lo
     """
     import cvxpy as cp
 
-    from .convex import solve_with_fallback
+    from altheory.solvers.convex import solve_with_fallback
 
     t0 = time.perf_counter()
     L = len(Ws)
@@ -621,11 +621,11 @@ def joint_two_layer_step(Ws, bs, X, Y, masks, *, loss: str = "squared", lam: flo
               w_{1j} = u_j/\sqrt{\|u_j\|},\ w_{2j} = \sqrt{\|u_j\|}.
 
     Needs two bias-free layers, scalar output and ``lam > 0``; solved by
-    :func:`altheory.fast_solver.solve_group_lasso` (status ``"optimal"`` only with a certified
+    :func:`altheory.solvers.fast.solve_group_lasso` (status ``"optimal"`` only with a certified
     relative duality gap <= ``tol``). Warm-started from the current weights.
     """
-    from .fast_solver import solve_group_lasso
-    from .problems import balanced_factors
+    from altheory.solvers.fast import solve_group_lasso
+    from altheory.solvers.problems import balanced_factors
 
     t0 = time.perf_counter()
     G = masks[0]
@@ -747,8 +747,8 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
     ----------
     model : nn.Sequential MLP (float64), e.g. from :func:`mlp`. Copied unless ``inplace``.
     X : ndarray or Tensor of shape (n, d)
-    Y : ndarray of shape (n,) or (n, k), targets as :mod:`altheory.losses` expects.
-    loss : one of :data:`altheory.losses.LOSSES`
+    Y : ndarray of shape (n,) or (n, k), targets as :mod:`altheory.solvers.losses` expects.
+    loss : one of :data:`altheory.solvers.losses.LOSSES`
     lam : float >= 0, weight decay on every layer's weights (not biases).
     weight_step : {"exact", "descent", "support-preserving"}, see the module docstring.
     max_rounds : int >= 1, budget of weight steps.
@@ -908,7 +908,7 @@ def c8_gaps(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0,
     * per layer ``l`` (C3, exact for every depth): :math:`(F(W) - \min_{\theta_l} F)/F(0)` with
       the other layers held, the minimum solved by :func:`exact_layer_step`;
     * jointly, for two bias-free layers with scalar output and ``lam > 0`` (C4): the group lasso
-      :math:`P_c` of :math:`S^*` solved by cvxpy (:func:`altheory.convex.group_lasso`, Clarabel
+      :math:`P_c` of :math:`S^*` solved by cvxpy (:func:`altheory.solvers.convex.group_lasso`, Clarabel
       with SCS fallback) — an independent solver from the one the ``"exact"`` weight step uses.
 
     Returns
@@ -936,7 +936,7 @@ def c8_gaps(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0,
         else:
             out["layer_gaps"][str(l)] = None
     if joint and _is_joint_two_layer(Ws, bs, Yn, loss, lam):
-        from .convex import group_lasso
+        from altheory.solvers.convex import group_lasso
 
         r = group_lasso(Xn, masks[0], Yn.reshape(-1), lam, loss=loss, solver=solver)
         out["joint_status"] = r.status

@@ -18,7 +18,7 @@ from typing import Iterable
 from rich.console import Console
 from rich.table import Table
 
-from .claims import ClaimReport, Profile, get_claim, registry
+from altheory.claims import ClaimReport, Profile, get_claim, registry
 
 __all__ = ["run_claims", "summary_table", "exit_code", "script_main"]
 
@@ -97,7 +97,7 @@ def exit_code(reports: list[ClaimReport], *, strict: bool = False) -> int:
 def write_summary(reports: list[ClaimReport], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .claims import _json_default
+    from altheory.claims import _json_default
 
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({r.claim: r.to_dict() for r in reports}, indent=2, default=_json_default))
@@ -112,7 +112,7 @@ def script_main(claim_id: str, argv: list[str] | None = None) -> int:
     import argparse
 
     claim = get_claim(claim_id)
-    p = argparse.ArgumentParser(description=f"Check {claim.id}: {claim.title} (THEORY.md).")
+    p = argparse.ArgumentParser(description=f"Check {claim.id}: {claim.title} (docs/claims.md).")
     p.add_argument("--thorough", action="store_true", help="the thorough profile (more, larger instances)")
     p.add_argument("--seed", type=int, default=0, help="base seed; instance j uses seed + j")
     p.add_argument("--json", default=f"results/claims/{claim.id}.json", help="where to write the report")

@@ -1,7 +1,7 @@
 r"""The stated conditions of claims C4–C7, each reported with the numbers that decide it.
 
 ========  ===================================================================================
-claim     conditions (THEORY.md)
+claim     conditions (docs/claims.md)
 ========  ===================================================================================
 C4        two layers, scalar output, fixed support, :math:`\lambda \ge 0`, convex loss
 C5        :math:`\tau = 0`, scalar output, :math:`\lambda > 0`; width :math:`m \ge m^*`
@@ -24,15 +24,25 @@ These are numerical checks of hypotheses, not proofs.
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
-from .claims import Condition
-from .problems import check_matrix
+from altheory.solvers.problems import check_matrix
 
-__all__ = ["rank", "shared_support_conditions", "two_layer_conditions", "relu_program_conditions",
+__all__ = ["Condition", "rank", "shared_support_conditions", "two_layer_conditions", "relu_program_conditions",
            "deep_support_conditions", "support_consistency", "check_problem"]
+
+
+@dataclass
+class Condition:
+    """One stated condition of a claim, with the numbers that decide it."""
+
+    name: str
+    holds: bool | None
+    value: Any = None
+    detail: str = ""
 
 
 def rank(A) -> int:
@@ -106,7 +116,7 @@ def shared_support_conditions(X, Y, widths: Sequence[int], *, loss: str = "squar
 
 
 def two_layer_conditions(problem) -> list[Condition]:
-    """Conditions of C4 for a :class:`altheory.problems.TwoLayerFixedSupport`."""
+    """Conditions of C4 for a :class:`altheory.solvers.problems.TwoLayerFixedSupport`."""
     G = problem.G
     return [
         Condition("L=2, scalar output", True, {"n": problem.n, "d": problem.d, "p": problem.p}),
@@ -147,7 +157,7 @@ def deep_support_conditions(masks1: np.ndarray, d: int) -> list[Condition]:
 
 def support_consistency(model, S, X) -> list[Condition]:
     r"""Whether :math:`S = S(W, X)` and its margin :math:`\mu`."""
-    from .support import support
+    from altheory.nets.support import support
 
     S_now = support(model, X)
     flips = S.hamming(S_now)
@@ -158,7 +168,7 @@ def support_consistency(model, S, X) -> list[Condition]:
 
 def check_problem(problem) -> list[Condition]:
     """All conditions that apply to ``problem`` (dispatch by type)."""
-    from .problems import TwoLayerFixedSupport
+    from altheory.solvers.problems import TwoLayerFixedSupport
 
     if isinstance(problem, TwoLayerFixedSupport):
         return two_layer_conditions(problem)

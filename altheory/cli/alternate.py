@@ -1,14 +1,14 @@
 r"""``altheory alternate``: alternation (C9) against SGD / momentum / Adam on real data.
 
 One run, for every network (PHT with threshold ``tau`` and ReLU) and every seed, from the same
-initial weights (:func:`altheory.alternation.mlp`):
+initial weights (:func:`altheory.alternation.alternation.mlp`):
 
 * the alternation with each requested weight step (``exact``, ``descent``,
-  ``support-preserving``), logging every round (:class:`altheory.alternation.RoundLog`);
-* C8 at the end of every alternation run (:func:`altheory.alternation.c8_gaps`): the final
+  ``support-preserving``), logging every round (:class:`altheory.alternation.alternation.RoundLog`);
+* C8 at the end of every alternation run (:func:`altheory.alternation.alternation.c8_gaps`): the final
   support's per-layer problems solved exactly, and the gap of the trained weights;
 * each baseline optimiser over its step-size sweep, full batch and mini-batch
-  (:mod:`altheory.baselines`).
+  (:mod:`altheory.alternation.baselines`).
 
 The objective is :math:`\ell(f(X;W),Y) + \tfrac\lambda2\sum_l\|W_l\|^2` with the squared loss on
 one-hot targets (classification data) or real targets (teacher–student); accuracy is the argmax.
@@ -67,7 +67,7 @@ class Config:
     rounds: int = 15                 # alternation budget (rounds)
     descent_steps: int = 20          # L-BFGS iterations per round of the 'descent' step
     methods: str = "sgd,momentum,adam"  # baselines
-    lr_points: int = 4               # step sizes per method (from altheory.baselines.DEFAULT_LRS)
+    lr_points: int = 4               # step sizes per method (from altheory.alternation.baselines.DEFAULT_LRS)
     epochs_mini: int = 30            # epochs of the mini-batch baselines
     epochs_full: int = 300           # epochs (= steps) of the full-batch baselines
     batch_size: int = 100            # mini-batch size
@@ -93,7 +93,7 @@ def _pca(Xtr: np.ndarray, Xte: np.ndarray, dim: int) -> tuple[np.ndarray, np.nda
 
 def prepare_data(cfg: Config) -> dict:
     """``{"Xtr", "Ytr", "Xte", "Yte", "k", "name"}``: float64, PCA-reduced, one-hot targets."""
-    from . import data as D
+    from altheory import data as D
 
     rng = np.random.default_rng(12345)  # the slice is fixed, independent of the run seeds
     if cfg.data == "fashion-mnist":
@@ -139,8 +139,8 @@ def run_comparison(cfg: Config, data: dict | None = None, *, progress: bool = Tr
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    from .alternation import alternate, c8_gaps, mlp
-    from .baselines import DEFAULT_LRS, OPTIMIZERS, accuracy, sweep
+    from altheory.alternation.alternation import alternate, c8_gaps, mlp
+    from altheory.alternation.baselines import DEFAULT_LRS, OPTIMIZERS, accuracy, sweep
 
     torch.set_num_threads(max(1, int(cfg.threads)))
     # BLAS threads: oversubscribed OpenBLAS spins; one thread is ~50x faster on a shared 2-core box
@@ -239,7 +239,7 @@ def summarise(runs: dict, *, target_slack: float = 0.05, loose_slack: float = 0.
     the first evaluation at or below it, per seed (``reached`` counts the seeds that got there).
     The same with ``loose_slack`` is under ``*_to_loose_target``.
     """
-    from .baselines import Curve, best_per_method
+    from altheory.alternation.baselines import Curve, best_per_method
 
     base = [Curve(**{f.name: c[f.name] for f in fields(Curve)}) for c in runs["baselines"]]
     best = best_per_method(base)

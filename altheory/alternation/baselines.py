@@ -1,12 +1,12 @@
 r"""Baselines for the alternation (C9): SGD, SGD with momentum and Adam, fairly tuned.
 
-Every baseline minimises the same objective as :func:`altheory.alternation.alternate`,
+Every baseline minimises the same objective as :func:`altheory.alternation.alternation.alternate`,
 
 .. math:: F(W) = \ell\big(f(X; W), Y\big) + \tfrac\lambda2\sum_l\|W_l\|_F^2,
 
 on the *true* network (PHT with threshold ``tau``, or ReLU when ``tau = 0``), whose gradient
 treats the mask :math:`\mathbb 1[z > \tau]` as constant (the derivative almost everywhere), from
-the same initial weights (:func:`altheory.alternation.mlp` with the same seed). Full-batch
+the same initial weights (:func:`altheory.alternation.alternation.mlp` with the same seed). Full-batch
 (``batch_size=None``) or mini-batch (samples reshuffled every epoch, seeded), constant step size.
 
 A *sweep* runs each method over a small grid of step sizes and seeds; :func:`best_per_method`
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .alternation import mlp_parts
-from .losses import check_loss, check_targets, loss_torch
-from .problems import check_lam
+from altheory.alternation.alternation import mlp_parts
+from altheory.solvers.losses import check_loss, check_targets, loss_torch
+from altheory.solvers.problems import check_lam
 
 __all__ = ["OptimizerName", "OPTIMIZERS", "Curve", "train_baseline", "sweep", "best_per_method",
            "accuracy", "DEFAULT_LRS"]
@@ -107,7 +107,7 @@ def train_baseline(model: nn.Module, X, Y, *, method: str = "adam", lr: float = 
                    lam: float = 0.0, seed: int = 0,
                    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                    inplace: bool = False) -> tuple[nn.Module, Curve]:
-    r"""Train ``model`` (an MLP of :func:`altheory.alternation.mlp`) with one optimiser.
+    r"""Train ``model`` (an MLP of :func:`altheory.alternation.alternation.mlp`) with one optimiser.
 
     Parameters
     ----------
@@ -118,7 +118,7 @@ def train_baseline(model: nn.Module, X, Y, *, method: str = "adam", lr: float = 
     lr : float > 0, constant step size.
     epochs : int >= 1, passes over the data.
     batch_size : int or None (full batch).
-    loss, lam : as :func:`altheory.alternation.alternate`.
+    loss, lam : as :func:`altheory.alternation.alternation.alternate`.
     seed : int, seeds the mini-batch order.
     evaluate : callable ``model -> dict`` of extra metrics (e.g. test accuracy), not timed.
 

@@ -1,6 +1,6 @@
 r"""Fixed-support training problems: the data, the support, the loss and the regulariser.
 
-Two-layer fixed support (THEORY.md C4), gates :math:`G \in \{0,1\}^{n\times p}`,
+Two-layer fixed support (docs/claims.md C4), gates :math:`G \in \{0,1\}^{n\times p}`,
 :math:`D_j = \mathrm{diag}(G_{:,j})`:
 
 .. math::
@@ -20,7 +20,7 @@ value (a theorem: Haeffele & Vidal 2017; checked numerically by C4 to 1e-8 relat
 :class:`FixedSupportNetwork` wraps a deeper network with a fixed multi-layer support ``S``
 (:func:`altheory.support`), for the per-layer problems of C3 and the lifted bound of C7.
 
-The loss is always the one of :mod:`altheory.losses` (mean over samples).
+The loss is always the one of :mod:`altheory.solvers.losses` (mean over samples).
 """
 
 from __future__ import annotations
@@ -30,10 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from .losses import LOSSES, check_loss, check_targets, loss_np, zero_loss
+from altheory.solvers.losses import LOSSES, check_loss, check_targets, loss_np, zero_loss
 
 __all__ = ["TwoLayerFixedSupport", "FixedSupportNetwork", "balanced_factors", "factors_to_U",
            "check_matrix", "check_lam", "two_layer_network"]
+
+
+# The solvers sit above the problem definitions and register their dispatch here on import
+# (altheory.solvers.dispatch), so that this module imports no solver.
+_SOLVE = None
+
+
+def _register_solve(fn) -> None:
+    global _SOLVE
+    _SOLVE = fn
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +146,7 @@ def factors_to_U(W1, w2) -> np.ndarray:
 
 @dataclass
 class TwoLayerFixedSupport:
-    r"""Two-layer, scalar-output network with a fixed support (THEORY.md C4).
+    r"""Two-layer, scalar-output network with a fixed support (docs/claims.md C4).
 
     Parameters
     ----------
@@ -231,30 +241,15 @@ class TwoLayerFixedSupport:
 
     # solving ---------------------------------------------------------------------------
     def solve(self, *, solver: str = "auto", **kwargs):
-        """The exact optimum of :math:`P_c`.
+        """The exact optimum of :math:`P_c`: :func:`altheory.solvers.solve` on this problem.
 
-        ``solver="auto"`` (default) uses the fast certified solver
-        (:func:`altheory.fast_solver.solve_problem`: status ``"optimal"`` only with a duality gap
-        ``<= tol``, default 1e-8 relative) where it applies — ``lam > 0`` and squared or logistic
-        loss — and cvxpy with Clarabel (SCS fallback) otherwise; ``"fast"``, ``"clarabel"`` and
-        ``"scs"`` pick one. Keyword arguments go to the chosen solver.
+        ``solver="auto"`` (default) uses the fast certified solver where it applies (``lam > 0``
+        and squared or logistic loss) and cvxpy with Clarabel (SCS fallback) otherwise;
+        ``"fast"``, ``"clarabel"`` and ``"scs"`` pick one. Keyword arguments go to the solver.
         """
-        from .convex import group_lasso
-
-        fast_ok = self.lam > 0 and self.loss in ("squared", "logistic")
-        if solver == "auto":
-            solver = "fast" if fast_ok else "clarabel"
-        if solver == "fast":
-            if not fast_ok:
-                raise ValueError(f"solver='fast' needs lam > 0 and loss 'squared' or 'logistic' (a dual "
-                                 f"certificate exists there); got lam={self.lam}, loss={self.loss!r}. "
-                                 "Use solver='clarabel'.")
-            from .fast_solver import solve_problem
-
-            return solve_problem(self, **kwargs)
-        if solver in ("clarabel", "scs"):
-            return group_lasso(self.X, self.G, self.y, self.lam, loss=self.loss, solver=solver, **kwargs)
-        raise ValueError(f"solver must be 'auto', 'fast', 'clarabel' or 'scs'; got {solver!r}.")
+        if _SOLVE is None:  # only reachable when this module is loaded outside its package
+            raise RuntimeError("no solver registered; import altheory.solvers first.")
+        return _SOLVE(self, solver=solver, **kwargs)
 
     # construction ----------------------------------------------------------------------
     @classmethod
@@ -273,7 +268,7 @@ class TwoLayerFixedSupport:
         import torch
         from torch import nn
 
-        from .support import support
+        from altheory.nets.support import support
 
         lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if len(lins) != 2 or lins[1].out_features != 1:
@@ -322,7 +317,7 @@ def two_layer_network(W1, w2, *, tau: float = 0.0):
     import torch
     from torch import nn
 
-    from .activations import PHT
+    from altheory.nets.activations import PHT
 
     W1 = check_matrix(W1, "W1")
     w2 = check_matrix(w2, "w2", ndim=1)
@@ -340,7 +335,7 @@ def two_layer_network(W1, w2, *, tau: float = 0.0):
 
 @dataclass
 class FixedSupportNetwork:
-    r"""A network with a fixed multi-layer support ``S``: :math:`f_S(x_i; W)` (THEORY.md C3, C7).
+    r"""A network with a fixed multi-layer support ``S``: :math:`f_S(x_i; W)` (docs/claims.md C3, C7).
 
     The objective is :math:`F(W) = \ell(f_S(X; W), Y) + \tfrac\lambda2 \sum_l \|W_l\|_F^2`
     (biases are not decayed).
@@ -351,7 +346,7 @@ class FixedSupportNetwork:
     S : MultiLayerSupport, from :func:`altheory.support` on ``X``.
     X : ndarray or Tensor of shape (n, ...)
     Y : ndarray of shape (n,) or (n, k)
-    loss : one of :data:`altheory.losses.LOSSES`
+    loss : one of :data:`altheory.solvers.losses.LOSSES`
     lam : float >= 0
     """
 
@@ -367,7 +362,7 @@ class FixedSupportNetwork:
         import torch
         from torch import nn
 
-        from .support import MultiLayerSupport
+        from altheory.nets.support import MultiLayerSupport
 
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(self.model).__name__}.")
@@ -389,14 +384,14 @@ class FixedSupportNetwork:
 
     def output(self):
         """The gated output :math:`f_S(X; W)` as a torch tensor shaped like ``Y``."""
-        from .support import gated_forward
+        from altheory.nets.support import gated_forward
 
         return gated_forward(self.model, self.S, self._Xt).reshape(self.Y.shape)
 
     def objective_torch(self):
         import torch
 
-        from .losses import loss_torch
+        from altheory.solvers.losses import loss_torch
 
         out = self.output()
         reg = sum((m.weight ** 2).sum() for m in self.model.modules()

@@ -1,0 +1,5 @@
+"""``python -m altheory``: the same as the ``altheory`` command."""
+
+from altheory.cli.main import main
+
+raise SystemExit(main())
