@@ -23,6 +23,12 @@ widths       ``h_l``, entries of the activation of layer ``l`` per sample
 ==========  ================================================================================
 """
 
+# Before anything imports torch: the OpenMP wait policy is read once, when torch loads it
+# (altheory/threads.py; ALTHEORY_THREADS=native opts out).
+from altheory.threads import configure_threads as _configure_threads
+
+_configure_threads()
+
 from altheory.errors import AltheoryError, ClaimFailure, SolverError, UnsupportedModuleError
 from altheory.nets.activations import PHT, pht, pht_mask, pht_topk, replace_relu, topk_mask
 from altheory.nets.operators import Linearization, layer_operator, linearize

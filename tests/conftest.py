@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
-import torch
-from hypothesis import HealthCheck, settings
+# The OpenMP wait policy must be set before torch loads (altheory/threads.py): the tests import
+# torch before altheory, so set it here first.
+from altheory.threads import configure_threads
+
+configure_threads()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "quick", max_examples=15, deadline=None, derandomize=True, print_blob=True,
