@@ -24,7 +24,8 @@ with --key=value; run with --print-config to see them all with their defaults.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad arguments, 143 stopped by SIGTERM)."""
+    """Entry point; returns the exit status (0 ok, 2 refused before any work (one line on stderr),
+    143 stopped by SIGTERM, 130 by SIGINT; both write a checkpoint first)."""
     from altheory.train.config import TrainConfig, load_config, parse_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -65,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from altheory.train.loop import train
 
-    summary = train(cfg, resume=resume)
-    return 143 if summary.get("interrupted") else 0
+    try:
+        summary = train(cfg, resume=resume)
+    except (ValueError, FileNotFoundError) as exc:  # refusals, raised before any training
+        print(f"altheory train: {exc}", file=sys.stderr)
+        return 2
+    if summary.get("interrupted"):
+        return 130 if summary.get("signal") == "SIGINT" else 143
+    return 0
 
 
 if __name__ == "__main__":  # torchrun -m altheory.train.cli ...

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["TrainConfig", "load_config", "apply_overrides", "parse_overrides", "config_diff",
+__all__ = ["TrainConfig", "load_config", "apply_overrides", "parse_overrides", "config_diff", "config_from_dict",
            "METHODS", "ARCHS", "DATASETS", "RUN_CONTROL_FIELDS"]
 
 METHODS = ("sgd", "alt", "alt-inner")
@@ -24,8 +24,10 @@ ACTIVATIONS = ("pht", "relu")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("sgd", "adamw")
 
-# fields that may differ between a run and its resume (they do not change the trajectory)
-RUN_CONTROL_FIELDS = ("stop_step", "progress", "tensorboard", "workers", "log_every", "out_dir")
+# fields that may differ between a run and its resume (they do not change the trajectory);
+# ``epochs`` may also grow on resume (the schedule is then recomputed, see loop.train)
+RUN_CONTROL_FIELDS = ("stop_step", "progress", "tensorboard", "workers", "log_every", "out_dir",
+                      "eval_subset", "target_acc")
 
 
 @dataclass
@@ -47,8 +49,8 @@ class TrainConfig:
     arch: str = "resnet20"            # one of ARCHS: CIFAR-style resnet8/20/56, torchvision resnet18/50
     width: int = 16                   # channels of the first stage (CIFAR-style ResNets only)
     activation: str = "pht"           # "pht" (every ReLU replaced by PHT) or "relu" (the control)
-    tau: float = 0.0                  # PHT threshold (>= 0; 0 = ReLU values); ignored when topk > 0
-    topk: int = 0                     # top-k PHT across channels per spatial position (0 = threshold form)
+    tau: float = 0.0                  # PHT threshold (>= 0; 0 = ReLU values); ignored when topk is set
+    topk: int | None = None           # top-k PHT: keep the k largest positive channels per spatial position (k >= 1); unset = threshold form
     # --- method ---------------------------------------------------------------------------------
     method: str = "sgd"               # "sgd", "alt" or "alt-inner" (see altheory.train.methods)
     alt_every: int = 0                # alt: optimizer steps between gate refreshes (0 = one epoch)
@@ -71,6 +73,7 @@ class TrainConfig:
     epochs: int = 10                  # epochs; one epoch = n_train // batch_size optimizer steps for every method
     stop_step: int = 0                # stop (checkpoint written) after this optimizer step; 0 = run the whole budget
     target_acc: float = 0.0           # validation accuracy (0..1) for epochs/seconds-to-target (0 = not tracked)
+    eval_subset: int = 0              # validation samples per evaluation: the first N of the validation split (0 = all)
     # --- system ---------------------------------------------------------------------------------
     device: str = "auto"              # "auto", "cpu", "cuda"
     dtype: str = "float32"            # parameter dtype: "float32" or "float64" (tests of exactness)
@@ -80,10 +83,10 @@ class TrainConfig:
     sync_bn: bool = True              # SyncBatchNorm under DDP (a rank's batch statistics = the global batch's)
     seed: int = 0                     # model init, data order and augmentation
     out_dir: str = "runs/default"     # checkpoints, CSV, TensorBoard, summary JSON
-    log_every: int = 50               # optimizer steps between progress-bar updates
-    progress: bool = True             # tqdm progress bar on rank 0 (if tqdm is installed)
-    tensorboard: bool = True          # TensorBoard scalars (if tensorboard is installed)
-    checkpoint: bool = True           # checkpoint every epoch and on SIGTERM
+    log_every: int = 50               # optimizer steps between progress-bar updates and rows of steps.csv (mean loss/acc, lr, images/s of the window)
+    progress: bool = True             # tqdm progress bars on rank 0, training and evaluation (if tqdm is installed)
+    tensorboard: bool = True          # TensorBoard scalars, per epoch and every log_every steps (if tensorboard is installed)
+    checkpoint: bool = True           # checkpoint every epoch and on SIGTERM / SIGINT
 
     def __post_init__(self):
         self.validate()
@@ -102,7 +105,11 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"config {name} must be >= 1; got {getattr(self, name)}.")
-        nonneg = ("tau", "topk", "alt_every", "crop_pad", "workers", "warmup_steps", "stop_step",
+        if self.topk is not None and (isinstance(self.topk, bool) or not isinstance(self.topk, int)
+                                      or self.topk < 1):
+            raise ValueError(f"config topk must be a positive int (keep the k largest positive entries); "
+                             f"got topk={self.topk!r}. Omit topk for the threshold form (tau).")
+        nonneg = ("tau", "eval_subset", "alt_every", "crop_pad", "workers", "warmup_steps", "stop_step",
                   "train_subset", "lr", "weight_decay", "head_l2", "momentum")
         for name in nonneg:
             if getattr(self, name) < 0:
@@ -123,6 +130,9 @@ class TrainConfig:
         """The resolved config as TOML text (``key = value`` lines)."""
         lines = []
         for k, v in self.to_dict().items():
+            if v is None:  # TOML has no null: an unset optional field is a comment
+                lines.append(f"# {k} is not set")
+                continue
             lines.append(f"{k} = {json.dumps(v)}" if not isinstance(v, bool) else f"{k} = {str(v).lower()}")
         return "\n".join(lines) + "\n"
 
@@ -144,6 +154,10 @@ def _unknown(key: str, where: str) -> ValueError:
 
 def _coerce(key: str, value, where: str):
     typ = _field_type(key)
+    if typ == (int | None):  # optional int: "none" / "null" / "" unset it
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        typ = int
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -261,6 +275,21 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> Train
     if overrides:
         cfg = apply_overrides(cfg, overrides, where="command-line overrides")
     return cfg
+
+
+def config_from_dict(d: dict, where: str = "a saved config") -> TrainConfig:
+    """The TrainConfig of a saved config dict (a checkpoint's or config.toml's), validated.
+
+    Older runs wrote ``topk = 0`` for the threshold form; it is read as unset (None).
+    """
+    d = dict(d)
+    if d.get("topk") == 0:
+        d["topk"] = None
+    unknown = [k for k in d if k not in _TYPES]
+    if unknown:
+        raise ValueError(f"{where}: unknown config keys {unknown}; it was written by another version "
+                         "of altheory, or is not a training config.")
+    return TrainConfig(**d)
 
 
 def config_diff(a: dict, b: dict, ignore=RUN_CONTROL_FIELDS) -> dict:

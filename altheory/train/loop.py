@@ -35,13 +35,14 @@ from torch import nn
 
 from altheory.train import distributed as dist
 from altheory.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from altheory.train.config import TrainConfig, config_diff
+from altheory.io import check_output_dir, write_text_atomic
+from altheory.train.config import RUN_CONTROL_FIELDS, TrainConfig, config_diff
 from altheory.train.head import head_gap
 from altheory.train.methods import Gating, wrap_activations
 from altheory.train.models import build_model, final_linear
 from altheory.train.pipeline import build_data, steps_total
 
-__all__ = ["train", "Stepper", "make_optimizer", "make_schedule"]
+__all__ = ["train", "Stepper", "make_optimizer", "make_schedule", "evaluate", "features", "preprocessing"]
 
 CSV_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
               "val_acc_before_head", "train_seconds", "images_per_s", "flip_frac", "head_gap",
@@ -179,6 +180,12 @@ class _Timer:
         else:
             self._t0 = time.perf_counter()
 
+    def lap(self) -> float:
+        """Seconds so far (synchronises the GPU); the timer keeps running."""
+        total = self.stop()
+        self.start()
+        return total
+
     def stop(self) -> float:
         if self._t0 is None:
             return self.total
@@ -193,18 +200,38 @@ class _Timer:
         return self.total
 
 
+def _progress(total: int, desc: str, enabled: bool, **kw):
+    """A tqdm bar when ``enabled`` and tqdm is installed, else None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, **kw)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data, info, amp) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on the validation set, summed over ranks."""
+def evaluate(model: nn.Module, data, info, amp, *, limit: int = 0, progress: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on the validation set (its first ``limit`` samples when
+    ``limit > 0``), summed over ranks; a progress bar over the batches when ``progress``."""
     was = model.training
     model.eval()
     tot = torch.zeros(3, dtype=torch.float64, device=info.device)
-    for x, y in data.eval_batches("val"):
-        with amp():
-            logits = _upcast(model(x))
-        tot[0] += F.cross_entropy(logits, y, reduction="sum").double()
-        tot[1] += (logits.argmax(1) == y).sum()
-        tot[2] += y.shape[0]
+    n_val = min(limit, data.n_val) if limit else data.n_val
+    bar = _progress(n_val, "eval", progress and info.is_main, leave=False, unit="img")
+    try:
+        for x, y in data.eval_batches("val", limit=limit):
+            with amp():
+                logits = _upcast(model(x))
+            tot[0] += F.cross_entropy(logits, y, reduction="sum").double()
+            tot[1] += (logits.argmax(1) == y).sum()
+            tot[2] += y.shape[0]
+            if bar is not None:
+                bar.update(y.shape[0] * info.world)
+    finally:
+        if bar is not None:
+            bar.close()
     dist.all_reduce_sum(tot, info)
     model.train(was)
     n = max(float(tot[2]), 1.0)
@@ -255,21 +282,53 @@ def _epochs_to(history: list[dict], key: str, target: float):
     return None
 
 
+def preprocessing(cfg: TrainConfig, data) -> dict:
+    """How the run's inputs were made from the raw images (saved as ``preprocessing.json``)."""
+    base = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "num_classes": int(data.num_classes),
+            "in_channels": int(data.in_channels), "image_size": int(data.image_size),
+            "n_train": int(data.n_train), "n_val": int(data.n_val), "train_subset": cfg.train_subset,
+            "seed": cfg.seed}
+    if hasattr(data, "mean"):  # TensorData: per-channel statistics of the training images
+        base.update(kind="tensor", mean=[float(v) for v in data.mean.flatten()],
+                    std=[float(v) for v in data.std.flatten()],
+                    formula="x = (uint8 / 255 - mean[c]) / std[c], per channel c (training-set statistics)",
+                    augment=("none" if not cfg.augment else
+                             f"random crop (zero padding {cfg.crop_pad}) and horizontal flip={cfg.flip}, "
+                             "training batches only"))
+    else:
+        from altheory.train.pipeline import _IMAGENET_MEAN, _IMAGENET_STD
+
+        base.update(kind="folder", mean=list(_IMAGENET_MEAN), std=list(_IMAGENET_STD),
+                    formula=f"resize {int(round(cfg.image_size * 256 / 224))}, center crop "
+                            f"{cfg.image_size}, x = (rgb / 255 - mean[c]) / std[c] (evaluation)",
+                    augment="RandomResizedCrop + horizontal flip, training batches only"
+                    if cfg.augment else "none")
+    return base
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
     r"""Train with ``cfg``; returns the summary dict (also written to ``out_dir/summary.json``).
 
     Parameters
     ----------
     cfg : TrainConfig (validated).
-    resume : continue from ``out_dir/checkpoint.pt``; its config must equal ``cfg`` except for
-        the run-control fields (``stop_step``, ``progress``, ``tensorboard``, ``workers``,
-        ``log_every``, ``out_dir``).
+    resume : continue from ``out_dir/checkpoint.pt``. Its config must equal ``cfg`` except for
+        the run-control fields (:data:`altheory.train.config.RUN_CONTROL_FIELDS`) and
+        ``epochs``, which may grow: a finished run is extended. With ``schedule="constant"`` the
+        extension is exactly the longer run; otherwise the schedule is recomputed for the new
+        budget from the current step on (the learning rate is continued, not restarted, but the
+        steps already taken followed the shorter schedule).
     quiet : print nothing (tests).
+
+    Every refusal comes before any work, as one line: ``device=cuda`` without CUDA, an
+    unwritable ``out_dir``, ``resume`` without a checkpoint or with a truncated / foreign one, a
+    config that differs from the checkpoint's, fewer epochs than already done, missing or
+    damaged data files, a batch larger than the training set.
 
     Raises
     ------
-    ValueError
-        A resume whose checkpoint was written with a different config (the keys are listed).
+    ValueError, FileNotFoundError
+        The refusals above (``altheory train`` prints the line and exits with status 2).
     """
     info = dist.init(cfg.device)
     try:
@@ -278,22 +337,39 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
         dist.cleanup(info)
 
 
+def _check_resume(ckpt: dict, cfg: TrainConfig, ckpt_path: Path) -> None:
+    diff = config_diff(ckpt["config"], cfg.to_dict(), ignore=RUN_CONTROL_FIELDS + ("epochs",))
+    if diff:
+        raise ValueError(f"--resume: the checkpoint {ckpt_path} was written with a different config: "
+                         + ", ".join(f"{k}: {a!r} (checkpoint) vs {b!r} (now)" for k, (a, b) in diff.items())
+                         + ". Only run-control fields (" + ", ".join(RUN_CONTROL_FIELDS)
+                         + ") and more epochs may change on resume; resume with the same config, or "
+                         "start a new out_dir.")
+
+
+def _trim_csv(path: Path, key: str, last: int) -> None:
+    """Drop rows of ``path`` whose ``key`` is past ``last`` (written after the checkpoint we resume)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if r.get(key) not in (None, "") and float(r[key]) <= last]
+    if len(keep) != len(rows):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            w.writeheader()
+            w.writerows(keep)
+
+
 def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
     say = (lambda *a: None) if (quiet or not info.is_main) else (lambda *a: print(*a, flush=True))
     out = Path(cfg.out_dir)
+    check_output_dir(out, create=False)
     ckpt_path = out / "checkpoint.pt"
     ckpt = None
     if resume:
         ckpt = load_checkpoint(ckpt_path)
-        diff = config_diff(ckpt["config"], cfg.to_dict())
-        if diff:
-            raise ValueError(f"--resume: the checkpoint {ckpt_path} was written with a different config: "
-                             + ", ".join(f"{k}: {a!r} (checkpoint) vs {b!r} (now)" for k, (a, b) in diff.items())
-                             + ". Resume with the same config, or start a new out_dir.")
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(cfg.dumps())
-    say("resolved config:\n" + cfg.dumps())
+        _check_resume(ckpt, cfg, ckpt_path)
 
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     use_amp = info.device.type == "cuda" and cfg.amp == "bf16" and dtype == torch.float32
@@ -304,6 +380,18 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
         torch.backends.cudnn.allow_tf32 = True
 
     data = build_data(cfg, info, dtype)
+    spe = data.steps_per_epoch
+    total = steps_total(cfg, spe)
+    if ckpt is not None and ckpt["step"] > total:
+        raise ValueError(f"--resume: the checkpoint {ckpt_path} is at step {ckpt['step']} "
+                         f"({ckpt['step'] / spe:g} epochs) but epochs={cfg.epochs} is {total} steps; "
+                         f"epochs may only grow on resume (use epochs >= {math.ceil(ckpt['step'] / spe)}).")
+    if info.is_main:
+        check_output_dir(out)
+        write_text_atomic(out / "config.toml", cfg.dumps())
+        write_text_atomic(out / "preprocessing.json", json.dumps(preprocessing(cfg, data), indent=2))
+    say("resolved config:\n" + cfg.dumps())
+
     torch.manual_seed(cfg.seed)  # model init: identical for every method and rank
     model = build_model(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                         image_size=data.image_size, width=cfg.width, activation=cfg.activation,
@@ -325,11 +413,13 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
         if gating is not None:
             gating.compile()
 
-    spe = data.steps_per_epoch
-    total = steps_total(cfg, spe)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, cfg, total)
     step, history, timer = 0, [], _Timer(info.device)
+    # running sums of the epoch in progress: loss sum, correct, samples; its steps; support flips
+    acc = torch.zeros(3, dtype=torch.float64, device=info.device)
+    steps_in_window = 0
+    flips = [0, 0]
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         if gating is not None:
@@ -339,22 +429,42 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
         sched.load_state_dict(ckpt["scheduler"])
         step, history, timer.total = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
         set_rng_state(ckpt["rng"])
+        part = ckpt.get("epoch_partial")
+        if part is not None:
+            if info.is_main:  # the sums of every rank so far; summed again at the epoch's end
+                acc.copy_(part["sums"].to(acc))
+            steps_in_window, flips = int(part["steps"]), list(part["flips"])
+        if ckpt["config"]["epochs"] != cfg.epochs:
+            # more epochs: the schedule of the new budget, continued from this step
+            for g, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+                g["lr"] = base * fn(step)
+            say(f"extending the run from epochs={ckpt['config']['epochs']} to {cfg.epochs}: the "
+                f"{cfg.schedule} schedule is recomputed for {total} steps from step {step}"
+                + ("" if cfg.schedule == "constant" else
+                   " (not the trajectory of a fresh run with these epochs; schedule=constant extends exactly)"))
+        if info.is_main:
+            _trim_csv(out / "metrics.csv", "step", step)
+            _trim_csv(out / "steps.csv", "step", step)
         say(f"resumed from {ckpt_path} at step {step}")
     stop = min(cfg.stop_step or total, total)
 
     def checkpoint():
+        sums = dist.all_reduce_sum(acc.detach().clone(), info).cpu()  # the epoch so far, all ranks
         if cfg.checkpoint and info.is_main:
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "gate": None if gating is None else gating.gate.state_dict(),
                 "gate_refreshes": 0 if gating is None else gating.refreshes,
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                 "config": cfg.to_dict(), "history": history, "train_seconds": timer.total,
+                "epoch_partial": {"sums": sums, "steps": steps_in_window,
+                                  "flips": list(stepper.flips)},
                 "rng": rng_state()})
         dist.barrier(info)
 
     stepper = Stepper(model, fwd, opt, sched, method=cfg.method, gating=gating,
                       alt_every=cfg.alt_every or spe, inner_steps=cfg.inner_steps, amp=amp,
                       track_flips=cfg.track_flips)
+    stepper.flips = flips
     batches = data.train_batches(stepper.batch_index(step))
 
     writer = None
@@ -364,41 +474,45 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
             writer = SummaryWriter(str(out / "tb"))
         except ImportError:
             say("tensorboard is not installed: no TensorBoard logs (CSV only).")
-    bar = None
-    if cfg.progress and info.is_main and not quiet:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=stop, initial=step, desc=f"{cfg.method} {cfg.arch}", dynamic_ncols=True)
-        except ImportError:
-            pass
+    bar = _progress(stop, f"{cfg.method} {cfg.arch}", cfg.progress and info.is_main and not quiet,
+                    initial=step)
+    steps_log = _StepLog(out / "steps.csv", writer, info.is_main, cfg.batch_size)
 
-    terminated = []
-    prev = None
+    signals = []  # names of the stop signals seen (SIGTERM, SIGINT)
+    prev = {}
     if sys.platform != "win32":
-        try:
-            prev = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
-        except ValueError:  # not the main thread
-            prev = None
+        def on_signal(signum, frame):
+            name = signal.Signals(signum).name
+            if name == "SIGINT" and "SIGINT" in signals:  # a second Ctrl-C: stop now, no checkpoint
+                raise KeyboardInterrupt
+            signals.append(name)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                prev[sig] = signal.signal(sig, on_signal)
+            except ValueError:  # not the main thread
+                pass
 
     model.train()
-    acc = torch.zeros(3, dtype=torch.float64, device=info.device)
-    steps_in_window = 0
-    stop_now = False  # SIGTERM seen (by any rank, agreed at the same step under DDP)
+    stop_now = False  # a stop signal seen (by any rank, agreed at the same step under DDP)
     try:
         timer.start()
+        steps_log.start(step, timer.total)
         while step < stop and not stop_now:
             loss_sum, correct, n = stepper.step(step, batches)
             acc[0] += loss_sum.double()
             acc[1] += correct
             acc[2] += n
+            steps_log.add(loss_sum, correct, n)
             step += 1
             steps_in_window += 1
-            if bar is not None and (step % cfg.log_every == 0 or step == stop):
-                bar.update(step - bar.n)
+            if step % cfg.log_every == 0 or step == stop or step % spe == 0:
+                if bar is not None:
+                    bar.update(step - bar.n)
+                steps_log.write(step, spe, opt.param_groups[0]["lr"], timer.lap(), info)
             if step % spe == 0:
                 seconds = timer.stop()
                 row = _end_of_epoch(step, spe, acc, seconds, steps_in_window, cfg, info, model,
-                                    data, amp, opt, stepper, history)
+                                    data, amp, opt, stepper, history, progress=bar is not None)
                 say(_fmt_row(row))
                 if writer is not None:
                     for k, v in row.items():
@@ -409,34 +523,81 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
                 steps_in_window = 0
                 checkpoint()
                 timer.start()
+                steps_log.start(step, timer.total)
             if not info.active:
-                stop_now = bool(terminated)
+                stop_now = bool(signals)
             elif step % cfg.log_every == 0 or step % spe == 0:
                 # ranks must stop at the same step: agree every log_every steps (one tiny
                 # all-reduce; a per-step one would add a host sync to every step)
-                flag = dist.all_reduce_sum(torch.tensor([float(bool(terminated))], device=info.device), info)
+                flag = dist.all_reduce_sum(torch.tensor([float(bool(signals))], device=info.device), info)
                 stop_now = bool(flag.item() > 0)
         timer.stop()
-        if step % spe != 0 or stop_now:  # stopped inside an epoch (stop_step or SIGTERM)
+        if step % spe != 0 or stop_now:  # stopped inside an epoch (stop_step or a signal)
             checkpoint()
-            say(f"stopped at step {step} ({'SIGTERM' if stop_now else 'stop_step'}); checkpoint {ckpt_path}")
+            why = signals[0] if signals else ("a signal on another rank" if stop_now else "stop_step")
+            say(f"stopped at step {step} ({why}); checkpoint {ckpt_path}")
     finally:
-        if prev is not None:
-            signal.signal(signal.SIGTERM, prev)
+        for sig, handler in prev.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
 
     summary = _summary(cfg, info, history, step, total, timer.total, stop_now and step < total)
+    summary["signal"] = signals[0] if signals else None
     if info.is_main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
         say(json.dumps({k: v for k, v in summary.items() if k not in ("config", "history")}, indent=2))
     return summary
 
 
+STEP_FIELDS = ("step", "epoch", "lr", "train_loss", "train_acc", "steps", "images_per_s")
+
+
+class _StepLog:
+    """Per-step scalars: every ``log_every`` steps one row of ``steps.csv`` (mean loss and accuracy
+    of the steps since the last row, the learning rate, images/s over them) and the same as
+    TensorBoard scalars ``step/*``. The sums stay on the device between rows (no host sync)."""
+
+    def __init__(self, path: Path, writer, main: bool, batch_size: int):
+        self.path, self.writer, self.main, self.B = path, writer, main, batch_size
+        self.sums = None
+        self.steps = 0
+        self.t0 = 0.0
+
+    def start(self, step: int, seconds: float) -> None:
+        self.steps, self.t0, self.sums = 0, seconds, None
+
+    def add(self, loss_sum, correct, n) -> None:
+        v = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(n), dtype=torch.float64,
+                                                                           device=loss_sum.device)])
+        self.sums = v if self.sums is None else self.sums + v
+        self.steps += 1
+
+    def write(self, step: int, spe: int, lr: float, seconds: float, info) -> None:
+        if self.sums is None:
+            return
+        s = dist.all_reduce_sum(self.sums.clone(), info).tolist()
+        n = max(s[2], 1.0)
+        row = {"step": step, "epoch": round(step / spe, 4), "lr": lr, "train_loss": s[0] / n,
+               "train_acc": s[1] / n, "steps": self.steps,
+               "images_per_s": self.steps * self.B / max(seconds - self.t0, 1e-9)}
+        if self.main:
+            new = not self.path.exists()
+            with open(self.path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=STEP_FIELDS)
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            if self.writer is not None:
+                for k in ("lr", "train_loss", "train_acc", "images_per_s"):
+                    self.writer.add_scalar(f"step/{k}", row[k], step)
+        self.start(step, seconds)
+
+
 def _end_of_epoch(step, spe, acc, seconds, steps_in_window, cfg, info, model, data, amp, opt,
-                  stepper, history) -> dict:
+                  stepper, history, progress=False) -> dict:
     dist.all_reduce_sum(acc, info)
     n = max(float(acc[2]), 1.0)
     row = {k: None for k in CSV_FIELDS}
@@ -452,15 +613,17 @@ def _end_of_epoch(step, spe, acc, seconds, steps_in_window, cfg, info, model, da
     # the network's own support for evaluation and head features (alt-inner may hold a batch's)
     with (stepper.gating.paused() if stepper.gating is not None else contextlib.nullcontext()):
         if cfg.exact_head and epoch % cfg.head_every == 0:
-            row["val_loss"], row["val_acc_before_head"] = evaluate(model, data, info, amp)
+            row["val_loss"], row["val_acc_before_head"] = evaluate(model, data, info, amp,
+                                                                   limit=cfg.eval_subset, progress=progress)
             res = _solve_head(model, data, cfg, info, amp)
             row.update(head_gap=res["gap"], head_gap_certified=res["gap_certified"],
                        head_status=res["solver_status"], head_grad_norm=res["solver_grad_norm"])
-        row["val_loss"], row["val_acc"] = evaluate(model, data, info, amp)
+        row["val_loss"], row["val_acc"] = evaluate(model, data, info, amp, limit=cfg.eval_subset,
+                                                   progress=progress)
     history.append(row)
     if info.is_main:
         path = Path(cfg.out_dir) / "metrics.csv"
-        new = not path.exists() or epoch == 1
+        new = not path.exists() or not history[:-1]
         with open(path, "w" if new else "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             if new:

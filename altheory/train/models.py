@@ -89,7 +89,8 @@ class CifarResNet(nn.Module):
 
 
 def build_model(arch: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32,
-                width: int = 16, activation: str = "pht", tau: float = 0.0, topk: int = 0) -> nn.Module:
+                width: int = 16, activation: str = "pht", tau: float = 0.0,
+                topk: int | None = None) -> nn.Module:
     r"""The model of a run: architecture, then ReLU -> PHT (unless ``activation="relu"``).
 
     Parameters
@@ -98,7 +99,8 @@ def build_model(arch: str, *, num_classes: int, in_channels: int = 3, image_size
         first stage) or ``"resnet18"``, ``"resnet50"`` (torchvision).
     num_classes, in_channels, image_size : the data's.
     activation : ``"pht"`` or ``"relu"``.
-    tau, topk : PHT threshold, or top-k across channels (``topk > 0``).
+    tau, topk : PHT threshold, or top-k across channels (``topk`` a positive int; None = the
+        threshold form).
 
     Returns
     -------
@@ -123,8 +125,11 @@ def build_model(arch: str, *, num_classes: int, in_channels: int = 3, image_size
                 model.maxpool = nn.Identity()
     else:
         raise ValueError(f"arch must be one of resnet8, resnet20, resnet56, resnet18, resnet50; got {arch!r}.")
+    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
+        raise ValueError(f"topk must be a positive int or None; got topk={topk!r}. Omit topk (None) "
+                         "for the threshold form.")
     if activation == "pht":
-        model = replace_relu(model, tau, k=topk if topk > 0 else None, dim=1, inplace=True)
+        model = replace_relu(model, tau, k=topk, dim=1, inplace=True)
     elif activation == "relu":
         pass
     else:

@@ -136,10 +136,11 @@ class TensorData:
 
     def eval_batches(self, which: str = "val", limit: int = 0, shard: bool = True,
                      batch_size: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Un-augmented batches of the validation set (``"val"``) or of the first ``limit``
-        training samples of a fixed permutation (``"train"``); this rank's share when ``shard``."""
+        """Un-augmented batches of the validation set (``"val"``, its first ``limit`` samples when
+        ``limit > 0``) or of the first ``limit`` training samples of a fixed permutation
+        (``"train"``); this rank's share when ``shard``."""
         if which == "val":
-            X, y = self.Xv, self.yv
+            X, y = (self.Xv[:limit], self.yv[:limit]) if limit else (self.Xv, self.yv)
         elif which == "train":
             perm = torch.randperm(self.n_train, generator=_gen(self.cfg.seed, 3))
             idx = perm[:limit] if limit else perm
@@ -219,7 +220,7 @@ class FolderData:
     def eval_batches(self, which: str = "val", limit: int = 0, shard: bool = True,
                      batch_size: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if which == "val":
-            ds, idx = self.val_set, list(range(self.n_val))
+            ds, idx = self.val_set, list(range(min(limit, self.n_val) if limit else self.n_val))
         elif which == "train":
             # the training images with the validation transform (no augmentation)
             from torchvision.datasets import ImageFolder
