@@ -46,3 +46,26 @@ def linearize_reference(model: nn.Module, S: MultiLayerSupport, i: int) -> tuple
         out = gated_forward(model, sub, basis.reshape(d + 1, *S.input_shape)).reshape(d + 1, -1).numpy()
     c = out[0]
     return (out[1:] - c).T.copy(), c
+
+
+def maxpool_operator_reference(indices: np.ndarray, in_shape: tuple[int, int, int]) -> np.ndarray:
+    """Dense 0/1 matrix of a max pooling with recorded argmax ``indices`` (C, H_out, W_out).
+
+    Row ``(c, o)`` has a single 1, at column ``c*H*W + indices[c, o]``; built one entry at a time.
+    """
+    C, H, W = in_shape
+    flat = np.asarray(indices).reshape(C, -1)
+    M = np.zeros((flat.size, C * H * W))
+    row = 0
+    for c in range(C):
+        for o in range(flat.shape[1]):
+            M[row, c * H * W + int(flat[c, o])] = 1.0
+            row += 1
+    return M
+
+
+def adjoint_reference(M: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Rows times a layer's dense matrix, :math:`R M`, one row at a time (what the adjoint actions
+    of :mod:`altheory.nets.operators` compute without forming ``M``)."""
+    R = np.asarray(R, dtype=np.float64).reshape(R.shape[0], -1)
+    return np.stack([M.T @ r for r in R]) if R.shape[0] else np.zeros((0, M.shape[1]))

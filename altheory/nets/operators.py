@@ -13,11 +13,29 @@ Given the support of sample :math:`i`, every node of the graph is an affine map 
 
 Composing them gives :math:`f(x_i) = A_S x_i + c_S` with
 :math:`A_S = W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1` (docs/claims.md C1). :func:`linearize` composes
-from the output backwards (reverse mode with explicit matrices), so the running product is
-always (output size) x (layer size) and dense, while each layer operator is built once, used
-once and dropped: memory is the largest single operator plus one dense adjoint. The bias term is
-collected on the way, :math:`c_S = \sum_v R_v b_v` where :math:`R_v = \partial f/\partial v`.
-No autograd is involved anywhere; the tests compare the result with autograd's Jacobian.
+from the output backwards (reverse mode), starting from :math:`R = I_k` and passing
+:math:`R \mapsto R M_{v,u}` through every node, so the running product is always
+(output rows) x (layer size) and dense. The bias term is collected on the way,
+:math:`c_S = \sum_v R_v b_v` where :math:`R_v = \partial f/\partial v`.
+
+Two ways to apply :math:`R \mapsto R M` (:meth:`Linearization.compose`):
+
+* ``"adjoint"`` (default): the transpose action of each layer on a batch of rows, in torch, from
+  the weights and the masks without forming :math:`M` — ``R @ W`` (Linear), a transposed
+  convolution (:func:`conv_adjoint`), the BatchNorm scale, the mask :math:`s^l_i` (PHT/ReLU), a
+  scatter-add by the recorded argmax (:func:`maxpool_adjoint`), the averaging windows
+  (:func:`pool_adjoint`). It is the arithmetic of reverse-mode differentiation, written out from
+  the support: there is no autograd graph (nothing is recorded, ``torch.no_grad`` is not
+  needed), and the masks come from :math:`S`, not from a forward pass. Rows are processed in
+  blocks sized so the dense adjoints stay within about 1 GiB.
+* ``"sparse"``: the explicit matrices of :meth:`Linearization.operator` (Toeplitz convolutions
+  in ``scipy.sparse`` CSR), multiplied in numpy. Slower — scipy's sparse products are
+  single-threaded and re-index the matrix on every use — and kept as an independent
+  cross-check of the adjoint actions; :meth:`Linearization.forward` uses the same matrices.
+
+No autograd is involved anywhere; the tests compare both with autograd's Jacobian, with each
+other, and each layer's adjoint action with its dense matrix built column by column
+(``altheory.nets._reference``), in float64 with relative error <= 1e-10.
 
 :func:`layer_operator` gives the per-layer design matrix: for fixed support and all other
 layers, :math:`f_S(x_i) = \Phi_i\,\theta_l + o_i` with :math:`\theta_l = (\mathrm{vec}(W_l), b_l)`
@@ -28,11 +46,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from altheory.errors import UnsupportedModuleError
@@ -42,6 +61,10 @@ from altheory.nets.support import MultiLayerSupport, _check_eval, _digest, check
 __all__ = ["Linearization", "linearize", "layer_operator", "conv_operator", "pool_operator"]
 
 Matrix = Any  # np.ndarray | scipy.sparse.csr_matrix | None (identity)
+ComposeMethod = Literal["adjoint", "sparse"]
+
+# dense adjoints of one block of output rows stay within about this many bytes
+_ADJOINT_BUDGET_BYTES = 2**30
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -182,6 +205,15 @@ def _pool_windows_adaptive(in_shape, out_hw):
     return np.concatenate(out_pos), np.concatenate(in_pos), np.concatenate(val)
 
 
+def _pool_windows(pool: nn.Module, in_shape, out_hw):
+    """(output position, input position, weight) triples of one channel's averaging windows."""
+    if isinstance(pool, nn.AvgPool2d):
+        return _pool_windows_avg(pool, in_shape, out_hw)
+    if isinstance(pool, nn.AdaptiveAvgPool2d):
+        return _pool_windows_adaptive(in_shape, out_hw)
+    raise TypeError(f"pool must be nn.AvgPool2d or nn.AdaptiveAvgPool2d; got {type(pool).__name__}.")
+
+
 def pool_operator(pool: nn.Module, in_shape: tuple[int, int, int],
                   out_hw: tuple[int, int]) -> sp.csr_matrix:
     r"""Average pooling (``AvgPool2d`` or ``AdaptiveAvgPool2d``) as a sparse matrix.
@@ -191,14 +223,110 @@ def pool_operator(pool: nn.Module, in_shape: tuple[int, int, int],
     (``count_include_pad``, ``divisor_override``, ``ceil_mode``).
     """
     C, H, W = in_shape
-    if isinstance(pool, nn.AvgPool2d):
-        out_pos, in_pos, val = _pool_windows_avg(pool, in_shape, out_hw)
-    elif isinstance(pool, nn.AdaptiveAvgPool2d):
-        out_pos, in_pos, val = _pool_windows_adaptive(in_shape, out_hw)
-    else:
-        raise TypeError(f"pool must be nn.AvgPool2d or nn.AdaptiveAvgPool2d; got {type(pool).__name__}.")
+    out_pos, in_pos, val = _pool_windows(pool, in_shape, out_hw)
     P = sp.csr_matrix((val, (out_pos, in_pos)), shape=(out_hw[0] * out_hw[1], H * W))
     return sp.kron(sp.identity(C, format="csr"), P, format="csr")
+
+
+# --------------------------------------------------------------------------------------------
+# Transpose (adjoint) actions on a batch of rows, from the weights (torch, no matrix built)
+# --------------------------------------------------------------------------------------------
+
+def _conv_pad_end(conv: nn.Conv2d, pad: tuple[int, int]) -> tuple[int, int]:
+    """Trailing (bottom, right) zero padding of a Conv2d ('same' puts the odd pixel here)."""
+    if isinstance(conv.padding, str) and conv.padding == "same":
+        k, d = _pair(conv.kernel_size), _pair(conv.dilation)
+        return tuple(d[i] * (k[i] - 1) - pad[i] for i in range(2))  # type: ignore[return-value]
+    return pad
+
+
+def conv_adjoint(conv: nn.Conv2d, R: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    r"""Rows times the convolution's matrix, :math:`R M`, by a transposed convolution of :math:`R`.
+
+    With :math:`M` the matrix of :func:`conv_operator`, row :math:`r` of :math:`RM` is
+    :math:`M^\top R_r = \mathrm{conv\_transpose2d}(R_r, W)` with the conv's stride, dilation,
+    groups and padding, and the output padding that restores the input size (a strided conv
+    drops up to ``stride - 1`` trailing input rows; their adjoint is zero). Asymmetric padding
+    (``padding='same'`` with an even receptive field) is handled by a transposed convolution
+    without padding, then cropping ``pad`` leading and padding/cropping the trailing entries.
+
+    Parameters
+    ----------
+    conv : nn.Conv2d (zero padding)
+    R : Tensor of shape (rows, C_out, H_out, W_out), float64
+    in_shape : (C, H, W), the conv's per-sample input shape
+
+    Returns
+    -------
+    Tensor of shape (rows, C, H, W)
+    """
+    C, H, W = in_shape
+    Wt = conv.weight.detach().to(device=R.device, dtype=R.dtype)
+    pad = _conv_padding(conv, (H, W))
+    end = _conv_pad_end(conv, pad)
+    k, s, d = _pair(conv.kernel_size), _pair(conv.stride), _pair(conv.dilation)
+    Ho, Wo = R.shape[-2:]
+    if pad == end:
+        op = tuple((H, W)[i] - ((((Ho, Wo)[i] - 1) * s[i] - 2 * pad[i] + d[i] * (k[i] - 1) + 1))
+                   for i in range(2))
+        if all(0 <= op[i] < max(s[i], d[i]) for i in range(2)):
+            return F.conv_transpose2d(R, Wt, None, s, pad, op, conv.groups, d)
+    full = F.conv_transpose2d(R, Wt, None, s, 0, 0, conv.groups, d)
+    Fh, Fw = full.shape[-2:]
+    # input entry j sits at position j + pad of the unpadded transposed output
+    return F.pad(full, (-pad[1], pad[1] + W - Fw, -pad[0], pad[0] + H - Fh))
+
+
+def pool_adjoint(pool: nn.Module, R: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    r"""Rows times the average pooling's matrix, :math:`R (I_C \otimes P)`, from its windows.
+
+    Each output entry :math:`o` sends :math:`R_{r,c,o} P_{o,j}` back to every input :math:`j` of
+    its window (``index_add``; overlapping windows add), with the divisors of :func:`pool_operator`.
+
+    Parameters
+    ----------
+    pool : nn.AvgPool2d or nn.AdaptiveAvgPool2d
+    R : Tensor of shape (rows, C, H_out, W_out)
+    in_shape : (C, H, W)
+
+    Returns
+    -------
+    Tensor of shape (rows, C, H, W)
+    """
+    C, H, W = in_shape
+    rows, Ho, Wo = R.shape[0], R.shape[-2], R.shape[-1]
+    out_pos, in_pos, val = _pool_windows(pool, in_shape, (Ho, Wo))
+    out_pos = torch.as_tensor(np.ascontiguousarray(out_pos), dtype=torch.int64, device=R.device)
+    in_pos = torch.as_tensor(np.ascontiguousarray(in_pos), dtype=torch.int64, device=R.device)
+    val = torch.as_tensor(np.ascontiguousarray(val), dtype=R.dtype, device=R.device)
+    R2 = R.reshape(rows * C, Ho * Wo)
+    out = R2.new_zeros(rows * C, H * W)
+    out.index_add_(1, in_pos, R2[:, out_pos] * val)
+    return out.reshape(rows, C, H, W)
+
+
+def maxpool_adjoint(indices: torch.Tensor, R: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    r"""Rows times the max pooling's 0/1 selection matrix: scatter-add by the stored argmax.
+
+    Row :math:`r` of the result holds :math:`R_{r,c,o}` at the recorded input position of output
+    :math:`o` in channel :math:`c`; positions selected by several (overlapping) windows add up.
+
+    Parameters
+    ----------
+    indices : int64 Tensor of shape (C, H_out, W_out), flat positions in each input channel
+    R : Tensor of shape (rows, C, H_out, W_out)
+    in_shape : (C, H, W)
+
+    Returns
+    -------
+    Tensor of shape (rows, C, H, W)
+    """
+    C, H, W = in_shape
+    rows = R.shape[0]
+    idx = indices.reshape(1, C, -1).expand(rows, C, -1)
+    out = R.new_zeros(rows, C, H * W)
+    out.scatter_add_(2, idx, R.reshape(rows, C, -1))
+    return out.reshape(rows, C, H, W)
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +378,27 @@ class Linearization:
             "Supported: Linear, Conv2d, BatchNorm1d/2d (eval), AvgPool2d, AdaptiveAvgPool2d, "
             "MaxPool2d, Flatten/reshape, Identity, Dropout, residual addition, ReLU, PHT.")
 
+    def _act_diagonal(self, node: Node) -> np.ndarray:
+        """Diagonal of :math:`D^l_i` for an activation node, float64 of the per-sample shape."""
+        return self.sample_support[node.key].mask(self.i).astype(np.float64)
+
+    def _maxpool_indices(self, node: Node) -> np.ndarray:
+        """Recorded argmax positions (C, H_out, W_out), int64, flat in each input channel."""
+        return self.sample_support[node.key].indices[self.i].astype(np.int64)
+
+    def _bn_affine(self, node: Node) -> tuple[np.ndarray, np.ndarray]:
+        r"""Per-channel scale :math:`\gamma/\sqrt{\sigma^2+\epsilon}` and shift of an eval BatchNorm."""
+        mod = node.module
+        if mod.running_mean is None:
+            raise UnsupportedModuleError(
+                f"BatchNorm {node.path!r} has track_running_stats=False, so even in eval mode it "
+                "normalises with batch statistics and is not affine per sample.")
+        var, mean = _np(mod.running_var), _np(mod.running_mean)
+        gamma = _np(mod.weight) if mod.weight is not None else np.ones_like(mean)
+        beta = _np(mod.bias) if mod.bias is not None else np.zeros_like(mean)
+        scale = gamma / np.sqrt(var + mod.eps)
+        return scale, beta - mean * scale
+
     def _build(self, node: Node):
         kind = node.kind
         in_shape = self.shapes.get(node.inputs[0]) if node.inputs else None
@@ -268,10 +417,10 @@ class Linearization:
                     "only additions of equal shapes are supported.")
             return [(a, None), (b, None)], None
         if kind == "act":
-            m = self.sample_support[node.key].mask(self.i).ravel().astype(np.float64)
+            m = self._act_diagonal(node).ravel()
             return [(node.inputs[0], sp.diags(m, format="csr"))], None
         if kind == "maxpool":
-            idx = self.sample_support[node.key].indices[self.i].astype(np.int64)  # (C, Ho, Wo)
+            idx = self._maxpool_indices(node)  # (C, Ho, Wo)
             C = idx.shape[0]
             hw = int(np.prod(in_shape[1:]))
             cols = (np.arange(C).reshape(-1, 1, 1) * hw + idx).ravel()
@@ -292,15 +441,7 @@ class Linearization:
             M, b = conv_operator(mod, tuple(in_shape), tuple(out_shape[1:]))
             return [(node.inputs[0], M)], b
         if kind == "bn":
-            if mod.running_mean is None:
-                raise UnsupportedModuleError(
-                    f"BatchNorm {node.path!r} has track_running_stats=False, so even in eval mode it "
-                    "normalises with batch statistics and is not affine per sample.")
-            var, mean = _np(mod.running_var), _np(mod.running_mean)
-            gamma = _np(mod.weight) if mod.weight is not None else np.ones_like(mean)
-            beta = _np(mod.bias) if mod.bias is not None else np.zeros_like(mean)
-            scale = gamma / np.sqrt(var + mod.eps)
-            shift = beta - mean * scale
+            scale, shift = self._bn_affine(node)
             rep = int(np.prod(in_shape[1:])) if len(in_shape) > 1 else 1
             return [(node.inputs[0], sp.diags(np.repeat(scale, rep), format="csr"))], np.repeat(shift, rep)
         if kind in ("avgpool", "adaptiveavgpool"):
@@ -339,15 +480,52 @@ class Linearization:
                 need.update(node.inputs)
         return need
 
-    def compose(self, *, keep: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def compose(self, *, keep: tuple[str, ...] = (), method: ComposeMethod = "adjoint",
+                max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         r"""Reverse accumulation: :math:`A = \partial f/\partial x`, :math:`c = \sum_v R_v b_v`.
 
-        Returns ``(A, c, R)`` with ``A`` of shape (k, d), ``c`` of shape (k,) and ``R`` the adjoints
-        :math:`R_v = \partial f / \partial v` (shape (k, numel_v)) of the nodes named in ``keep``.
+        Starting from :math:`R_{\text{out}} = I_k`, each node :math:`v = \sum_u M_{v,u} v_u + b_v`
+        passes :math:`R_v M_{v,u}` to its inputs and adds :math:`R_v b_v` to :math:`c`; at the
+        input :math:`R_x = A`. The two methods do the same arithmetic on the same operators:
+
+        * ``"adjoint"`` (default): :math:`R_v M_{v,u}` is the transpose action of the layer applied
+          to a batch of rows in torch, from the weights and the masks — ``rows @ W`` (Linear),
+          :func:`conv_adjoint` (a transposed convolution), the BatchNorm scale, the mask of
+          :math:`s^l_i` (PHT/ReLU), :func:`maxpool_adjoint` (scatter by the recorded argmax),
+          :func:`pool_adjoint`; no matrix :math:`M` is formed. The rows are processed in blocks
+          of at most ``max_rows`` so that the dense adjoints stay within about 1 GiB.
+        * ``"sparse"``: the explicit matrices of :meth:`operator` (scipy CSR), multiplied in
+          numpy; slower (scipy's sparse products are single-threaded), kept as an independent
+          cross-check of the adjoint actions.
+
+        Parameters
+        ----------
+        keep : names of nodes whose adjoints to return.
+        method : {"adjoint", "sparse"}
+        max_rows : int or None
+            Output rows per block (``"adjoint"`` only); None sizes the blocks by memory.
+
+        Returns
+        -------
+        A : ndarray of shape (k, d)
+        c : ndarray of shape (k,)
+        R : dict of the adjoints :math:`R_v = \partial f / \partial v` (shape (k, numel_v)) of
+            the nodes named in ``keep`` (those the output depends on).
         """
         out = self.graph.output
         if len(out.inputs) != 1 or out.inputs[0] not in self.numel:
             raise UnsupportedModuleError("the model must return a single tensor to be linearized.")
+        if method == "adjoint":
+            if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                         or max_rows < 1):
+                raise ValueError(f"max_rows must be a positive int or None; got max_rows={max_rows!r}.")
+            return self._compose_adjoint(tuple(keep), max_rows)
+        if method == "sparse":
+            return self._compose_sparse(tuple(keep))
+        raise ValueError(f"method must be 'adjoint' or 'sparse'; got method={method!r}.")
+
+    def _compose_sparse(self, keep: tuple[str, ...]):
+        out = self.graph.output
         k = self.numel[out.inputs[0]]
         R: dict[str, np.ndarray] = {out.inputs[0]: np.eye(k)}
         c = np.zeros(k)
@@ -375,6 +553,105 @@ class Linearization:
                 R[u] = R[u] + contrib if u in R else contrib
         if A is None:  # the output does not depend on the input
             A = np.zeros((k, self.numel[self.graph.nodes[0].name]))
+        return A, c, kept
+
+    # -- the adjoint (transpose) actions, in torch -------------------------------------------
+    def _device(self) -> torch.device:
+        p = next(self.graph.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def _adjoint_prep(self, node: Node, dev: torch.device):
+        """What the transpose action of ``node`` needs, as float64 tensors on ``dev`` (built once)."""
+        kind = node.kind
+        f64 = dict(dtype=torch.float64, device=dev)
+        if kind == "act":
+            return torch.from_numpy(self._act_diagonal(node)).to(**f64)
+        if kind == "maxpool":
+            return torch.from_numpy(self._maxpool_indices(node)).to(device=dev)
+        if kind == "bn":
+            scale, shift = self._bn_affine(node)
+            return torch.from_numpy(scale).to(**f64), torch.from_numpy(shift).to(**f64)
+        if kind in ("linear", "conv"):
+            mod = node.module
+            b = None if mod.bias is None else mod.bias.detach().to(**f64)
+            return mod.weight.detach().to(**f64), b
+        return None
+
+    def _adjoint_step(self, node: Node, Rn: torch.Tensor, prep, c: torch.Tensor):
+        """``[(input, R_v M_{v,u}), ...]`` for rows ``Rn`` of shape (rows, *shape_v); adds R_v b_v to c."""
+        kind = node.kind
+        rows = Rn.shape[0]
+        in_shape = self.shapes.get(node.inputs[0]) if node.inputs else None
+        if kind in ("reshape", "identity"):
+            if self.numel[node.inputs[0]] != self.numel[node.name]:
+                self._build(node)  # raises the explanation
+            return [(node.inputs[0], Rn.reshape(rows, *in_shape))]
+        if kind == "add":
+            a, b = node.inputs
+            if self.shapes[a] != self.shapes[b]:
+                self._build(node)  # raises the explanation
+            return [(a, Rn), (b, Rn)]
+        if kind == "act":
+            return [(node.inputs[0], Rn * prep)]
+        if kind == "maxpool":
+            return [(node.inputs[0], maxpool_adjoint(prep, Rn, tuple(in_shape)))]
+        if kind == "linear":
+            W, b = prep
+            if b is not None:
+                c += Rn.reshape(rows, -1, W.shape[0]).sum(1) @ b
+            return [(node.inputs[0], Rn @ W)]
+        if kind == "conv":
+            if len(in_shape) != 3:
+                raise UnsupportedModuleError(f"Conv2d {node.path!r} expects (C, H, W) inputs; got {in_shape}.")
+            W, b = prep
+            if b is not None:
+                c += Rn.sum((2, 3)) @ b
+            return [(node.inputs[0], conv_adjoint(node.module, Rn, tuple(in_shape)))]
+        if kind == "bn":
+            scale, shift = prep
+            C = scale.shape[0]
+            c += Rn.reshape(rows, C, -1).sum(2) @ shift
+            view = (1, C) + (1,) * (len(in_shape) - 1)
+            return [(node.inputs[0], Rn * scale.view(view))]
+        if kind in ("avgpool", "adaptiveavgpool"):
+            return [(node.inputs[0], pool_adjoint(node.module, Rn, tuple(in_shape)))]
+        self._unsupported(node)
+
+    def _compose_adjoint(self, keep: tuple[str, ...], max_rows: int | None):
+        out = self.graph.output
+        first = out.inputs[0]
+        k = self.numel[first]
+        d = self.numel[self.graph.nodes[0].name]
+        need = self._needed()
+        nodes = [n for n in reversed(self.graph.nodes[:-1]) if n.name in need]
+        if max_rows is None:
+            widest = max(self.numel[n.name] for n in nodes if n.name in self.numel)
+            # about three live adjoints per row (a residual block holds two branches)
+            max_rows = max(1, int(_ADJOINT_BUDGET_BYTES // (3 * 8 * widest)))
+        dev = self._device()
+        prep = {n.name: self._adjoint_prep(n, dev) for n in nodes}
+        A = np.zeros((k, d))
+        c = np.zeros(k)
+        kept = {v: np.zeros((k, self.numel[v])) for v in keep if v in need and v in self.numel}
+        eye = torch.eye(k, dtype=torch.float64, device=dev)
+        for r0 in range(0, k, max_rows):
+            r1 = min(k, r0 + max_rows)
+            rows = r1 - r0
+            cb = torch.zeros(rows, dtype=torch.float64, device=dev)
+            R: dict[str, torch.Tensor] = {first: eye[r0:r1].reshape(rows, *self.shapes[first])}
+            for node in nodes:
+                Rn = R.pop(node.name, None)
+                if Rn is None:
+                    continue
+                if node.name in kept:
+                    kept[node.name][r0:r1] = Rn.reshape(rows, -1).cpu().numpy()
+                if node.kind == "input":
+                    A[r0:r1] = Rn.reshape(rows, -1).cpu().numpy()
+                    continue
+                for u, contrib in self._adjoint_step(node, Rn, prep[node.name], cb):
+                    R[u] = R[u] + contrib if u in R else contrib
+                del Rn
+            c[r0:r1] = cb.cpu().numpy()
         return A, c, kept
 
 
