@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from altheory.cli import alternate as alternation_cli
 from altheory.cli import figures as figures_cli
+from altheory.cli.main import main as cli_main
+from altheory.experiments import comparison as alternation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,13 +24,13 @@ def tiny(tmp_path_factory):
     figdir.mkdir()
     for p in (ROOT / "figures").glob("*.py"):
         shutil.copy(p, figdir / p.name)
-    cfg = alternation_cli.Config(data="digits", n_train=60, n_test=30, pca=5, width=4, seeds=2, relu=False,
+    cfg = alternation.Config(data="digits", n_train=60, n_test=30, pca=5, width=4, seeds=2, relu=False,
                                  methods="sgd,adam",
                                  rounds=2, descent_steps=5, lr_points=1, epochs_mini=2,
                                  epochs_full=3, batch_size=20)
-    runs = alternation_cli.run_comparison(cfg, progress=False)
-    summary = alternation_cli.summarise(runs)
-    alternation_cli.export(runs, summary, figdir / "data" / "alternation_fashion-mnist.json")
+    runs = alternation.run_comparison(cfg, progress=False)
+    summary = alternation.summarise(runs)
+    alternation.export(runs, summary, figdir / "data" / "alternation_fashion-mnist.json")
     claims = base / "claims"
     claims.mkdir()
     inst = [{"seed": j, "sizes": {"n": 5}, "status": "pass", "value": 10.0 ** -(12 + j % 4),
@@ -62,7 +63,7 @@ def test_figures_cli_writes_png_and_pdf(tiny, name):
     figdir, claims, _, _ = tiny
     if name == "fig4":
         (claims / "C9.json").write_text(json.dumps({"instances": []}))
-    rc = figures_cli.main(["--only", name, "--figures-dir", str(figdir), "--claims-dir", str(claims)])
+    rc = cli_main(["figures", "--only", name, "--figures-dir", str(figdir), "--claims-dir", str(claims)])
     assert rc == 0
     stem = figures_cli.FIGURES[name][0]
     for ext in (".png", ".pdf"):
@@ -83,9 +84,9 @@ def test_figure_with_a_missing_report_names_the_command(tiny, tmp_path):
         mod.main(out_dir=tmp_path, claims_dir=tmp_path)
 
 
-def test_figures_cli_rejects_unknown_names(tiny):
-    with pytest.raises(SystemExit):
-        figures_cli.main(["--only", "fig9", "--figures-dir", str(tiny[0])])
+def test_figures_cli_rejects_unknown_names(tiny, capsys):
+    assert cli_main(["figures", "--only", "fig9", "--figures-dir", str(tiny[0])]) == 2
+    assert "unknown figure(s) ['fig9']" in capsys.readouterr().err
 
 
 def test_every_figure_is_documented():
@@ -96,12 +97,13 @@ def test_every_figure_is_documented():
 
 
 def test_alternate_cli_quick_and_missing_data(tmp_path, capsys):
-    rc = alternation_cli.main(["--data", "fashion-mnist", "--root", str(tmp_path / "none"),
-                               "--out", str(tmp_path / "o"), "--no-progress"])
+    rc = cli_main(["alternate", "--data", "fashion-mnist", "--root", str(tmp_path / "none"),
+                   "--out", str(tmp_path / "o"), "--no-progress"])
     assert rc == 2
-    assert "dataset-fashion-mnist" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        alternation_cli.main(["--data", "mnist"])
+    err = capsys.readouterr().err
+    assert "dataset-fashion-mnist" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before any work
+    assert cli_main(["alternate", "--data", "mnist"]) == 2
 
 
 def test_alternate_from_runs_resummarises(tiny, tmp_path, capsys):
@@ -109,7 +111,7 @@ def test_alternate_from_runs_resummarises(tiny, tmp_path, capsys):
     path = tmp_path / "runs.json"
     path.write_text(json.dumps(runs))
     out = tmp_path / "fig.json"
-    assert alternation_cli.main(["--from-runs", str(path), "--export", str(out)]) == 0
+    assert cli_main(["alternate", "--from-runs", str(path), "--export", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["summary"]["best_lr"] == summary["best_lr"]
     assert len(data["baselines"]) == len(runs["baselines"])  # one step size each: all are best

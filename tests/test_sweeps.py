@@ -110,7 +110,8 @@ def test_bad_calls(tmp_path):
 
 
 def test_parse_grid_and_cli(tmp_path, capsys):
-    from altheory.experiments.sweeps import main, parse_grid
+    from altheory.cli.main import main as cli_main
+    from altheory.experiments.sweeps import parse_grid
 
     assert parse_grid(["x=1,2.5,abc", "seed=0:3"], square) == {"x": [1, 2.5, "abc"], "seed": [0, 1, 2]}
     with pytest.raises(ValueError, match="Did you mean 'seed'"):
@@ -118,6 +119,53 @@ def test_parse_grid_and_cli(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs values for \\['x'\\]"):
         parse_grid(["seed=0"], square)
     out = tmp_path / "c7.csv"
-    rc = main(["c7", "n=30", "d=2", "h1=4", "h2=3", "replicate=true", "seed=0:2", "--out", str(out),
+    rc = cli_main(["sweep", "c7", "n=30", "d=2", "h1=4", "h2=3", "replicate=true", "seed=0:2", "--out", str(out),
                "--no-progress"])
     assert rc == 0 and "2 rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("items, match", [
+    (["x=1", "x=2"], "x is given twice"),
+    (["x=1", "seed=a:b"], "a range is a:b"),
+    (["x=1", "seed=3:3"], "is empty"),
+    (["x=1", "seed=1,1"], "more than once"),
+    (["x=1", "seed=0,"], "empty value"),
+    (["x="], "has no values"),
+])
+def test_parse_grid_refuses(items, match):
+    from altheory.experiments.sweeps import parse_grid
+
+    with pytest.raises(ValueError, match=match):
+        parse_grid(items, square)
+
+
+@pytest.mark.parametrize("name, item, match", [
+    ("c7", "n=abc", "n='abc': expected an integer"),
+    ("c4", "lam=-1", "lam=-1: expected a number >= 0"),
+    ("c7", "seed=-2:1", "seed=-2: expected an integer >= 0"),
+    ("c7", "n=0", "n=0: expected an integer >= 1"),
+    ("c7", "replicate=maybe", "replicate='maybe': expected true or false"),
+    ("c4", "method=newton", "method='newton': expected one of"),
+])
+def test_claim_grid_domains(name, item, match):
+    import re
+
+    from altheory.experiments.sweeps import SWEEPS, parse_grid
+
+    base = {"c7": {"n": "n=30", "d": "d=2", "h1": "h1=4", "h2": "h2=3", "replicate": "replicate=true",
+                   "seed": "seed=0"},
+            "c4": {"n": "n=20", "d": "d=2", "p": "p=4", "lam": "lam=0.01", "seed": "seed=0"}}[name]
+    base[item.split("=")[0]] = item
+    with pytest.raises(ValueError, match=re.escape(match)):
+        parse_grid(list(base.values()), SWEEPS[name])
+
+
+def test_two_runs_on_one_table_do_not_interleave(tmp_path):
+    from altheory.experiments.store import StoreBusyError, folder_lock
+
+    out = tmp_path / "t.csv"
+    with folder_lock(tmp_path, name=".t.csv.lock"):  # as a concurrent run holds it
+        with pytest.raises(StoreBusyError, match="another altheory run"):
+            run_sweep(square, {"x": [1]}, out, progress=False)
+    assert run_sweep(square, {"x": [1]}, out, progress=False)["y"].tolist() == [1]
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]

@@ -10,7 +10,7 @@ fig    reads                               recomputed, when missing, by
 =====  ==================================  ================================================
 fig1   data/claims/C5.json                 ``altheory.claims.report.run_claims(["C5"], profile)``
 fig2   data/claims/C3..C8.json             ``run_claims([...], profile)``
-fig3   figures/data/alternation_<d>.json   ``altheory alternate --data <d> --export``
+fig3   figures/data/alternation_<d>.json   ``altheory alternate --data <d> --export`` (resumed)
 fig4   the same, and data/claims/C9        both of the above
 fig5   data/claims/C1.json                 ``run_claims(["C1"], profile)``
 fig6   data/claims/C7.json                 ``run_claims(["C7"], profile)``
@@ -35,7 +35,9 @@ import inspect
 import sys
 from pathlib import Path
 
-__all__ = ["FIGURES", "main", "figures_dir"]
+from altheory.cli._common import EXIT_STATUSES, UsageError, add_quiet
+
+__all__ = ["FIGURES", "add_parser", "run", "figures_dir"]
 
 # name -> (script stem, claim reports it reads, alternation data set it reads or None)
 FIGURES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
@@ -68,24 +70,66 @@ def _load(figdir: Path, stem: str):
     return mod
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``altheory figures``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="altheory figures",
-                                description="Regenerate the figures (PNG + PDF) from cached results.")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of {list(FIGURES)}")
+def _names(s: str) -> list[str]:
+    names = [n.strip() for n in s.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"empty figure list; expected some of {list(FIGURES)}")
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown figure(s) {unknown}; expected some of {list(FIGURES)}")
+    return names
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "figures", help="regenerate every figure from cached results",
+        description="Regenerate the figures (PNG + PDF) from cached results; missing inputs are "
+                    "recomputed first.", epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p.add_argument("--only", type=_names, default=None, metavar="NAMES",
+                   help=f"comma-separated subset of {list(FIGURES)}")
     p.add_argument("--figures-dir", default=None, help="folder of the figure scripts and outputs")
     p.add_argument("--claims-dir", default=None,
                    help="claim reports (default: <figures-dir>/data/claims, the committed thorough reports)")
     p.add_argument("--profile", default="thorough", choices=("quick", "thorough"),
                    help="claim profile for recomputing a missing report (default %(default)s)")
     p.add_argument("--recompute", action="store_true", help="recompute every input, even cached ones")
-    args = p.parse_args(argv)
-    names = list(FIGURES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FIGURES]
-    if unknown:
-        p.error(f"unknown figure(s) {unknown}; expected some of {list(FIGURES)}.")
-    figdir = figures_dir(args.figures_dir)
+    add_quiet(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def _alternation_data(name: str, data: str, path: Path, recompute: bool, quiet: bool) -> bool:
+    """Run (or resume) the default comparison on ``data`` and export it to ``path``."""
+    from altheory.experiments import comparison as C
+
+    cfg = C.Config(data=data)
+    out = Path(f"results/alternation/{data}")
+    resume = not recompute and (out / "config.json").is_file()
+    print(f"{name}: running the alternation comparison on {data}"
+          + (f" (resuming {out})" if resume else ""))
+    try:
+        runs = C.run_comparison(cfg, progress=not quiet, out=out, resume=resume, overwrite=not resume)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{name}: the comparison could not run: {exc}; figure skipped", file=sys.stderr)
+        return False
+    C.export(runs, C.summarise(runs), path)
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    from altheory.io import check_output_dir
+
+    names = list(FIGURES) if args.only is None else args.only
+    try:
+        figdir = figures_dir(args.figures_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    check_output_dir(figdir, create=False)
     claims_dir = Path(args.claims_dir) if args.claims_dir else figdir / "data" / "claims"
+    if args.claims_dir and claims_dir.exists() and not claims_dir.is_dir():
+        raise UsageError(f"--claims-dir {claims_dir} is not a folder; expected the folder of the "
+                         "claim reports (<claim>.json).")
     status = 0
     for name in names:
         stem, claims, data = FIGURES[name]
@@ -93,17 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             from altheory.claims.report import run_claims
 
+            check_output_dir(claims_dir)
             print(f"{name}: computing claim reports {missing} (profile {args.profile})")
             run_claims(missing, profile=args.profile, out_dir=claims_dir)
         if data is not None:
             path = figdir / "data" / f"alternation_{data}.json"
             if args.recompute or not path.is_file():
-                from altheory.cli.alternate import main as alternate_main
-
-                print(f"{name}: running the alternation comparison on {data}")
-                rc = alternate_main(["--data", data, "--export", str(path), "--no-progress"])
-                if rc:
-                    print(f"{name}: the comparison failed (exit {rc}); figure skipped", file=sys.stderr)
+                if not _alternation_data(name, data, path, args.recompute, args.quiet):
                     status = 1
                     continue
         mod = _load(figdir, stem)
@@ -116,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {exc}", file=sys.stderr)
             status = 1
             continue
-        print(f"{name}: " + ", ".join(str(Path(o).relative_to(figdir.parent)) if figdir.parent in Path(o).parents
-                                     else str(o) for o in out))
+        if not args.quiet:
+            print(f"{name}: " + ", ".join(str(Path(o).relative_to(figdir.parent))
+                                         if figdir.parent in Path(o).parents else str(o) for o in out))
     return status
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    """``altheory figures ...`` (kept for scripts that call this module directly)."""
+    from altheory.cli.main import main as cli_main
+
+    return cli_main(["figures", *(argv or [])])

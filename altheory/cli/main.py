@@ -1,106 +1,113 @@
-r"""The ``altheory`` command line.
+r"""The ``altheory`` command line: one argparse parser, one module per subcommand.
 
 ``altheory verify``      run the claim checks (docs/claims.md C1–C9) and print the summary table.
-``altheory figures``     regenerate the figures from cached results.
-``altheory alternate``   weight/support alternation against SGD/Adam baselines on real data.
-``altheory train``       the torch trainer (PHT ResNets, CIFAR/ImageNet, methods sgd/alt/alt-inner).
 ``altheory sweep``       resumable parameter sweeps of the claim measurements (C3–C7), to CSV.
+``altheory alternate``   weight/support alternation against SGD/Adam baselines on real data.
+``altheory figures``     regenerate the figures from cached results.
+``altheory train``       the torch trainer (PHT ResNets, CIFAR/ImageNet, methods sgd/alt/alt-inner).
+``altheory certify``     certificates of a trained network (:mod:`altheory.train.certify`).
 
-Subcommands other than ``verify`` are implemented in their own modules and imported lazily, so
-``altheory verify`` starts fast.
+Each subcommand module in this package has ``add_parser(subparsers)`` and ``run(args) -> int``
+and imports torch, cvxpy and the rest inside ``run``, so ``altheory --help`` starts fast.
+``python -m altheory`` and ``python -m altheory.cli`` are the same command.
+
+Every bad value is refused before any work with one line on stderr and exit status 2 (argparse's
+style); :data:`altheory.cli._common.EXIT_STATUSES` lists the statuses.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
+import difflib
+import importlib.util
 import sys
 
-__all__ = ["main"]
+from altheory.cli import alternate, certify, figures, sweep, train, verify
+from altheory.cli._common import EXIT_STATUSES, UsageError
 
-# subcommand -> "module:function" taking argv (list[str]) and returning an exit status
-_DELEGATED = {
-    "figures": ("altheory.cli.figures:main", "regenerate every figure from cached results"),
-    "alternate": ("altheory.cli.alternate:main", "alternation vs SGD/Adam baselines"),
-    "train": ("altheory.train.cli:main", "train PHT ResNets (sgd / alt / alt-inner)"),
-    "sweep": ("altheory.experiments.sweeps:main", "resumable parameter sweeps of claim measurements (CSV)"),
-}
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# order of `altheory --help`; `train` and `certify` pass unknown --key value options on
+COMMANDS = {"verify": verify, "sweep": sweep, "alternate": alternate, "figures": figures,
+            "train": train, "certify": certify}
+PASS_THROUGH = ("train", "certify")
 
 
-def _verify(argv: list[str]) -> int:
-    from altheory.claims import registry
-    from altheory.claims.report import exit_code, make_console, run_claims, summary_table, write_summary
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    p = argparse.ArgumentParser(prog="altheory verify",
-                                description="Run the claim checks of docs/claims.md and report them.")
-    p.add_argument("--thorough", action="store_true",
-                   help="thorough profile: more and larger instances (minutes, not seconds)")
-    p.add_argument("--claims", default=None,
-                   help="comma-separated claim ids, e.g. C1,C4 (default: every registered claim)")
-    p.add_argument("--seed", type=int, default=0, help="base seed; instance j of a claim uses seed + j")
-    p.add_argument("--json", default="results/verify.json",
-                   help="summary JSON path; per-claim reports go beside it (default: %(default)s)")
-    p.add_argument("--strict", action="store_true",
-                   help="also fail when an asserted claim had no verified instance")
-    p.add_argument("--list", action="store_true", help="list the registered claims and exit")
-    args = p.parse_args(argv)
-    console = make_console()
-    if args.list:
-        for cid, c in registry().items():
-            console.print(f"{cid:<4} {'asserted' if c.asserted else 'reported':<9} {c.title}")
-        return 0
-    ids = None if args.claims is None else [c for c in args.claims.split(",") if c.strip()]
-    from pathlib import Path
+    try:
+        return version("altheory")
+    except PackageNotFoundError:  # a source checkout that is not installed
+        return "unknown (not installed)"
 
-    out = Path(args.json)
-    if ids is not None:
-        from altheory.claims import get_claim
 
-        try:
-            ids = [get_claim(c).id for c in ids]
-        except ValueError as exc:
-            console.print(f"[red]altheory verify: {exc}[/]")
-            return 2
-    reports = run_claims(ids, profile="thorough" if args.thorough else "quick", seed=args.seed,
-                         out_dir=out.parent / "claims", console=console)
-    console.print(summary_table(reports))
-    write_summary(reports, out)
-    console.print(f"reports: {out} and {out.parent / 'claims'}/<claim>.json")
-    return exit_code(reports, strict=args.strict)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="altheory", allow_abbrev=False,
+        description="Numerical checks of training neural networks through their support "
+                    "(docs/claims.md C1-C9). `altheory <command> --help` for a command's options.",
+        epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS.values():
+        module.add_parser(subparsers)
+    return parser
+
+
+def _configure_threads() -> None:
+    """The package's thread policy (``altheory.threads``, when that module exists)."""
+    if importlib.util.find_spec("altheory.threads") is not None:
+        from altheory.threads import configure_threads
+
+        configure_threads()
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean a bad input, found before any work: one line and exit status 2."""
+    from altheory.experiments.comparison import ResumeError
+    from altheory.experiments.store import StoreBusyError
+    from altheory.io import OutputPathError
+
+    return (UsageError, OutputPathError, StoreBusyError, ResumeError)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``altheory``; returns the exit status (see ``altheory --help``)."""
+    _configure_threads()
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"verify": "run the claim checks of docs/claims.md (the main job)"}
-    commands.update({k: v[1] for k, v in _DELEGATED.items()})
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: altheory {" + ",".join(commands) + "} [options]\n")
-        for k, v in commands.items():
-            print(f"  {k:<10} {v}")
-        print("\n`altheory <command> --help` for the options of a command.")
-        return 0 if argv else 2
-    cmd, rest = argv[0], argv[1:]
-    if cmd == "verify":
-        return _verify(rest)
-    if cmd in _DELEGATED:
-        target = _DELEGATED[cmd][0]
-        mod, fn = target.split(":")
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod:
-                print(f"altheory {cmd}: not available in this version ({mod} is missing).", file=sys.stderr)
-                return 2
+    parser = build_parser()
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    if first is not None and first not in COMMANDS and argv[0] == first:
+        close = difflib.get_close_matches(first, list(COMMANDS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        parser.print_usage(sys.stderr)
+        print(f"altheory: error: unknown command {first!r}; expected one of {list(COMMANDS)}.{hint}",
+              file=sys.stderr)
+        return 2
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.error(f"no command given; expected one of {list(COMMANDS)}.")
+        if extra and args.command not in PASS_THROUGH:
+            sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001
+            sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # argparse: --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    args.extra = extra
+    try:
+        return int(args.run(args) or 0)
+    except Exception as exc:
+        if not isinstance(exc, _usage_errors()):
             raise
-        return int(getattr(module, fn)(rest) or 0)
-    import difflib
-
-    close = difflib.get_close_matches(cmd, list(commands), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    print(f"altheory: unknown command {cmd!r}; expected one of {list(commands)}.{hint}", file=sys.stderr)
-    return 2
+        print(f"altheory {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"altheory {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,18 +19,17 @@ numbers or strings works.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["expand_grid", "instance_key", "run_sweep", "read_table", "parse_grid", "main", "SWEEPS", "c4_sweep",
-           "c5_sweep", "c3_sweep", "c6_sweep", "c7_sweep"]
+from altheory.experiments.store import ResultStore, folder_lock, instance_key
+
+__all__ = ["expand_grid", "instance_key", "run_sweep", "read_table", "parse_grid", "check_grid", "SWEEPS",
+           "c4_sweep", "c5_sweep", "c3_sweep", "c6_sweep", "c7_sweep"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,21 +60,6 @@ def expand_grid(grid: Mapping[str, Iterable]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
 
-def _plain(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
-def instance_key(params: Mapping[str, Any]) -> str:
-    """Canonical JSON of the parameters (sorted keys): the identity of an instance."""
-    return json.dumps({k: _plain(v) for k, v in params.items()}, sort_keys=True)
-
-
 def read_table(path: str | Path):
     """The sweep table as a pandas DataFrame (empty when the file does not exist)."""
     import pandas as pd
@@ -86,48 +70,7 @@ def read_table(path: str | Path):
     return pd.read_csv(path)
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    if not path.exists() or path.stat().st_size == 0:
-        return [], []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = [r for r in reader if r.get("key")]  # a torn last line has no key: dropped
-        return list(reader.fieldnames or []), rows
-
-
-class _Table:
-    """Append-only CSV with a header that grows when new columns appear."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.header, rows = _read_rows(path)
-        self.done = {r["key"]: r.get("status", "") for r in rows}
-        if rows:  # rewrite once to drop a torn last line left by a crash
-            self._rewrite(self.header, rows)
-
-    def _rewrite(self, header: list[str], rows: list[dict]) -> None:
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with tmp.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow(r)
-        os.replace(tmp, self.path)
-
-    def append(self, row: dict[str, Any]) -> None:
-        row = {k: (json.dumps(_plain(v)) if isinstance(v, (list, tuple, dict)) else _plain(v))
-               for k, v in row.items()}
-        new = [k for k in row if k not in self.header]
-        if new or not self.path.exists():
-            header = self.header + new
-            _, rows = _read_rows(self.path)
-            self._rewrite(header, rows)
-            self.header = header
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.header, extrasaction="ignore").writerow(row)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.done[row["key"]] = row.get("status", "")
+_Table = ResultStore  # the old private name
 
 
 def _run_one(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
@@ -172,9 +115,6 @@ def run_sweep(fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Iterable]
     >>> df["y"].tolist()
     [1, 4]
     """
-    import joblib
-    from tqdm.auto import tqdm
-
     if not callable(fn):
         raise TypeError(f"fn must be callable; got {type(fn).__name__}.")
     if backend not in (None, "loky", "threading", "sequential", "multiprocessing", "dask"):
@@ -182,23 +122,38 @@ def run_sweep(fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Iterable]
                          f"'multiprocessing', 'dask'; got {backend!r}.")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
         raise ValueError(f"n_jobs must be a non-zero int (-1 for all cores); got {n_jobs!r}.")
+    if backend == "dask":
+        try:
+            from distributed import get_client
+        except ImportError as e:
+            raise ValueError("backend='dask' needs dask.distributed: pip install 'altheory[dask]' "
+                             "(or 'dask[distributed]') and create Client(<scheduler>) before "
+                             "calling run_sweep.") from e
+        try:
+            get_client()
+        except ValueError as e:
+            raise ValueError("backend='dask' needs a running dask.distributed Client: create "
+                             "Client('tcp://<scheduler>:8786') (or Client(LocalCluster())) "
+                             "before calling run_sweep.") from e
     params_list = grid if isinstance(grid, list) else expand_grid(grid)
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = _Table(path)
+    with folder_lock(path.parent, name=f".{path.name}.lock", what=f"the table {path.name}"):
+        table = ResultStore(path)
+        _run_todo(fn, params_list, table, n_jobs=n_jobs, backend=backend, progress=progress,
+                  retry_errors=retry_errors)
+    return read_table(path)
+
+
+def _run_todo(fn, params_list, table, *, n_jobs, backend, progress, retry_errors) -> None:
+    import joblib
+    from tqdm.auto import tqdm
+
     todo = []
     for p in params_list:
         k = instance_key(p)
         st = table.done.get(k)
         if st is None or (retry_errors and st == "error"):
             todo.append((p, k))
-    if backend == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError as e:
-            raise ValueError("backend='dask' needs dask.distributed and a running Client: "
-                             "pip install 'dask[distributed]' and create Client(<scheduler>) "
-                             "before calling run_sweep.") from e
     bar = tqdm(total=len(todo), disable=not progress, desc=getattr(fn, "__name__", "sweep"))
     ctx = joblib.parallel_config(backend=backend) if backend else _nullcontext()
     with ctx:
@@ -208,12 +163,13 @@ def run_sweep(fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Iterable]
                 table.append(row)
                 bar.update()
         else:
-            par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+            # under Dask the cluster decides the parallelism
+            par = joblib.Parallel(n_jobs=-1 if backend == "dask" else n_jobs,
+                                  return_as="generator_unordered")
             for row in par(joblib.delayed(_run_one)(fn, p, k) for p, k in todo):
                 table.append(row)
                 bar.update()
     bar.close()
-    return read_table(path)
 
 
 class _nullcontext:
@@ -357,8 +313,16 @@ SWEEPS: dict[str, Callable[..., Mapping[str, Any]]] = {
 
 
 # --------------------------------------------------------------------------------------------
-# command line: ``altheory sweep`` (delegated from altheory.cli)
+# grids from the command line: ``name=v1,v2`` and ``name=a:b``, checked before any work
 # --------------------------------------------------------------------------------------------
+
+# the domain of every parameter name the shipped sweep functions use (checked at parse time)
+POSITIVE_INTS = ("n", "d", "p", "k", "depth", "width", "active", "h1", "h2", "max_iter")
+NONNEG_INTS = ("seed", "layer")
+NONNEG_FLOATS = ("lam", "tau")
+POSITIVE_FLOATS = ("ratio",)
+CHOICES = {"method": ("gd", "sgd", "adam", "lbfgs"), "loss": ("squared", "logistic", "hinge", "softmax")}
+
 
 def _parse_value(s: str):
     low = s.lower()
@@ -372,71 +336,124 @@ def _parse_value(s: str):
     return s
 
 
+def _check_value(name: str, v, fn: Callable):
+    """``v`` converted to ``name``'s type and checked against its domain; ValueError otherwise."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: no type check
+        hints = {}
+    typ = hints.get(name)
+    where = f"{name}={v!r}"
+    if name == "patterns":  # c5: "exact" or a positive number of sampled patterns
+        if v == "exact" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"{where}: expected 'exact' or a positive int (patterns sampled).")
+    if typ is bool:
+        if isinstance(v, bool):
+            return v
+        raise ValueError(f"{where}: expected true or false.")
+    if typ is int or name in POSITIVE_INTS + NONNEG_INTS:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{where}: expected an integer.")
+    elif typ is float or name in NONNEG_FLOATS + POSITIVE_FLOATS:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{where}: expected a number.")
+        v = float(v)
+        if not np.isfinite(v):
+            raise ValueError(f"{where}: expected a finite number.")
+    elif typ is str and not isinstance(v, str):
+        v = str(v)
+    if name in POSITIVE_INTS and v < 1:
+        raise ValueError(f"{where}: expected an integer >= 1.")
+    if name in NONNEG_INTS and v < 0:
+        raise ValueError(f"{where}: expected an integer >= 0 (seeds and indices are not negative).")
+    if name in NONNEG_FLOATS and v < 0:
+        raise ValueError(f"{where}: expected a number >= 0.")
+    if name in POSITIVE_FLOATS and v <= 0:
+        raise ValueError(f"{where}: expected a number > 0.")
+    if name in CHOICES and v not in CHOICES[name]:
+        raise ValueError(f"{where}: expected one of {CHOICES[name]}.")
+    return v
+
+
+def check_grid(grid: Mapping[str, list], fn: Callable) -> dict[str, list]:
+    """``grid`` with every value converted and checked against ``fn``'s parameters.
+
+    Raises ValueError naming the parameter and the value: unknown names (with a suggestion),
+    required parameters without values, values of the wrong type or outside their domain
+    (negative seeds, sizes, ``lam`` or ``tau``), empty lists and repeated values.
+    """
+    import difflib
+    import inspect
+
+    sig = inspect.signature(fn)
+    out: dict[str, list] = {}
+    for k, vals in grid.items():
+        if k not in sig.parameters:
+            close = difflib.get_close_matches(k, list(sig.parameters), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown parameter {k!r} for {fn.__name__}; expected one of "
+                             f"{list(sig.parameters)}.{hint}")
+        vals = list(vals)
+        if not vals:
+            raise ValueError(f"{k}: no values; give at least one, e.g. {k}=1,2 or {k}=0:4.")
+        checked = [_check_value(k, v, fn) for v in vals]
+        dup = sorted({repr(v) for v in checked if checked.count(v) > 1})
+        if dup:
+            raise ValueError(f"{k}: value(s) {', '.join(dup)} given more than once; give each once.")
+        out[k] = checked
+    missing = [p.name for p in sig.parameters.values()
+               if p.default is inspect.Parameter.empty and p.name not in out]
+    if missing:
+        raise ValueError(f"{fn.__name__} needs values for {missing}; add e.g. {missing[0]}=...")
+    return out
+
+
 def parse_grid(items: list[str], fn: Callable) -> dict[str, list]:
     """``["n=20,40", "seed=0:3", "lam=0,0.01"]`` -> grid, checked against ``fn``'s parameters.
 
-    ``a:b`` is the integer range ``a, ..., b-1``. Unknown names are rejected with a suggestion;
-    required parameters of ``fn`` missing from the grid are rejected.
+    ``a:b`` is the integer range ``a, ..., b-1`` (``a < b``). Everything is checked here, before
+    any instance runs (:func:`check_grid`); a name given twice is refused (give one entry with
+    every value) rather than one of its entries being dropped.
 
     Examples
     --------
     >>> parse_grid(["x=1,2", "seed=0:2"], square_example)
     {'x': [1, 2], 'seed': [0, 1]}
     """
-    import difflib
-    import inspect
-
-    sig = inspect.signature(fn)
-    grid: dict[str, list] = {}
+    raw: dict[str, list] = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"grid entries look like name=v1,v2 or name=a:b; got {item!r}.")
         k, v = item.split("=", 1)
-        if k not in sig.parameters:
-            close = difflib.get_close_matches(k, list(sig.parameters), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown parameter {k!r} for {fn.__name__}; expected one of "
-                             f"{list(sig.parameters)}.{hint}")
-        if ":" in v and all(p.strip().lstrip("-").isdigit() for p in v.split(":")):
-            a, b = (int(p) for p in v.split(":"))
-            grid[k] = list(range(a, b))
+        k = k.strip()
+        if not k:
+            raise ValueError(f"grid entry {item!r} has no name; expected name=v1,v2.")
+        if k in raw:
+            raise ValueError(f"{k} is given twice; give one entry with every value, e.g. "
+                             f"{k}={','.join(str(x) for x in raw[k])},{v}.")
+        if not v.strip():
+            raise ValueError(f"{k}= has no values; expected {k}=v1,v2 or {k}=a:b.")
+        if ":" in v:
+            parts = v.split(":")
+            if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+                raise ValueError(f"{k}={v}: a range is a:b with integers a < b (a, ..., b-1); "
+                                 f"got {v!r}.")
+            a, b = (int(p) for p in parts)
+            if a >= b:
+                raise ValueError(f"{k}={v}: the range a:b is empty (it needs a < b: {k}={a}:{a + 1} "
+                                 f"is the single value {a}).")
+            raw[k] = list(range(a, b))
         else:
-            grid[k] = [_parse_value(x) for x in v.split(",")]
-    missing = [p.name for p in sig.parameters.values()
-               if p.default is inspect.Parameter.empty and p.name not in grid]
-    if missing:
-        raise ValueError(f"{fn.__name__} needs values for {missing}; add e.g. {missing[0]}=...")
-    return grid
+            vals = [x.strip() for x in v.split(",")]
+            if any(x == "" for x in vals):
+                raise ValueError(f"{k}={v}: an empty value between commas; expected {k}=v1,v2.")
+            raw[k] = [_parse_value(x) for x in vals]
+    return check_grid(raw, fn)
 
 
 def square_example(x, seed=0):
     """Doctest helper for :func:`parse_grid`."""
     return {"y": x * x}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``altheory sweep NAME key=values ... [--out CSV] [--n-jobs N] [--backend B]``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="altheory sweep", description="Run a resumable sweep of a "
-                                 "claim measurement over a grid; rows are appended to a CSV.")
-    ap.add_argument("name", choices=sorted(SWEEPS), help="which sweep function")
-    ap.add_argument("grid", nargs="+", help="name=v1,v2 or name=a:b (integer range)")
-    ap.add_argument("--out", default=None, help="CSV table (default results/sweeps/<name>.csv)")
-    ap.add_argument("--n-jobs", type=int, default=1, help="joblib workers (-1: all cores)")
-    ap.add_argument("--backend", default=None,
-                    choices=["loky", "threading", "sequential", "multiprocessing", "dask"])
-    ap.add_argument("--retry-errors", action="store_true")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    fn = SWEEPS[args.name]
-    try:
-        grid = parse_grid(args.grid, fn)
-    except ValueError as e:
-        ap.error(str(e))
-    out = args.out or f"results/sweeps/{args.name}.csv"
-    df = run_sweep(fn, grid, out, n_jobs=args.n_jobs, backend=args.backend,
-                   progress=not args.no_progress, retry_errors=args.retry_errors)
-    counts = df["status"].value_counts().to_dict() if "status" in df else {}
-    print(f"{len(df)} rows in {out}; statuses {counts}")
-    return 1 if counts.get("fail", 0) else 0

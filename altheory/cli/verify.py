@@ -1,0 +1,157 @@
+r"""``altheory verify``: run the claim checks of docs/claims.md and report them (the main job).
+
+One line per claim as it finishes (measured worst value against its tolerance), a summary table,
+the summary JSON (``--json``, ``-`` for standard output) and one report per claim beside it.
+Strict by default: an asserted claim with no verified instance (``UNVERIFIED``) makes the exit
+status 1, as a failed one does; ``--allow-unverified`` lets it pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from altheory.cli._common import EXIT_STATUSES, UsageError, add_quiet, claim_list, nonneg_int
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "verify", help="run the claim checks of docs/claims.md (the main job)",
+        description="Run the claim checks of docs/claims.md (C1-C9) and report them: one line per "
+                    "claim, a summary table, a summary JSON and one JSON report per claim.",
+        epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False)
+    p.add_argument("--thorough", action="store_true",
+                   help="thorough profile: more and larger instances (minutes, not seconds)")
+    p.add_argument("--claims", type=claim_list, default=None, metavar="IDS",
+                   help="comma-separated claim ids, e.g. C1,C4 (default: every registered claim)")
+    p.add_argument("--seed", type=nonneg_int, default=0,
+                   help="base seed >= 0; instance j of a claim uses seed + j (default: %(default)s)")
+    p.add_argument("--json", default="results/verify.json", metavar="PATH",
+                   help="summary JSON; '-' writes it to standard output (and the table to standard "
+                        "error) (default: %(default)s)")
+    p.add_argument("--reports-dir", default=None, metavar="DIR",
+                   help="per-claim reports <DIR>/<claim>.json (default: <json folder>/claims; none "
+                        "with --json - unless given)")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="exit 0 even when an asserted claim had no verified instance")
+    p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the old opt-in; now the default
+    p.add_argument("--list", action="store_true", help="list the registered claims and exit")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the claims on a Dask cluster, one claim per task: tcp://host:8786, "
+                        "'local' or 'local:N' (needs the dask extra)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_quiet(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def _console(stderr: bool):
+    from rich.console import Console
+
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=160)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from altheory.claims import _json_default, registry
+
+    claims = registry()
+    if args.strict and args.allow_unverified:
+        raise UsageError("--strict and --allow-unverified contradict each other; strict is the "
+                         "default, give only --allow-unverified to let unverified claims pass.")
+    if args.list:
+        console = _console(stderr=False)
+        for cid, c in claims.items():
+            console.print(f"{cid:<4} {'asserted' if c.asserted else 'reported':<9} {c.title}")
+        return 0
+    ids = list(claims) if args.claims is None else args.claims
+    unknown = [c for c in ids if c not in claims]
+    if unknown:
+        raise UsageError(f"--claims: unknown claim {unknown[0]!r}; registered claims are "
+                         f"{list(claims)} (`altheory verify --list`).")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--claims: a claim is repeated in {','.join(ids)}; give each once.")
+    profile = "thorough" if args.thorough else "quick"
+
+    from altheory.io import check_output_dir, check_output_path, write_text_atomic
+
+    to_stdout = args.json == "-"
+    if not args.json:
+        raise UsageError("--json is empty; expected a file path, or '-' for standard output.")
+    out = None if to_stdout else check_output_path(args.json)
+    reports_dir = (Path(args.reports_dir) if args.reports_dir else
+                   (None if to_stdout else out.parent / "claims"))
+    if reports_dir is not None:
+        check_output_dir(reports_dir)
+    client_cm = None
+    if args.scheduler is not None:
+        from altheory.experiments.cluster import dask_client, parse_scheduler, require_dask
+
+        try:
+            parse_scheduler(args.scheduler)
+            require_dask()
+        except (ValueError, ImportError) as exc:
+            raise UsageError(f"--scheduler: {exc}") from None
+        client_cm = dask_client(args.scheduler)
+
+    table_console = _console(stderr=to_stdout)
+    lines = table_console if not args.quiet else Console(quiet=True)
+    err = Console(stderr=True)
+    show = not (args.quiet or args.no_progress) and err.is_terminal
+
+    def save(report):
+        if reports_dir is not None:
+            write_text_atomic(reports_dir / f"{report.claim}.json",
+                              json.dumps(report.to_dict(), indent=2, default=_json_default))
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn)
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not show,
+                        transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
+    reports = []
+    with progress:
+        total = progress.add_task(f"verify ({profile})", total=len(ids))
+        if client_cm is None:
+            from altheory.claims.report import run_claims
+
+            for cid in ids:
+                progress.update(total, description=f"verify ({profile}): {cid} {claims[cid].title}")
+                report = run_claims([cid], profile=profile, seed=args.seed, console=lines)[0]
+                save(report)
+                reports.append(report)
+                progress.advance(total)
+        else:
+            from altheory.experiments.cluster import run_claims_on_cluster
+
+            def done(report, text):
+                lines.print(text, end="", markup=False, highlight=False)
+                save(report)
+                progress.advance(total)
+
+            with client_cm as client:
+                progress.update(total, description=f"verify ({profile}) on {args.scheduler}")
+                reports = run_claims_on_cluster(client, ids, profile=profile, seed=args.seed,
+                                                on_done=done)
+
+    from altheory.claims.report import exit_code, summary_table
+
+    table_console.print(summary_table(reports))
+    text = json.dumps({r.claim: r.to_dict() for r in reports}, indent=2, default=_json_default)
+    if to_stdout:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        write_text_atomic(out, text)
+        where = f" and {reports_dir}/<claim>.json" if reports_dir is not None else ""
+        lines.print(f"reports: {out}{where}")
+    return exit_code(reports, strict=not args.allow_unverified)
