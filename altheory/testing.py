@@ -93,9 +93,16 @@ def net_specs(*, family: str = "any", max_depth: int = 3, max_width: int = 6, ma
     for name, v in (("max_depth", max_depth), ("max_width", max_width), ("max_channels", max_channels),
                     ("max_out", max_out)):
         _check_positive_int(name, v)
+    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in image_size)):
+        raise ValueError(f"image_size must be (lo, hi), two ints with 1 <= lo <= hi; got "
+                         f"{image_size!r}.")
     lo, hi = image_size
     if not (1 <= lo <= hi):
         raise ValueError(f"image_size must be (lo, hi) with 1 <= lo <= hi; got {image_size}.")
+    if isinstance(activations, str) or not isinstance(activations, (tuple, list)):
+        raise TypeError(f"activations must be a tuple of names, e.g. ('relu',); got "
+                        f"{type(activations).__name__} {activations!r}.")
     bad = set(activations) - {"threshold", "topk", "relu"}
     if not activations or bad:
         raise ValueError(f"activations must be a non-empty subset of ('threshold', 'topk', 'relu'); "
@@ -118,6 +125,10 @@ def networks(**kwargs) -> st.SearchStrategy[nn.Module]:
 def inputs_for(input_shape: tuple[int, ...], *, min_n: int = 1, max_n: int = 3,
                scale: float = 1.0) -> st.SearchStrategy[torch.Tensor]:
     """Strategy of float64 input batches ``(n, *input_shape)`` with entries in [-scale, scale]."""
+    if (not isinstance(input_shape, (tuple, list))
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_shape)):
+        raise TypeError(f"input_shape must be a tuple of positive ints, e.g. (3,) or (1, 8, 8); "
+                        f"got {input_shape!r}.")
     _check_positive_int("min_n", min_n)
     _check_positive_int("max_n", max_n, minimum=min_n)
     if not (isinstance(scale, (int, float)) and scale > 0):

@@ -37,6 +37,11 @@ def test_pht_tau0_is_relu_bit_for_bit(z):
 @given(hnp.arrays(np.float64, st.integers(1, 12), elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0])),
        st.integers(0, 14))
 def test_topk_keeps_min_k_positive_with_index_ties(z, k):
+    """k counts the entries kept: 1 <= k <= width, and anything else is refused (issue #9)."""
+    if not 1 <= k <= z.size:
+        with pytest.raises(ValueError, match="k=None" if k < 1 else "larger than"):
+            topk_mask(z, k)
+        return
     s = topk_mask(z, k)
     assert s.sum() == min(k, int((z > 0).sum()))
     np.testing.assert_array_equal(s, topk_reference(z, k))
@@ -70,7 +75,7 @@ def test_replace_relu_swaps_every_relu_of_a_torchvision_model():
     (lambda: pht(np.ones(2), tau=float("nan")), ValueError, "tau must be"),
     (lambda: pht(np.ones(2), tau="0"), TypeError, "tau must be a real number"),
     (lambda: pht_mask(np.ones(2), tau=True), TypeError, "tau must be a real number"),
-    (lambda: topk_mask(np.ones(2), k=-1), ValueError, "k must be >= 0"),
+    (lambda: topk_mask(np.ones(2), k=-1), ValueError, "k must be >= 1"),
     (lambda: topk_mask(np.ones(2), k=1.5), TypeError, "k must be an int"),
     (lambda: topk_mask(np.float64(1.0), k=1), ValueError, "at least one dimension"),
     (lambda: PHT(k=2, dim="1"), TypeError, "dim must be an int"),

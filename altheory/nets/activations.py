@@ -55,11 +55,39 @@ def _check_tau(tau: float) -> float:
 
 
 def _check_k(k: int) -> int:
+    """``k`` is the number of entries kept: a positive int. The threshold form is ``k=None``."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int; got {type(k).__name__}.")
-    if k < 0:
-        raise ValueError(f"k must be >= 0; got k={k}. Use k=0 to zero every entry.")
+        raise TypeError(f"k must be an int >= 1 (entries kept); got {type(k).__name__}. Use "
+                        "k=None (PHT's default) for the threshold form.")
+    if k < 1:
+        raise ValueError(f"k must be >= 1 (entries kept); got k={k}. Use k=None for the threshold "
+                         "form (PHT(tau=...)); top-k with k=0 would zero every entry.")
     return int(k)
+
+
+def _check_dim(dim, ndim: int, shape) -> int:
+    """``dim`` as a non-negative axis of a tensor with ``ndim`` dimensions."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an int; got {type(dim).__name__}.")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"dim is out of range for a tensor of shape {tuple(shape)}: expected "
+                         f"{-ndim} <= dim < {ndim}; got dim={dim}. Use dim=1 for features (n, h) "
+                         "or channels (n, C, H, W).")
+    return int(dim) % ndim
+
+
+def _check_z(z):
+    """``z`` as a tensor, or as a numeric (bool, int or float) numpy array."""
+    if isinstance(z, torch.Tensor):
+        return z
+    if z is None or isinstance(z, (str, bytes, dict)):
+        raise TypeError(f"z must be a numpy array or a torch.Tensor of numbers; got "
+                        f"{type(z).__name__}.")
+    arr = np.asarray(z)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"z must be a numpy array or a torch.Tensor of numbers; got dtype "
+                        f"{arr.dtype}. Convert it with np.asarray(z, dtype=float).")
+    return arr
 
 
 def pht_mask(z, tau: float = 0.0):
@@ -81,10 +109,7 @@ def pht_mask(z, tau: float = 0.0):
     [False, False, False, True]
     """
     tau = _check_tau(tau)
-    if isinstance(z, torch.Tensor):
-        return z > tau
-    z = np.asarray(z)
-    return z > tau
+    return _check_z(z) > tau
 
 
 @overload
@@ -111,6 +136,7 @@ def pht(z, tau=0.0):
     >>> pht(np.array([-1.0, 0.3, 0.5, 2.0]), tau=0.4).tolist()
     [0.0, 0.0, 0.5, 2.0]
     """
+    z = _check_z(z)
     return select(z, pht_mask(z, tau))
 
 
@@ -124,7 +150,8 @@ def topk_mask(z, k: int, dim: int = -1):
     ----------
     z : ndarray or Tensor
     k : int
-        Entries kept per slice, ``>= 0``.
+        Entries kept per slice, ``1 <= k <= z.shape[dim]``. ``k`` always means "entries kept":
+        the threshold form is ``k=None`` in :class:`PHT`, never ``k=0``.
     dim : int, default -1
         The axis along which the ``k`` entries compete (features for an MLP; channels, ``dim=1``,
         for "per spatial position" in a CNN; flatten first for "per sample").
@@ -133,22 +160,33 @@ def topk_mask(z, k: int, dim: int = -1):
     -------
     s : boolean array of the shape of ``z``
 
+    Raises
+    ------
+    TypeError
+        ``k`` or ``dim`` is not an int, ``z`` is not numeric.
+    ValueError
+        ``k < 1``; ``dim`` out of range for ``z``; ``k`` larger than ``z.shape[dim]`` (top-k
+        would then keep every positive entry, i.e. act as ReLU: use ``PHT(tau=0)`` for that).
+
     Examples
     --------
     >>> topk_mask(np.array([[3.0, 1.0, 3.0, -2.0]]), k=2).tolist()
     [[True, False, True, False]]
     """
     k = _check_k(k)
+    z = _check_z(z)
     is_torch = isinstance(z, torch.Tensor)
     if np.ndim(z) == 0:
         raise ValueError("topk_mask needs at least one dimension; got a scalar.")
     t = z if is_torch else torch.from_numpy(np.array(z, copy=True))
-    dim = dim % t.ndim
+    dim = _check_dim(dim, t.ndim, t.shape)
     size = t.shape[dim]
-    if k >= size:
+    if k > size:
+        raise ValueError(f"k={k} is larger than the {size} entries along dim={dim} of a tensor of "
+                         f"shape {tuple(t.shape)}: top-k would keep every positive entry (ReLU). "
+                         f"Use k <= {size}, or PHT(tau=0) for ReLU.")
+    if k == size:
         s = t > 0
-    elif k == 0:
-        s = torch.zeros_like(t, dtype=torch.bool)
     else:
         # Stable descending sort: equal values keep index order, so the lower index wins.
         order = torch.sort(t, dim=dim, descending=True, stable=True).indices
@@ -183,8 +221,10 @@ class PHT(nn.Module):
     ----------
     tau : float, default 0.0
         Threshold (ignored when ``k`` is given).
-    k : int or None
-        Top-k form when given.
+    k : int >= 1 or None
+        Top-k form when given: the number of entries kept, at most the width along ``dim``
+        (checked on every call). ``None`` (the default) is the threshold form; ``k=0`` is an
+        error, not a synonym for it.
     dim : int, default 1
         Axis of the top-k competition: ``1`` is per sample for ``(n, h)`` activations and per
         spatial position (across channels) for ``(n, C, H, W)`` ones.
@@ -249,6 +289,7 @@ def replace_relu(model: nn.Module, tau: float = 0.0, *, k: int | None = None, di
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    PHT(tau, k=k, dim=dim)  # validate the arguments even when the model holds no ReLU
     if not inplace:
         model = copy.deepcopy(model)
     for name, child in list(model.named_children()):

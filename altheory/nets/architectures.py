@@ -56,27 +56,39 @@ class NetSpec:
         return sum(k in ("linear", "conv") for k, _ in self.layers)
 
 
-def _act(activation: tuple[str, float]) -> nn.Module:
+def _act(activation: tuple[str, float], width: int) -> nn.Module:
     kind, v = activation
     if kind == "threshold":
         return PHT(tau=float(v))
     if kind == "topk":
-        return PHT(k=int(v), dim=1)
+        # a spec's k is "keep at most k": a layer narrower than k keeps all of its positive
+        # entries, which is PHT(k=width) exactly (PHT refuses k > width)
+        return PHT(k=min(int(v), width), dim=1)
     if kind == "relu":
         return nn.ReLU()
     raise ValueError(f"activation kind must be 'threshold', 'topk' or 'relu'; got {kind!r}.")
 
 
 def build(spec: NetSpec) -> nn.Module:
-    """Build the float64, eval-mode network of ``spec`` (deterministic in ``spec.seed``)."""
+    """Build the float64, eval-mode network of ``spec`` (deterministic in ``spec.seed``).
+
+    A top-k spec keeps at most ``k`` entries per activation: a layer narrower than ``k`` is built
+    as ``PHT(k=width)``, which keeps every positive entry (:class:`PHT` refuses ``k > width``).
+    A residual block's one shared activation is built with ``k = min(k, planes)``, its narrowest
+    width (for a Bottleneck whose ``planes < k`` that keeps fewer than ``k`` entries after the
+    4x expansion).
+    """
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
     if not isinstance(spec, NetSpec):
         raise TypeError(f"spec must be a NetSpec; got {type(spec).__name__}.")
     gen = torch.Generator().manual_seed(int(spec.seed))
     mods: list[nn.Module] = []
+    width = int(spec.input_shape[0])  # features (MLP) or channels (CNN) entering the next layer
     for kind, params in spec.layers:
         p = dict(params)
+        if kind in ("linear", "conv"):
+            width = int(p["out"])
         if kind == "linear":
             m = nn.Linear(p["in"], p["out"], bias=p.get("bias", True))
         elif kind == "conv":
@@ -85,7 +97,7 @@ def build(spec: NetSpec) -> nn.Module:
         elif kind == "bn":
             m = nn.BatchNorm2d(p["c"])
         elif kind == "act":
-            m = _act(spec.activation)
+            m = _act(spec.activation, width)
         elif kind == "maxpool":
             m = nn.MaxPool2d(p["k"], stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
                              ceil_mode=p["ceil"])
@@ -105,8 +117,8 @@ def build(spec: NetSpec) -> nn.Module:
             act = spec.activation  # torchvision blocks come with ReLU; swap it unless asked for
             if act[0] == "threshold":
                 m = replace_relu(m, tau=float(act[1]), inplace=True)
-            elif act[0] == "topk":
-                m = replace_relu(m, k=int(act[1]), dim=1, inplace=True)
+            elif act[0] == "topk":  # the narrowest activation of a block has `planes` channels
+                m = replace_relu(m, k=min(int(act[1]), int(p["planes"])), dim=1, inplace=True)
         elif kind == "flatten":
             m = nn.Flatten()
         else:

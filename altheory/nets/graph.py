@@ -30,7 +30,7 @@ from torch import fx, nn
 
 from altheory.nets.activations import PHT, select, topk_mask
 
-__all__ = ["Node", "Graph", "trace", "execute", "Selection"]
+__all__ = ["Node", "Graph", "trace", "execute", "Selection", "check_supported", "SUPPORTED"]
 
 Kind = Literal[
     "input", "linear", "conv", "bn", "avgpool", "adaptiveavgpool", "maxpool", "act",
@@ -41,6 +41,11 @@ _RESHAPE_METHODS = {"view", "reshape", "flatten", "contiguous"}
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 _RELU_FUNCTIONS = {F.relu, torch.relu}
+_RELU_METHODS = {"relu"}
+
+SUPPORTED = ("Linear, Conv2d, BatchNorm1d/2d (eval, running statistics), AvgPool2d, "
+             "AdaptiveAvgPool2d, MaxPool2d, Flatten/reshape, Identity, Dropout (eval), residual "
+             "addition, ReLU (module, F.relu, torch.relu, .relu()), PHT")
 
 
 @dataclass
@@ -155,7 +160,10 @@ def trace(model: nn.Module) -> Graph:
                                   why=f"function {fname}() has no explicit linear operator",
                                   fx_node=fn))
         elif fn.op == "call_method":
-            if fn.target in _RESHAPE_METHODS:
+            if fn.target in _RELU_METHODS and len(fn.args) == 1 and not fn.kwargs:
+                nodes.append(Node(fn.name, "act", inputs, f".{fn.target}()", nn.ReLU(), fn.name,
+                                  fx_node=fn))
+            elif fn.target in _RESHAPE_METHODS:
                 nodes.append(Node(fn.name, "reshape", inputs[:1], f".{fn.target}()", fx_node=fn))
             else:
                 nodes.append(Node(fn.name, "other", inputs, f".{fn.target}()",
@@ -165,6 +173,38 @@ def trace(model: nn.Module) -> Graph:
             nodes.append(Node(fn.name, "other", inputs, str(fn.target),
                               why="reads a parameter or buffer directly in forward()", fx_node=fn))
     return Graph(model, nodes, gm)
+
+
+def check_supported(graph: Graph, where: str) -> None:
+    r"""Raise :class:`~altheory.errors.UnsupportedModuleError` unless every node the output
+    depends on has an explicit operator (the rule of :func:`altheory.linearize`).
+
+    A node without one (GELU, Softmax, Sigmoid, LayerNorm, ``x * 2``, ``.sigmoid()``, ...) would
+    otherwise be run as it is by :func:`altheory.support` and :func:`altheory.gated_forward`: the
+    support would miss its non-linearity and :math:`f_S` would not be affine. Nodes the output
+    does not depend on (``x.size(0)`` feeding a ``view``) are allowed. The first offending node
+    in execution order is named, with its type and its path in the model.
+    """
+    from altheory.errors import UnsupportedModuleError
+
+    need = {graph.output.name}
+    for node in reversed(graph.nodes):
+        if node.name in need:
+            need.update(node.inputs)
+    for node in graph.nodes:
+        if node.name not in need:
+            continue
+        why = None
+        if node.kind == "other":
+            why = node.why or "unsupported operation"
+        elif node.kind == "bn" and node.module.running_mean is None:
+            why = ("track_running_stats=False, so even in eval mode it normalises with batch "
+                   "statistics and a sample's support depends on its batch")
+        if why is not None:
+            what = type(node.module).__name__ if node.module is not None else node.path
+            raise UnsupportedModuleError(
+                f"{where}: cannot represent {what} at {node.path!r}: {why}. Supported: "
+                f"{SUPPORTED}. Replace it (altheory.replace_relu swaps ReLUs for PHT) or remove it.")
 
 
 def _classify_module(mod: nn.Module) -> tuple[Kind, str]:

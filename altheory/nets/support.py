@@ -14,6 +14,22 @@ of the largest :math:`\ell_\infty` ball of pre-activations that keeps the suppor
 
 Masks are stored bit-packed (``np.packbits``, one bit an entry); max-pool selections as int32
 indices.
+
+A support belongs to one model, one set of weights and one batch. It records a fingerprint of
+each: the architecture (layer keys, parameter names and shapes), the values of the parameters and
+buffers (a hash of their float64 values, so a deep copy, a float32 -> float64 cast or a move to
+another device keep it, while any change of a value does not), and the batch. Every consumer
+(:func:`gated_forward`, :func:`altheory.linearize`, :func:`altheory.layer_operator`,
+:class:`altheory.FixedSupportNetwork`) checks them and raises ``ValueError`` on a mismatch: a
+support recorded on other weights gives operators that are silently wrong. To *hold* a support
+while the weights change on purpose (alternation, fixed-support descent) say so:
+``S.for_any_weights()`` (accepted by every consumer) or ``same_weights=False`` where a function
+offers it. The architecture is checked even then.
+
+Only models whose every node has an explicit operator are accepted (the rule of
+:func:`altheory.linearize`; :func:`altheory.nets.graph.check_supported`): a GELU, Softmax,
+Sigmoid or LayerNorm raises :class:`~altheory.errors.UnsupportedModuleError` naming its type and
+its path, here as there, instead of an empty support that would claim the network is affine.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from altheory.nets.graph import Graph, Selection, execute, trace
+from altheory.nets.graph import Graph, Selection, check_supported, execute, trace
 
 __all__ = ["LayerSupport", "MultiLayerSupport", "support", "gated_forward"]
 
@@ -93,7 +109,10 @@ class MultiLayerSupport:
     n : int, batch size.
     input_shape : per-sample input shape.
     model_signature : str identifying the architecture (layer keys and shapes) it came from.
-    input_digest : str, hash of the batch it was computed on.
+    input_digest : str, hash of the batch it was computed on (``"subset"`` after :meth:`subset`).
+    param_signature : str or None, hash of the parameter and buffer names and shapes.
+    weights_digest : str or None, hash of the parameter and buffer values it was computed with;
+        None after :meth:`for_any_weights` (held on purpose: any weights are accepted).
 
     Examples
     --------
@@ -104,12 +123,37 @@ class MultiLayerSupport:
     """
 
     def __init__(self, layers: dict[str, LayerSupport], n: int, input_shape: tuple[int, ...],
-                 model_signature: str, input_digest: str):
+                 model_signature: str, input_digest: str, *, param_signature: str | None = None,
+                 weights_digest: str | None = None):
         self.layers = layers
         self.n = n
         self.input_shape = tuple(input_shape)
         self.model_signature = model_signature
         self.input_digest = input_digest
+        self.param_signature = param_signature
+        self.weights_digest = weights_digest
+
+    def for_any_weights(self) -> "MultiLayerSupport":
+        r"""This support, held fixed while the weights change on purpose.
+
+        Every consumer then accepts it with any weights of the same architecture (the
+        architecture is still checked): :math:`f_S(x; W)` for a :math:`W` other than the one
+        that produced :math:`S`, as in alternation and fixed-support descent. Without it, a
+        support recorded on other weights raises ``ValueError``.
+
+        Examples
+        --------
+        >>> net = nn.Sequential(nn.Linear(3, 4), PHT(tau=0.1), nn.Linear(4, 1)).double()
+        >>> x = torch.randn(5, 3, dtype=torch.float64)
+        >>> S = support(net, x)
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.mul_(2.0)
+        >>> gated_forward(net, S.for_any_weights(), x).shape
+        torch.Size([5, 1])
+        """
+        return MultiLayerSupport(self.layers, self.n, self.input_shape, self.model_signature,
+                                 self.input_digest, param_signature=self.param_signature,
+                                 weights_digest=None)
 
     def __getitem__(self, key: str) -> LayerSupport:
         try:
@@ -201,7 +245,9 @@ class MultiLayerSupport:
                 None if l.packed is None else l.packed[idx],
                 None if l.indices is None else l.indices[idx], l.margin[idx])
         n = int(next(iter(layers.values())).margin.shape[0]) if layers else len(np.arange(self.n)[idx])
-        return MultiLayerSupport(layers, n, self.input_shape, self.model_signature, "subset")
+        return MultiLayerSupport(layers, n, self.input_shape, self.model_signature, "subset",
+                                 param_signature=self.param_signature,
+                                 weights_digest=self.weights_digest)
 
     def nbytes(self) -> int:
         """Bytes used by the stored masks and indices."""
@@ -215,7 +261,37 @@ def _signature(graph: Graph, shapes: dict[str, tuple[int, ...]]) -> str:
 
 
 def _digest(x: torch.Tensor) -> str:
-    return hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    """Hash of a batch's values (as float64, so a float32 batch and its float64 cast agree)."""
+    x = torch.as_tensor(x).detach().cpu().to(torch.float64).contiguous()
+    return hashlib.sha1(repr(tuple(x.shape)).encode() + x.numpy().tobytes()).hexdigest()[:16]
+
+
+def _state(model: nn.Module):
+    """Floating-point parameters and buffers, by name (shared tensors once)."""
+    for name, t in model.named_parameters():
+        yield name, t
+    for name, t in model.named_buffers():
+        if t is not None and t.is_floating_point():
+            yield name, t
+
+
+def _param_signature(model: nn.Module) -> str:
+    """Hash of the names and shapes of the parameters and floating buffers (the architecture)."""
+    parts = [f"{name}:{tuple(t.shape)}" for name, t in _state(model)]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """Hash of the values of the parameters and floating buffers, as float64 on the CPU.
+
+    Robust to a deep copy, a float32 -> float64 cast (exact) and a device move; any change of a
+    value changes it. Cost: one pass over the weights (about 0.1 s for ResNet-18).
+    """
+    h = hashlib.sha1()
+    for name, t in _state(model):
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _check_input(x, where: str) -> torch.Tensor:
@@ -233,13 +309,48 @@ def _check_input(x, where: str) -> torch.Tensor:
     return x
 
 
+def _check_model(model, where: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be a torch.nn.Module; got {type(model).__name__}.")
+
+
 def _check_eval(model: nn.Module, where: str) -> None:
+    _check_model(model, where)
     for name, m in model.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
             raise ValueError(
                 f"{where}: BatchNorm {name!r} is in training mode, where the support of a sample "
                 "depends on its batch (docs/claims.md, 'Batch norm and the support'). Call model.eval() "
                 "to use running statistics.")
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+            raise ValueError(
+                f"{where}: Dropout {name!r} (p={m.p}) is in training mode, where it zeroes random "
+                "entries and the support is a random draw. Call model.eval().")
+
+
+def _check_matches(model: nn.Module, x: torch.Tensor, where: str) -> None:
+    """``x`` has the dtype and device of the model's parameters."""
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+    if p is None:
+        if not x.is_floating_point():
+            raise TypeError(f"{where}: x must be a floating-point batch; got dtype {x.dtype}. "
+                            "Use x.double().")
+        return
+    if x.dtype != p.dtype:
+        raise TypeError(f"{where}: x has dtype {x.dtype} but the model's parameters are {p.dtype}. "
+                        f"Convert one of them: x.to({p.dtype}) or model.to({x.dtype}).")
+    if x.device != p.device:
+        raise ValueError(f"{where}: x is on {x.device} but the model's parameters are on "
+                         f"{p.device}. Move one of them: x.to({str(p.device)!r}).")
+
+
+def _run(graph: Graph, x: torch.Tensor, where: str, *args):
+    """``execute``, with torch's shape errors said as a ValueError about ``x``."""
+    try:
+        return execute(graph, x, *args)
+    except RuntimeError as exc:
+        raise ValueError(f"{where}: the model could not run on x of shape {tuple(x.shape)}: {exc} "
+                         "Give x the per-sample shape the model expects.") from exc
 
 
 @torch.no_grad()
@@ -259,13 +370,23 @@ def support(model: nn.Module, x) -> MultiLayerSupport:
 
     Raises
     ------
+    TypeError
+        ``model`` is not an ``nn.Module``; ``x`` is not a tensor or has another dtype than the
+        model's parameters.
+    UnsupportedModuleError
+        A node the output depends on has no explicit operator (GELU, Softmax, Sigmoid,
+        LayerNorm, BatchNorm without running statistics, ...): its type and path are named.
     ValueError
-        NaN/Inf in ``x``, no batch dimension, or BatchNorm in training mode.
+        NaN/Inf in ``x``, no batch dimension, a shape the model cannot run, or BatchNorm or
+        Dropout in training mode.
     """
+    _check_model(model, "support")
     x = _check_input(x, "support")
     _check_eval(model, "support")
     graph = trace(model)
-    _, recorded, shapes = execute(graph, x, "record")
+    check_supported(graph, "support")
+    _check_matches(model, x, "support")
+    _, recorded, shapes = _run(graph, x, "support", "record")
     layers: dict[str, LayerSupport] = {}
     for node in graph.nodes:
         if node.key is None:
@@ -282,25 +403,69 @@ def support(model: nn.Module, x) -> MultiLayerSupport:
                                             sel.indices.cpu().numpy().astype(np.int32),
                                             sel.margin.cpu().numpy())
     return MultiLayerSupport(layers, int(x.shape[0]), tuple(x.shape[1:]), _signature(graph, shapes),
-                             _digest(x))
+                             _digest(x), param_signature=_param_signature(model),
+                             weights_digest=_weights_digest(model))
 
 
-def check_support_for(graph: Graph, S: MultiLayerSupport, where: str) -> None:
-    """Raise ValueError unless ``S`` has exactly the selection layers of ``graph``."""
+def check_support_for(graph: Graph, S: MultiLayerSupport, where: str, *,
+                      same_weights: bool = True) -> None:
+    """Raise unless ``S`` is a support of ``graph.model`` as it is now.
+
+    Checks, in order: ``S`` is a :class:`MultiLayerSupport` (TypeError); every node the output
+    depends on has an explicit operator (UnsupportedModuleError); ``S`` has exactly the selection
+    layers and the parameter shapes of the model (ValueError); and, unless ``same_weights`` is
+    False or ``S`` came from :meth:`MultiLayerSupport.for_any_weights`, it was recorded with the
+    model's current parameter and buffer values (ValueError).
+    """
     if not isinstance(S, MultiLayerSupport):
         raise TypeError(f"{where}: support must be a MultiLayerSupport (from altheory.support); "
                         f"got {type(S).__name__}.")
+    if not isinstance(same_weights, bool):
+        raise TypeError(f"{where}: same_weights must be a bool; got {type(same_weights).__name__}.")
+    check_supported(graph, where)
     keys = graph.selection_keys
     if list(S.keys()) != keys:
         raise ValueError(f"{where}: the support is from another model: expected selection layers "
                          f"{keys}; got {list(S.keys())}. Compute it with support(model, x) on this model.")
+    model = graph.model
+    if S.param_signature is not None and S.param_signature != _param_signature(model):
+        raise ValueError(f"{where}: the support is from another architecture: the same selection "
+                         f"layers {keys}, but other parameter names or shapes. Compute it with "
+                         "support(model, x) on this model.")
+    if same_weights and S.weights_digest is not None:
+        now = _weights_digest(model)
+        if now != S.weights_digest:
+            raise ValueError(
+                f"{where}: the support was recorded with other weights (fingerprint "
+                f"{S.weights_digest}; the model's weights now: {now}); its operators would be "
+                "silently wrong for these. Recompute support(model, x) with the current weights, "
+                "or hold it on purpose with S.for_any_weights() (same_weights=False where offered).")
 
 
-def gated_forward(model: nn.Module, S: MultiLayerSupport, x) -> torch.Tensor:
+def gated_forward(model: nn.Module, S: MultiLayerSupport, x, *,
+                  same_weights: bool = True) -> torch.Tensor:
     r"""The fixed-support network :math:`f_S(x; W)`: every selection uses ``S``, not its input.
 
     Differentiable in ``x`` and in the weights; affine in ``x`` and in each layer's weights.
-    ``x`` must have the batch size of ``S`` (sample ``i`` of ``x`` uses the support of sample ``i``).
+    ``x`` must have the batch size of ``S`` (sample ``i`` of ``x`` uses the support of sample ``i``);
+    it may be another batch than the one ``S`` came from (:math:`f_S` is defined for any input).
+
+    Parameters
+    ----------
+    model : nn.Module, in eval mode, of the architecture ``S`` came from.
+    S : MultiLayerSupport
+    x : Tensor or ndarray of shape (S.n, *S.input_shape)
+    same_weights : bool, default True
+        Require the model's weights to be those ``S`` was recorded with (a fingerprint); pass
+        False to evaluate :math:`f_S` at other weights on purpose (as ``S.for_any_weights()``).
+
+    Raises
+    ------
+    UnsupportedModuleError
+        A node without an explicit operator (as :func:`support`).
+    ValueError
+        ``S`` from another architecture or (unless ``same_weights=False``) other weights; ``x`` of
+        another shape; BatchNorm or Dropout in training mode.
 
     Examples
     --------
@@ -309,9 +474,12 @@ def gated_forward(model: nn.Module, S: MultiLayerSupport, x) -> torch.Tensor:
     >>> bool(torch.allclose(gated_forward(net, support(net, x), x), net(x)))
     True
     """
+    _check_model(model, "gated_forward")
     x = _check_input(x, "gated_forward")
+    _check_eval(model, "gated_forward")
     graph = trace(model)
-    check_support_for(graph, S, "gated_forward")
+    check_support_for(graph, S, "gated_forward", same_weights=same_weights)
+    _check_matches(model, x, "gated_forward")
     if x.shape[0] != S.n or tuple(x.shape[1:]) != S.input_shape:
         raise ValueError(f"gated_forward: x has shape {tuple(x.shape)} but the support was computed "
                          f"for a batch of shape {(S.n, *S.input_shape)}. Use S.subset(...) or the "
@@ -319,7 +487,7 @@ def gated_forward(model: nn.Module, S: MultiLayerSupport, x) -> torch.Tensor:
     sels = {k: Selection(None if v.mask is None else v.mask.to(x.device),
                          None if v.indices is None else v.indices.to(x.device), v.margin, v.in_shape)
             for k, v in S.selections().items()}
-    out, _ = execute(graph, x, "gated", sels)
+    out, _ = _run(graph, x, "gated_forward", "gated", sels)
     return out
 
 

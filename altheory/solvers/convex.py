@@ -61,6 +61,12 @@ def _check_solver(solver) -> str:
     return s
 
 
+def _check_bool(v, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {type(v).__name__} {v!r}.")
+    return bool(v)
+
+
 @dataclass
 class ConvexResult:
     r"""The outcome of a convex solve.
@@ -149,6 +155,7 @@ def solve_with_fallback(build: Callable[[], tuple[Any, dict[str, Any]]], *,
     import cvxpy as cp
 
     first = _check_solver(solver)
+    _check_bool(fallback, "fallback")
     if kind not in ("global", "upper-bound", "lower-bound"):
         raise ValueError(f"kind must be 'global', 'upper-bound' or 'lower-bound'; got {kind!r}.")
     order = [first] + ([s for s in SOLVERS if s != first] if fallback else [])

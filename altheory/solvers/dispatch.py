@@ -12,11 +12,20 @@ when the fast solver cannot certify.
 from __future__ import annotations
 
 from altheory.solvers import convex, fast
+from altheory.solvers.losses import check_loss
 from altheory.solvers.problems import TwoLayerFixedSupport, _register_solve
 
 __all__ = ["solve", "per_layer"]
 
 _CHOICES = ("auto", "fast", "clarabel", "scs")
+
+
+def _check_choice(solver) -> str:
+    if not isinstance(solver, str):
+        raise TypeError(f"solver must be a str, one of {_CHOICES}; got {type(solver).__name__}.")
+    if solver not in _CHOICES:
+        raise ValueError(f"solver must be one of {_CHOICES}; got {solver!r}.")
+    return solver
 
 
 def solve(problem: TwoLayerFixedSupport, *, solver: str = "auto", **kwargs):
@@ -41,8 +50,7 @@ def solve(problem: TwoLayerFixedSupport, *, solver: str = "auto", **kwargs):
     if not isinstance(problem, TwoLayerFixedSupport):
         raise TypeError(f"problem must be a TwoLayerFixedSupport; got {type(problem).__name__}. "
                         "Build one with TwoLayerFixedSupport(X, G, y, loss, lam).")
-    if solver not in _CHOICES:
-        raise ValueError(f"solver must be one of {_CHOICES}; got {solver!r}.")
+    _check_choice(solver)
     fast_ok = problem.lam > 0 and problem.loss in ("squared", "logistic")
     if solver == "auto":
         solver = "fast" if fast_ok else "clarabel"
@@ -87,8 +95,8 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0,
     >>> r.status, np.round(r.weights["theta"], 6).tolist()
     ('optimal', [1.0, -1.0])
     """
-    if solver not in _CHOICES:
-        raise ValueError(f"solver must be one of {_CHOICES}; got {solver!r}.")
+    _check_choice(solver)
+    check_loss(loss)
     if solver in ("auto", "fast"):
         fast_ok = loss in ("squared", "logistic")
         if solver == "fast" and not fast_ok:

@@ -25,7 +25,7 @@ The loss is always the one of :mod:`altheory.solvers.losses` (mean over samples)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -270,6 +270,9 @@ class TwoLayerFixedSupport:
 
         from altheory.nets.support import support
 
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}. Build "
+                            "one with two_layer_network(W1, w2, tau=...).")
         lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if len(lins) != 2 or lins[1].out_features != 1:
             raise ValueError("from_network expects Linear(d, p) -> PHT/ReLU -> Linear(p, 1); got "
@@ -299,7 +302,14 @@ class TwoLayerFixedSupport:
         """``(W1, w2)`` of a two-layer network (as built by :func:`two_layer_network`)."""
         from torch import nn
 
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
         lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if len(lins) != 2 or lins[0].out_features != self.p or lins[0].in_features != self.d \
+                or lins[1].out_features != 1:
+            raise ValueError(f"factors_of expects Linear({self.d}, {self.p}) -> PHT -> "
+                             f"Linear({self.p}, 1); got Linear layers "
+                             f"{[(l.in_features, l.out_features) for l in lins]}.")
         return (lins[0].weight.detach().double().numpy().copy(),
                 lins[1].weight.detach().double().numpy().ravel().copy())
 
@@ -322,6 +332,8 @@ def two_layer_network(W1, w2, *, tau: float = 0.0):
     W1 = check_matrix(W1, "W1")
     w2 = check_matrix(w2, "w2", ndim=1)
     p, d = W1.shape
+    if w2.shape != (p,):
+        raise ValueError(f"w2 must have shape (p,) = ({p},), one entry per row of W1; got {w2.shape}.")
     net = nn.Sequential(nn.Linear(d, p, bias=False), PHT(tau), nn.Linear(p, 1, bias=False)).double()
     with torch.no_grad():
         net[0].weight.copy_(torch.from_numpy(W1))
@@ -340,14 +352,33 @@ class FixedSupportNetwork:
     The objective is :math:`F(W) = \ell(f_S(X; W), Y) + \tfrac\lambda2 \sum_l \|W_l\|_F^2`
     (biases are not decayed).
 
+    At construction ``S`` must be the support of ``model`` (its current weights) on ``X``, checked
+    by fingerprints as in :func:`altheory.gated_forward`. After that the support is *held*: the
+    model's weights are the problem's variable and may change (``S`` is stored as
+    ``S.for_any_weights()``), so :meth:`objective` is :math:`F(W)` at the current weights with
+    the original support.
+
     Parameters
     ----------
     model : nn.Module (float64), whose selection layers ``S`` was computed for.
     S : MultiLayerSupport, from :func:`altheory.support` on ``X``.
     X : ndarray or Tensor of shape (n, ...)
-    Y : ndarray of shape (n,) or (n, k)
+    Y : ndarray of shape (n,) or (n, k), with k the model's outputs per sample.
     loss : one of :data:`altheory.solvers.losses.LOSSES`
     lam : float >= 0
+    same_weights : bool, keyword-only, default True
+        Require ``S`` to have been recorded with the model's current weights; False builds the
+        problem of a support held from other weights on purpose.
+    same_batch : bool, keyword-only, default True
+        Require ``X`` to be the very batch ``S`` was computed on (a hash of its values).
+
+    Raises
+    ------
+    UnsupportedModuleError
+        The model holds a module without an explicit operator (GELU, Softmax, LayerNorm, ...).
+    ValueError
+        ``S`` from another architecture, other weights or another batch; ``Y`` with another
+        number of rows or outputs than the model's; bad ``loss`` or ``lam``.
     """
 
     model: Any
@@ -357,36 +388,61 @@ class FixedSupportNetwork:
     loss: str = "squared"
     lam: float = 0.0
     _Xt: Any = field(default=None, repr=False)
+    same_weights: InitVar[bool] = field(default=True, kw_only=True)
+    same_batch: InitVar[bool] = field(default=True, kw_only=True)
 
-    def __post_init__(self):
+    def __post_init__(self, same_weights: bool = True, same_batch: bool = True):
         import torch
         from torch import nn
 
-        from altheory.nets.support import MultiLayerSupport
+        from altheory.nets.graph import trace
+        from altheory.nets.support import (MultiLayerSupport, _check_eval, _digest,
+                                           check_support_for, gated_forward)
 
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(self.model).__name__}.")
         if not isinstance(self.S, MultiLayerSupport):
             raise TypeError(f"S must be a MultiLayerSupport (altheory.support); got "
                             f"{type(self.S).__name__}.")
+        for name, v in (("same_weights", same_weights), ("same_batch", same_batch)):
+            if not isinstance(v, bool):
+                raise TypeError(f"FixedSupportNetwork: {name} must be a bool; got {type(v).__name__}.")
+        _check_eval(self.model, "FixedSupportNetwork")
+        check_support_for(trace(self.model), self.S, "FixedSupportNetwork",
+                          same_weights=same_weights)
         X = self.X.detach().cpu().numpy() if isinstance(self.X, torch.Tensor) else self.X
         X = np.asarray(X, dtype=np.float64)
-        if X.ndim < 2 or X.shape[0] != self.S.n:
-            raise ValueError(f"X must be the batch S was computed on, shape ({self.S.n}, ...); got "
-                             f"{X.shape}.")
+        if X.ndim < 2 or X.shape[0] != self.S.n or tuple(X.shape[1:]) != self.S.input_shape:
+            raise ValueError(f"X must be the batch S was computed on, shape "
+                             f"{(self.S.n, *self.S.input_shape)}; got {X.shape}.")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or Inf; supports are only defined for finite inputs.")
+        if same_batch and self.S.input_digest not in ("subset", _digest(torch.from_numpy(X))):
+            raise ValueError(f"FixedSupportNetwork: X is not the batch S was computed on (same shape "
+                             f"{X.shape}, different values). Recompute support(model, X), or pass "
+                             "same_batch=False to hold this support on other inputs on purpose.")
         self.X = X
         check_loss(self.loss)
         self.Y = check_targets(self.Y, self.loss)
         if self.Y.shape[0] != X.shape[0]:
             raise ValueError(f"Y must have n={X.shape[0]} rows; got shape {self.Y.shape}.")
         self.lam = check_lam(self.lam)
+        self.S = self.S.for_any_weights()  # held from here on: the weights are the variable
         self._Xt = torch.from_numpy(X)
+        with torch.no_grad():
+            out = gated_forward(self.model, self.S, self._Xt.to(_param_dtype(self.model)))
+        k_model = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
+        k_y = int(np.prod(self.Y.shape[1:])) if self.Y.ndim > 1 else 1
+        if k_model != k_y:
+            raise ValueError(f"Y has {k_y} output(s) per sample but the model has {k_model}; give Y "
+                             f"of shape (n,) for k=1 or (n, {k_model}).")
 
     def output(self):
         """The gated output :math:`f_S(X; W)` as a torch tensor shaped like ``Y``."""
         from altheory.nets.support import gated_forward
 
-        return gated_forward(self.model, self.S, self._Xt).reshape(self.Y.shape)
+        return gated_forward(self.model, self.S, self._Xt.to(_param_dtype(self.model))
+                             ).reshape(self.Y.shape)
 
     def objective_torch(self):
         import torch
@@ -407,3 +463,10 @@ class FixedSupportNetwork:
 
     def zero_objective(self) -> float:
         return zero_loss(self.Y, self.loss)
+
+
+def _param_dtype(model):
+    """The dtype of the model's first floating parameter (float64 for a model without one)."""
+    import torch
+
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)
