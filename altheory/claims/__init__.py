@@ -19,6 +19,16 @@ Instance statuses
 ``saddle``         a descent end point with a clearly negative Hessian eigenvalue.
 ``solver-<s>``     the solver returned status ``s`` (anything but optimal): never counted.
 ``not-applicable`` the claim's conditions do not hold on this instance (e.g. margin 0).
+``error``          the check raised; the traceback is in the instance's ``detail``.
+
+Verdicts
+--------
+``FAIL``        an asserted instance failed (a finding).
+``ERROR``       the check raised (its traceback is in the report); nothing it measured counts.
+``UNVERIFIED``  an asserted claim with no counted instance, or with fewer certified end points
+                than its stated minimum evidence in some condition group (:class:`Evidence`).
+``PASS``        asserted, every counted instance passed, and every evidence minimum is met.
+``REPORTED``    a claim that is measured, not asserted.
 """
 
 from __future__ import annotations
@@ -34,8 +44,8 @@ from typing import Any, Callable, Literal
 
 from altheory.certificates.conditions import Condition
 
-__all__ = ["Profile", "Condition", "Instance", "ClaimReport", "Claim", "register", "registry",
-           "get_claim", "Timer"]
+__all__ = ["Profile", "Condition", "Instance", "Evidence", "ClaimReport", "Claim", "register",
+           "registry", "get_claim", "resolve_claim_ids", "error_report", "Timer"]
 
 Profile = Literal["quick", "thorough"]
 COUNTED = ("pass", "fail")
@@ -54,6 +64,25 @@ class Instance:
 
 
 @dataclass
+class Evidence:
+    """The minimum evidence of one condition group of a descent-based claim.
+
+    ``certified`` counts the end points certified as local minima (raw or polished, see
+    :mod:`altheory.claims._descent`) whose gap was asserted in that group; below ``required``
+    the claim is UNVERIFIED, never PASS (docs/claims.md, "When a verdict means something").
+    """
+
+    group: str
+    required: int
+    certified: int
+    runs: int = 0
+
+    @property
+    def met(self) -> bool:
+        return self.certified >= self.required
+
+
+@dataclass
 class ClaimReport:
     """The verification report of one claim (docs/claims.md, "What a verification report holds")."""
 
@@ -65,6 +94,9 @@ class ClaimReport:
     instances: list[Instance] = field(default_factory=list)
     wall_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    rates: dict[str, Any] = field(default_factory=dict)  # measured rates, e.g. per method
+    error: str | None = None  # the traceback when the check raised
 
     @property
     def counts(self) -> Counter:
@@ -100,14 +132,29 @@ class ClaimReport:
         return dict(c)
 
     @property
+    def evidence_met(self) -> bool:
+        """Whether every stated minimum evidence (:class:`Evidence`) is met."""
+        return all(e.met for e in self.evidence)
+
+    @property
     def verdict(self) -> str:
-        """``FAIL`` (an asserted instance failed), ``PASS``, ``UNVERIFIED`` (nothing counted while
-        asserted) or ``REPORTED`` (a claim that is measured, not asserted)."""
+        """``FAIL``, ``ERROR``, ``UNVERIFIED``, ``PASS`` or ``REPORTED`` (module docstring)."""
         if self.n_fail:
             return "FAIL"
+        if self.error is not None or self.counts["error"]:
+            return "ERROR"
         if self.asserted:
-            return "PASS" if self.n_pass else "UNVERIFIED"
+            return "PASS" if (self.n_pass and self.evidence_met) else "UNVERIFIED"
         return "REPORTED"
+
+    def require(self, group: str, required: int, certified: int, runs: int = 0) -> Evidence:
+        """State the minimum evidence of a condition group (see :class:`Evidence`)."""
+        if isinstance(required, bool) or not isinstance(required, int) or required < 1:
+            raise ValueError(f"required must be an int >= 1 (a minimum of 0 verifies nothing); "
+                             f"got {required!r} for group {group!r}.")
+        ev = Evidence(group, required, int(certified), int(runs))
+        self.evidence.append(ev)
+        return ev
 
     def add(self, inst: Instance) -> Instance:
         self.instances.append(inst)
@@ -115,19 +162,17 @@ class ClaimReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(verdict=self.verdict, pass_rate=_nan_to_none(self.pass_rate),
+        d.update(verdict=self.verdict, evidence_met=self.evidence_met,
+                 pass_rate=_nan_to_none(self.pass_rate),
                  worst=_nan_to_none(self.worst), counts=dict(self.counts),
                  solver_statuses=self.solver_statuses)
         return d
 
     def write_json(self, path) -> None:
-        from pathlib import Path
+        """The report as JSON (atomic: a unique temp file, then ``os.replace``)."""
+        from altheory.io import write_text_atomic
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=_json_default))
 
 
 def _nan_to_none(v: float):
@@ -198,11 +243,76 @@ def registry() -> dict[str, Claim]:
 
 
 def get_claim(claim_id: str) -> Claim:
+    """The registered claim ``claim_id`` (case-insensitive, e.g. ``"c4"``).
+
+    Raises
+    ------
+    TypeError
+        ``claim_id`` is not a string.
+    ValueError
+        Unknown id (the message lists the registered ones and the closest match).
+    """
+    if not isinstance(claim_id, str):
+        raise TypeError(f"claim id must be a string like 'C4'; got {type(claim_id).__name__}.")
     claims = registry()
     key = claim_id.strip().upper()
     if key not in claims:
-        raise ValueError(f"unknown claim {claim_id!r}; registered claims are {list(claims)}.")
+        import difflib
+
+        close = difflib.get_close_matches(key, list(claims), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown claim {claim_id!r}; registered claims are {list(claims)}.{hint}")
     return claims[key]
+
+
+def resolve_claim_ids(ids) -> list[str]:
+    """Validate a claim selection before any work: a comma-separated string or a list of ids.
+
+    Returns the registered ids (upper case, first occurrence order, duplicates dropped).
+
+    Raises
+    ------
+    TypeError
+        Not a string or an iterable of strings.
+    ValueError
+        The selection is empty (``''``, ``','``, ``[]``), or names an unknown claim.
+
+    Examples
+    --------
+    >>> resolve_claim_ids("c4, C1,c4")
+    ['C4', 'C1']
+    """
+    if isinstance(ids, str):
+        parts = ids.split(",")
+    elif ids is None:
+        raise TypeError("ids must be a comma-separated string or a list of claim ids; got None. "
+                        "Pass None to run_claims to run every claim.")
+    else:
+        parts = list(ids)
+    if any(not isinstance(p, str) for p in parts):
+        raise TypeError(f"claim ids must be strings like 'C4'; got {parts!r}.")
+    parts = [p.strip() for p in parts if p.strip()]
+    if not parts:
+        raise ValueError(f"expected at least one claim id (e.g. 'C1,C4'); got {ids!r}, which "
+                         f"selects nothing. Registered claims: {list(registry())}.")
+    out: list[str] = []
+    for p in parts:
+        cid = get_claim(p).id
+        if cid not in out:
+            out.append(cid)
+    return out
+
+
+def error_report(claim: "Claim", exc: BaseException, seed: int) -> ClaimReport:
+    """The report of a check that raised: verdict ``ERROR``, the traceback kept in the JSON."""
+    import traceback
+
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    report = ClaimReport(claim.id, claim.title, claim.asserted, metric="—", error=tb)
+    report.add(Instance(int(seed), {}, "error", None, None,
+                        {"exception": f"{type(exc).__name__}: {exc}", "traceback": tb}))
+    report.notes.append(f"the check raised {type(exc).__name__}: {exc} (traceback in the JSON)")
+    return report
 
 
 class Timer:

@@ -3,8 +3,10 @@ r"""Run the registered claim checks and report them: ``altheory verify``.
 One line per claim as it finishes (measured worst value against its tolerance), then a summary
 table (claim, conditions, instances, pass rate, worst, solver statuses, time). Each claim's report
 is written to JSON as soon as it is done, so an interrupted run keeps what it measured.
-Exit status: 0 when no asserted claim failed, 1 when one did (and 1 for an unverified asserted
-claim under ``strict=True``).
+Exit status (:func:`exit_code`): 1 when an asserted claim failed, when a check raised (verdict
+``ERROR``; the other claims still run and the traceback is in the report), or — strict, the
+default — when an asserted claim is UNVERIFIED (no counted instance, or below its minimum
+evidence); 0 otherwise. ``strict=False`` is the explicit opt-out (``--allow-unverified``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Iterable
 from rich.console import Console
 from rich.table import Table
 
-from altheory.claims import ClaimReport, Profile, get_claim, registry
+from altheory.claims import ClaimReport, Profile, error_report, get_claim, registry, resolve_claim_ids
 
-__all__ = ["run_claims", "summary_table", "exit_code", "script_main"]
+__all__ = ["run_claims", "summary_table", "exit_code", "write_summary", "script_main",
+           "resolve_claim_ids"]
 
 def make_console() -> Console:
     """A rich console; 160 columns wide when the output is not a terminal (logs, CI, pipes)."""
@@ -28,7 +31,8 @@ def make_console() -> Console:
     return c if c.is_terminal else Console(width=160)
 
 
-_STYLE = {"PASS": "green", "FAIL": "bold red", "UNVERIFIED": "yellow", "REPORTED": "cyan"}
+_STYLE = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold magenta", "UNVERIFIED": "yellow",
+          "REPORTED": "cyan"}
 
 
 def _fmt(v: float) -> str:
@@ -44,14 +48,27 @@ def _tol(report: ClaimReport) -> str:
 
 def run_claims(claim_ids: Iterable[str] | None = None, *, profile: Profile = "quick", seed: int = 0,
                out_dir: str | Path | None = None, console: Console | None = None) -> list[ClaimReport]:
-    """Run the named claims (all registered ones when None); write ``<out_dir>/<id>.json``."""
+    """Run the named claims (all registered ones when None); write ``<out_dir>/<id>.json``.
+
+    The selection is validated before any work (:func:`altheory.claims.resolve_claim_ids`: an
+    empty selection or an unknown id raises ``ValueError``). A check that raises is recorded as
+    an ``ERROR`` report (traceback in its JSON, instance status ``error``) and the remaining
+    claims still run.
+    """
     console = console or make_console()
-    claims = registry() if claim_ids is None else {c: get_claim(c) for c in claim_ids}
-    claims = {c.id: c for c in claims.values()}
+    if claim_ids is None:
+        claims = registry()
+    else:
+        claims = {c: get_claim(c) for c in resolve_claim_ids(claim_ids)}
+    if profile not in ("quick", "thorough"):
+        raise ValueError(f"profile must be 'quick' or 'thorough'; got {profile!r}.")
     reports = []
     for cid, claim in claims.items():
         t0 = time.perf_counter()
-        report = claim.run(profile=profile, seed=seed)
+        try:
+            report = claim.run(profile=profile, seed=seed)
+        except Exception as exc:  # noqa: BLE001 - recorded as ERROR, never swallowed
+            report = error_report(claim, exc, seed)
         report.wall_time = time.perf_counter() - t0
         reports.append(report)
         v = report.verdict
@@ -59,8 +76,12 @@ def run_claims(claim_ids: Iterable[str] | None = None, *, profile: Profile = "qu
                       f"{report.metric}: worst {_fmt(report.worst)} (tol {_tol(report)}), "
                       f"{report.n_pass}/{report.n_pass + report.n_fail} counted, "
                       f"{len(report.instances)} instances, {report.wall_time:.1f}s")
+        for ev in report.evidence:
+            if not ev.met:
+                console.print(f"           [yellow]minimum evidence not met: {ev.group}: "
+                              f"{ev.certified} certified local minima < {ev.required} required[/]")
         for note in report.notes:
-            console.print(f"           [dim]{note}[/]")
+            console.print(f"           {note}", style="dim", markup=False)
         if out_dir is not None:
             report.write_json(Path(out_dir) / f"{cid}.json")
     return reports
@@ -86,22 +107,32 @@ def summary_table(reports: list[ClaimReport]) -> Table:
     return t
 
 
-def exit_code(reports: list[ClaimReport], *, strict: bool = False) -> int:
-    if any(r.verdict == "FAIL" for r in reports):
+def exit_code(reports: list[ClaimReport], *, strict: bool = True) -> int:
+    """Exit status of a verification run: 0 only when every report is PASS or REPORTED.
+
+    1 when any report is FAIL or ERROR, or (``strict``, the default) UNVERIFIED; 2 when
+    ``reports`` is empty (nothing was verified: a usage error, caught before any work by
+    :func:`altheory.claims.resolve_claim_ids`). ``strict=False`` tolerates UNVERIFIED claims
+    (the CLI's ``--allow-unverified``), never FAIL or ERROR.
+    """
+    reports = list(reports)
+    if not reports:
+        return 2
+    verdicts = {r.verdict for r in reports}
+    if verdicts & {"FAIL", "ERROR"}:
         return 1
-    if strict and any(r.verdict == "UNVERIFIED" for r in reports):
+    if strict and "UNVERIFIED" in verdicts:
         return 1
     return 0
 
 
 def write_summary(reports: list[ClaimReport], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Every report, keyed by claim id, to one JSON file (atomic write)."""
     from altheory.claims import _json_default
+    from altheory.io import write_text_atomic
 
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({r.claim: r.to_dict() for r in reports}, indent=2, default=_json_default))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps({r.claim: r.to_dict() for r in reports}, indent=2,
+                                       default=_json_default))
 
 
 def script_main(claim_id: str, argv: list[str] | None = None) -> int:
@@ -116,9 +147,14 @@ def script_main(claim_id: str, argv: list[str] | None = None) -> int:
     p.add_argument("--thorough", action="store_true", help="the thorough profile (more, larger instances)")
     p.add_argument("--seed", type=int, default=0, help="base seed; instance j uses seed + j")
     p.add_argument("--json", default=f"results/claims/{claim.id}.json", help="where to write the report")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="exit 0 when the claim is UNVERIFIED (default: non-zero)")
     args = p.parse_args(argv)
     console = make_console()
-    report = claim.run(profile="thorough" if args.thorough else "quick", seed=args.seed)
+    try:
+        report = claim.run(profile="thorough" if args.thorough else "quick", seed=args.seed)
+    except Exception as exc:  # noqa: BLE001 - recorded as ERROR
+        report = error_report(claim, exc, args.seed)
     t = Table(title=f"{claim.id} — {claim.title}")
     for col in ("seed", "sizes", "status", report.metric, "tol"):
         t.add_column(col)
@@ -128,9 +164,12 @@ def script_main(claim_id: str, argv: list[str] | None = None) -> int:
     console.print(t)
     for c in report.conditions:
         console.print(f"condition {c.name}: {c.holds} ({c.value}) {c.detail}")
+    for ev in report.evidence:
+        console.print(f"evidence {ev.group}: {ev.certified} certified / {ev.required} required "
+                      f"({ev.runs} runs){'' if ev.met else ' -- NOT MET'}")
     for note in report.notes:
-        console.print(note)
+        console.print(note, markup=False)
     console.print(summary_table([report]))
     report.write_json(args.json)
     console.print(f"report written to {args.json}")
-    return exit_code([report])
+    return exit_code([report], strict=not args.allow_unverified)

@@ -34,7 +34,19 @@ import torch
 from altheory.solvers.losses import check_loss, check_targets, loss_torch, zero_loss
 from altheory.solvers.problems import check_lam, check_matrix
 
-__all__ = ["MLPObjective", "DescentResult", "descend", "METHODS", "MethodName", "multi_start"]
+__all__ = ["MLPObjective", "DescentResult", "descend", "newton_polish", "balance", "balanced_representative", "polish", "METHODS", "MethodName",
+           "multi_start", "STOP_REASONS"]
+
+# Why a run stopped (DescentResult.stopped); the optimizer's own words are in ``message``.
+STOP_REASONS: tuple[str, ...] = (
+    "tol",          # full-batch gradient norm <= tol_grad
+    "max_iter",     # iteration (epoch) budget spent
+    "max_fun",      # L-BFGS: function-evaluation budget spent
+    "stalled",      # L-BFGS: no relative decrease of F (ftol = 0: F did not change at all)
+    "line-search",  # no step satisfied the line-search conditions
+    "diverged",     # SGD: the step was halved 30 times after non-finite / exploding objectives
+    "nan",          # the objective or the gradient is not finite
+)
 
 MethodName = Literal["gd", "sgd", "adam", "lbfgs"]
 METHODS: tuple[str, ...] = ("gd", "sgd", "adam", "lbfgs")
@@ -332,7 +344,8 @@ class DescentResult:
     seconds: float
     theta: np.ndarray
     history: list[float] = field(default_factory=list)
-    stopped: str = ""  # "tol" (gradient below tol_grad), "max_iter", "nan", "line-search"
+    stopped: str = ""  # one of STOP_REASONS
+    message: str = ""  # the optimizer's own stop message (scipy's for L-BFGS), or a summary
 
 
 @contextlib.contextmanager
@@ -380,9 +393,13 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
     theta0 : Tensor or ndarray of shape (dim,), default ``obj.init(seed)``
     method : {"gd", "sgd", "adam", "lbfgs"}
         ``gd``: full-batch gradient descent with Armijo backtracking (step grows x2 after an
-        accepted step); ``sgd``: mini-batch SGD, heavy-ball momentum 0.9, cosine-decayed step;
-        ``adam``: full-batch Adam (0.9, 0.999), cosine-decayed step; ``lbfgs``: scipy's
-        L-BFGS-B without bounds (memory 50, Moré–Thuente line search) on torch gradients.
+        accepted step); ``sgd``: mini-batch SGD, heavy-ball momentum 0.9, cosine-decayed step,
+        with a divergence guard (an epoch that ends with a non-finite objective or one above
+        10x the starting one is undone, the step halved and the momentum reset; after 30
+        halvings the run stops as ``"diverged"``); ``adam``: full-batch Adam (0.9, 0.999),
+        cosine-decayed step; ``lbfgs``: scipy's L-BFGS-B without bounds (memory 50,
+        Moré–Thuente line search) on torch gradients. First-order methods rarely reach a
+        certifiable gradient within their budget: :func:`newton_polish` finishes them.
     max_iter : int, iterations (epochs for ``sgd``).
     lr : float, initial step (defaults: gd 1.0, sgd 0.05, adam 0.01, lbfgs 1.0).
     tol_grad : float, stop when the full-batch gradient norm is at or below it.
@@ -392,7 +409,8 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
 
     Returns
     -------
-    DescentResult with the full-batch objective and gradient norm at the end point.
+    DescentResult with the full-batch objective and gradient norm at the end point, and why it
+    stopped (``stopped``, one of :data:`STOP_REASONS`; ``message``, the optimizer's words).
 
     Examples
     --------
@@ -401,6 +419,8 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
     >>> r.objective < 1e-12
     True
     """
+    if not callable(obj) or not all(hasattr(obj, a) for a in ("n", "dim")):
+        raise TypeError(f"obj must be an MLPObjective (or a callable with .n and .dim); got {type(obj).__name__}.")
     _check_method(method)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0; got {max_iter!r}.")
@@ -415,6 +435,7 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
     history: list[float] = []
     t0 = time.perf_counter()
     stopped = "max_iter"
+    message = ""
     it = 0
 
     fast = getattr(obj, "value_and_grad", None)
@@ -464,15 +485,27 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
         m2 = torch.zeros_like(x)
         b1, b2, eps = 0.9, 0.999, 1e-12
         t_adam = 0
+        halvings = 0
+        f_start = obj.value(x) if hasattr(obj, "value") else float(obj(x))
         for it in range(1, max_iter + 1):
             step = base * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, max_iter)))
             if method == "sgd":
                 perm = gen.permutation(n)
+                x_epoch, m_epoch = x.clone(), m1.clone()
                 for s0 in range(0, n, bs):
                     idx = torch.from_numpy(perm[s0:s0 + bs])
                     _, g = full_grad(x, idx)
                     m1 = 0.9 * m1 + g
-                    x = x - step * m1
+                    x = x - step * (0.5 ** halvings) * m1
+                f_epoch = obj.value(x) if hasattr(obj, "value") else float(obj(x))
+                if not (math.isfinite(f_epoch) and f_epoch <= 10.0 * f_start + 1e-300):
+                    # the epoch exploded: undo it, halve the step, reset the momentum
+                    x, m1 = x_epoch, torch.zeros_like(m_epoch)
+                    halvings += 1
+                    if halvings > 30:
+                        stopped = "diverged"
+                        break
+                    continue
                 if it % 10 == 0 or it == max_iter:
                     _, g = full_grad(x)
                     if float(g.norm()) <= tol_grad:
@@ -492,6 +525,8 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
             if not torch.isfinite(x).all():
                 stopped = "nan"
                 break
+        if method == "sgd":
+            message = f"step halved {halvings} times by the divergence guard"
             if record_every and it % record_every == 0:
                 history.append(obj.value(x))
         th = x.detach()
@@ -511,19 +546,135 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
                                     "gtol": tol_grad / math.sqrt(max(1, obj.dim))})
             th = torch.from_numpy(np.asarray(out.x, dtype=np.float64))
             it = int(out.nit)
-            if not out.success and "ABNORMAL" in str(out.message).upper():
+            message = str(out.message)
+            msg = message.upper()
+            if "ABNORMAL" in msg:
                 stopped = "line-search"
+            elif "PGTOL" in msg or "PROJECTED GRADIENT" in msg:
+                stopped = "tol"
+            elif "REL_REDUCTION" in msg:
+                stopped = "stalled"
+            elif "EVALUATIONS" in msg:
+                stopped = "max_fun"
+            else:
+                stopped = "max_iter"
     else:  # pragma: no cover  (guarded by _check_method)
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
 
     f, g = full_grad(th)
     gn = float(g.norm())
-    if not math.isfinite(float(f)):
+    if not (math.isfinite(float(f)) and math.isfinite(gn)) and stopped != "diverged":
         stopped = "nan"
     elif gn <= tol_grad:
         stopped = "tol"
+    elif stopped == "tol":  # scipy's max-norm test passed but the 2-norm one did not
+        stopped = "stalled"
     return DescentResult(method, int(seed), float(f), gn, int(it), time.perf_counter() - t0,
-                         th.numpy().copy(), history, stopped)
+                         th.numpy().copy(), history, stopped, message)
+
+
+def balance(obj: MLPObjective, theta) -> np.ndarray:
+    r"""Rescale every hidden unit so its incoming and outgoing weights have equal norms.
+
+    For a gated network (fixed ``masks``) without biases and with every layer trained, the map
+    :math:`(w^{in}_j, w^{out}_j) \mapsto (c\,w^{in}_j, w^{out}_j / c)`, :math:`c > 0`, leaves
+    every output unchanged, and the balanced choice minimises the weight decay (AM–GM): the
+    objective never increases. At :math:`\lambda = 0` this removes the badly conditioned
+    rescaling valleys of docs/claims.md C4 before a Newton polish. Returns ``theta`` unchanged
+    when the symmetry does not hold (biases, frozen layers, the true PHT network).
+    """
+    th = np.asarray(theta, dtype=np.float64).reshape(-1).copy()
+    if (obj.masks is None or obj.fixed_b is not None or obj.trainable != list(range(obj.L))
+            or not np.all(np.isfinite(th))):
+        return th
+    Ws, off = [], 0
+    for shp in obj.shapes:
+        sz = int(np.prod(shp))
+        Ws.append(th[off:off + sz].reshape(shp).copy())
+        off += sz
+    for l in range(obj.L - 1):
+        a = np.linalg.norm(Ws[l], axis=1)          # incoming to hidden layer l units
+        b = np.linalg.norm(Ws[l + 1], axis=0)      # outgoing
+        ok = (a > 0) & (b > 0)
+        c = np.ones_like(a)
+        c[ok] = np.sqrt(b[ok] / a[ok])
+        Ws[l] *= c[:, None]
+        Ws[l + 1] /= c[None, :]
+    return np.concatenate([W.ravel() for W in Ws])
+
+
+@_in_single_thread
+def newton_polish(obj: MLPObjective, theta, *, max_iter: int = 40, tol_grad: float | None = None
+                  ) -> DescentResult:
+    r"""Finish a run with damped Newton on the same objective (second order, dense Hessian).
+
+    .. math:: 	heta \leftarrow 	heta - a\,V(\Lambda + \sigma I)^{-1}V^	op
+abla F,\qquad
+              \sigma = \max(0, -\lambda_{\min}) + 10^{-12}\max(1, |\lambda|_{\max}),
+
+    with :math:`
+abla^2 F = V\Lambda V^	op` (torch autograd, float64) and ``a`` from Armijo
+    backtracking. Used to *polish* end points of first-order methods (and stalled L-BFGS runs)
+    so they can be certified; the claim reports say which points were polished. Every iteration
+    costs ``dim`` Hessian-vector products: for the small problems of the claim checks only.
+
+    Parameters
+    ----------
+    obj : MLPObjective (gated: a twice-differentiable objective)
+    theta : ndarray of shape (dim,), the start (an end point of another method).
+    max_iter : int, Newton iterations.
+    tol_grad : float, stop when the gradient norm is at or below it (default ``1e-13 F(0)``).
+
+    Returns
+    -------
+    DescentResult with ``method="newton"`` and ``stopped`` in {"tol", "max_iter",
+    "line-search", "nan"}.
+
+    Examples
+    --------
+    >>> f = MLPObjective(np.eye(2), np.array([1.0, 2.0]), [np.ones((1, 2))])
+    >>> newton_polish(f, np.zeros(2)).grad_norm < 1e-12
+    True
+    """
+    t0 = time.perf_counter()
+    th = torch.as_tensor(np.asarray(theta, dtype=np.float64).reshape(-1)).clone()
+    if th.shape != (obj.dim,):
+        raise ValueError(f"theta must have shape ({obj.dim},); got {tuple(th.shape)}.")
+    tol = 1e-13 * obj.zero_objective() if tol_grad is None else float(tol_grad)
+    stopped, message, it = "max_iter", "", 0
+    for it in range(1, max_iter + 1):
+        f, g = obj.value_and_grad(th)
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            stopped = "nan"
+            break
+        gn = float(np.linalg.norm(g))
+        if gn <= tol:
+            stopped, it = "tol", it - 1
+            break
+        H = torch.autograd.functional.hessian(lambda t: obj(t), th, vectorize=True).numpy()
+        if not np.all(np.isfinite(H)):
+            stopped = "nan"
+            break
+        e, V = np.linalg.eigh(0.5 * (H + H.T))
+        # saddle-free Newton: |eigenvalues|, so negative curvature is followed downhill
+        damp = 1e-10 * max(1e-300, float(np.abs(e).max()))
+        step = -(V @ ((V.T @ g) / (np.abs(e) + damp)))
+        slope = float(g @ step)
+        a = 1.0
+        while a > 1e-12 and obj.value(th + a * torch.from_numpy(step)) > f + 1e-4 * a * slope:
+            a *= 0.5
+        if a <= 1e-12:
+            stopped, message = "line-search", "no Armijo step along the shifted Newton direction"
+            break
+        th = th + a * torch.from_numpy(step)
+    f, g = obj.value_and_grad(th)
+    gn = float(np.linalg.norm(g))
+    if not math.isfinite(f):
+        stopped = "nan"
+    elif gn <= tol:
+        stopped = "tol"
+    return DescentResult("newton", 0, float(f), gn, int(it), time.perf_counter() - t0,
+                         th.numpy().copy(), [], stopped, message or f"damped Newton, {it} iterations")
 
 
 def multi_start(obj: MLPObjective, *, methods: Sequence[str] = ("gd", "adam", "lbfgs"),
@@ -536,3 +687,65 @@ def multi_start(obj: MLPObjective, *, methods: Sequence[str] = ("gd", "adam", "l
         for m in methods:
             out.append(descend(obj, th0, method=_check_method(m), seed=s, **kwargs))
     return out
+
+
+def balanced_representative(obj: MLPObjective, theta, *, rtol: float = 1e-12) -> np.ndarray:
+    r""":func:`balance` (``theta``) when it has the same objective to ``rtol * F(0)``, else ``theta``.
+
+    At :math:`\lambda = 0` each rescaling is a diffeomorphism of the weights that preserves
+    :math:`F`, so it maps local minima to local minima, saddles to saddles: classifying the
+    balanced representative is classifying the point. It matters numerically: an unbalanced point
+    (a huge incoming weight, a tiny outgoing one) hides a saddle's negative curvature
+    (:math:`\approx -\|v\|^2/c` with :math:`c` the large curvature) below the relative
+    tolerance ``tol_h``. At :math:`\lambda > 0` a local minimum is balanced already, and any
+    other point is returned unchanged (balancing would lower :math:`F`: a different point).
+    """
+    th = np.asarray(theta, dtype=np.float64).reshape(-1)
+    tb = balance(obj, th)
+    if np.array_equal(tb, th) or not np.all(np.isfinite(tb)):
+        return th
+    fa, fb = obj.value(th), obj.value(tb)
+    return tb if abs(fb - fa) <= rtol * obj.zero_objective() else th
+
+
+def polish(obj: MLPObjective, theta, *, lbfgs_iter: int = 1000, newton_iter: int = 30,
+           rounds: int = 3, tol_grad: float | None = None) -> DescentResult:
+    r"""Finish an end point so it can be certified: L-BFGS, then :func:`balance`, then Newton.
+
+    The polish of the claim checks (docs/claims.md "End points"): first-order methods (GD, Adam,
+    SGD) stop with gradients 10–1e5 times above the certification tolerance; L-BFGS
+    (``lbfgs_iter`` iterations) brings them near a stationary point, balancing removes the
+    rescaling valleys, and saddle-free Newton (:func:`newton_polish`) converges quadratically
+    near a minimum and leaves saddles; up to ``rounds`` rounds until the gradient is at most
+    ``tol_grad`` (default ``1e-13 F(0)``). The result is an end point *of the same objective*,
+    reported as polished.
+
+    Returns
+    -------
+    DescentResult with ``method="lbfgs+newton"``; ``n_iter`` counts both phases, ``message``
+    says where each stopped.
+    """
+    F0 = obj.zero_objective()
+    tol = 1e-13 * F0 if tol_grad is None else float(tol_grad)
+    t0 = time.perf_counter()
+    th = np.asarray(theta, dtype=np.float64).reshape(-1)
+    msgs, n_it, stopped = [], 0, "max_iter"
+    for _ in range(rounds):
+        first = descend(obj, th, method="lbfgs", max_iter=lbfgs_iter, tol_grad=tol)
+        if np.all(np.isfinite(first.theta)):
+            th = first.theta
+        th_b = balance(obj, th)
+        if obj.value(th_b) <= obj.value(th) + 1e-12 * abs(F0):
+            th = th_b
+        second = newton_polish(obj, th, max_iter=newton_iter, tol_grad=tol)
+        th = balanced_representative(obj, second.theta)
+        n_it += first.n_iter + second.n_iter
+        stopped = second.stopped
+        msgs.append(f"L-BFGS {first.n_iter} it. ({first.stopped}), balanced, Newton "
+                    f"{second.n_iter} it. ({second.stopped})")
+        if stopped in ("tol", "nan"):
+            break
+    f, g = obj.value_and_grad(th)
+    return DescentResult("lbfgs+newton", 0, float(f), float(np.linalg.norm(g)), n_it,
+                         time.perf_counter() - t0, th, [], stopped, "; ".join(msgs))
+

@@ -17,6 +17,13 @@ a dense Hessian built column by column and ``numpy.linalg.eigvalsh`` for ``dim <
 ``scipy.sparse.linalg.eigsh`` (Lanczos) on a ``LinearOperator`` of HVPs above that. These are
 numerical measurements, not proofs: "local-min" means second-order stationary to the stated
 tolerances.
+
+Robustness (:func:`symmetric_extreme_eigs`): a point with a non-finite objective, gradient or
+Hessian (a diverged run) is *not converged*, with NaN curvature, and no eigensolver is called;
+a finite Hessian is scaled to unit max-norm, and when LAPACK's divide-and-conquer ``syevd``
+does not converge (it can fail on badly scaled matrices), the QR-iteration driver ``syev`` and
+then a general eigensolver are tried; Lanczos that does not converge falls back to the dense
+path up to ``dim = 2000``.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ import torch
 
 from altheory.descent.descent import _in_single_thread
 
-__all__ = ["EndPoint", "EndPointKind", "hessian_extreme_eigs", "classify", "classify_endpoint",
-           "tolerances"]
+__all__ = ["EndPoint", "EndPointKind", "hessian_extreme_eigs", "symmetric_extreme_eigs", "classify",
+           "classify_endpoint", "tolerances", "judge_endpoint"]
 
 EndPointKind = Literal["local-min", "saddle", "not-converged"]
 _DT = torch.float64
@@ -64,6 +71,45 @@ def _hvp_fn(f: Callable, theta: np.ndarray):
     return float(val), g.detach().numpy().copy(), hvp
 
 
+def symmetric_extreme_eigs(H: np.ndarray) -> tuple[float, float]:
+    r"""Smallest and largest eigenvalue of a symmetric matrix, with fallbacks (module docstring).
+
+    Returns ``(nan, nan)`` for a matrix with a non-finite entry (never raises on one).
+
+    Examples
+    --------
+    >>> symmetric_extreme_eigs(np.diag([3.0, -1.0]))
+    (-1.0, 3.0)
+    >>> symmetric_extreme_eigs(np.array([[np.nan]]))
+    (nan, nan)
+    """
+    import scipy.linalg
+
+    H = np.asarray(H, dtype=np.float64)
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H must be a square matrix; got shape {H.shape}.")
+    if not np.all(np.isfinite(H)):
+        return math.nan, math.nan
+    scale = float(np.abs(H).max()) if H.size else 0.0
+    if scale == 0.0:
+        return 0.0, 0.0
+    Hs = 0.5 * (H + H.T) / scale
+    attempts = (lambda: np.linalg.eigvalsh(Hs),
+                lambda: scipy.linalg.eigh(Hs, eigvals_only=True, driver="ev", check_finite=False),
+                lambda: np.sort(np.linalg.eigvals(Hs).real))
+    last: Exception | None = None
+    for attempt in attempts:
+        try:
+            ev = attempt()
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            last = exc
+            continue
+        if np.all(np.isfinite(ev)):
+            return float(ev[0]) * scale, float(ev[-1]) * scale
+    raise np.linalg.LinAlgError(f"no eigensolver converged on a finite {H.shape} Hessian "
+                                f"(max |H| = {scale:.3e}); last error: {last}")
+
+
 @_in_single_thread
 def hessian_extreme_eigs(f: Callable, theta, *, dense_max: int = 400, seed: int = 0
                          ) -> tuple[float, float]:
@@ -86,19 +132,30 @@ def hessian_extreme_eigs(f: Callable, theta, *, dense_max: int = 400, seed: int 
     (-6.0, 2.0)
     """
     theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(theta)):
+        return math.nan, math.nan
     _, _, hvp = _hvp_fn(f, theta)
     dim = theta.size
-    if dim <= dense_max:
+
+    def dense():
         H = np.stack([hvp(e) for e in np.eye(dim)], axis=1)
-        H = 0.5 * (H + H.T)
-        ev = np.linalg.eigvalsh(H)
-        return float(ev[0]), float(ev[-1])
-    from scipy.sparse.linalg import LinearOperator, eigsh
+        return symmetric_extreme_eigs(H)
+
+    if dim <= dense_max:
+        return dense()
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
     op = LinearOperator((dim, dim), matvec=hvp, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(dim)
-    lo = eigsh(op, k=1, which="SA", v0=v0, tol=1e-10, maxiter=20 * dim, return_eigenvectors=False)
-    hi = eigsh(op, k=1, which="LA", v0=v0, tol=1e-8, maxiter=20 * dim, return_eigenvectors=False)
+    try:
+        lo = eigsh(op, k=1, which="SA", v0=v0, tol=1e-10, maxiter=20 * dim, return_eigenvectors=False)
+        hi = eigsh(op, k=1, which="LA", v0=v0, tol=1e-8, maxiter=20 * dim, return_eigenvectors=False)
+    except (ArpackNoConvergence, ArpackError, ValueError):
+        if dim <= 2000:
+            return dense()
+        return math.nan, math.nan
+    if not (np.isfinite(lo[0]) and np.isfinite(hi[0])):
+        return math.nan, math.nan
     return float(lo[0]), float(hi[0])
 
 
@@ -107,7 +164,8 @@ def tolerances(F0: float, max_eig: float, *, rtol_g: float = 1e-7, rtol_h: float
     """``(tol_g, tol_h)`` relative to the scale of the problem (see the module docstring)."""
     if not F0 > 0:
         raise ValueError(f"F0 must be > 0 to set relative tolerances; got F0={F0}.")
-    return rtol_g * F0, rtol_h * max(abs(max_eig), F0)
+    curv = abs(max_eig) if math.isfinite(max_eig) else 0.0
+    return rtol_g * F0, rtol_h * max(curv, F0)
 
 
 def classify(grad_norm: float, min_eig: float, *, tol_g: float, tol_h: float) -> str:
@@ -147,8 +205,14 @@ def classify_endpoint(f: Callable, theta, *, F0: float, rtol_g: float = 1e-7, rt
     ('local-min', 2.0)
     """
     theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(theta)):
+        tol_g, tol_h = tolerances(F0, math.nan, rtol_g=rtol_g, rtol_h=rtol_h)
+        return EndPoint("not-converged", math.nan, math.nan, math.nan, math.nan, tol_g, tol_h)
     val, g, _ = _hvp_fn(f, theta)
     gn = float(np.linalg.norm(g))
+    if not (math.isfinite(val) and math.isfinite(gn)):
+        tol_g, tol_h = tolerances(F0, math.nan, rtol_g=rtol_g, rtol_h=rtol_h)
+        return EndPoint("not-converged", val, gn, math.nan, math.nan, tol_g, tol_h)
     lo, hi = hessian_extreme_eigs(f, theta, dense_max=dense_max)
     tol_g, tol_h = tolerances(F0, hi, rtol_g=rtol_g, rtol_h=rtol_h)
     return EndPoint(classify(gn, lo, tol_g=tol_g, tol_h=tol_h), val, gn, lo, hi, tol_g, tol_h)
