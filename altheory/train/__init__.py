@@ -7,7 +7,9 @@ layer exactly for the current features (C8) and logs the gap of the SGD-trained 
 
 Modules: :mod:`.config` (TrainConfig, TOML, overrides), :mod:`.models` (ResNets with PHT),
 :mod:`.methods` (GatedPHT, Gating), :mod:`.pipeline` (batches), :mod:`.head` (exact head),
-:mod:`.loop` (train), :mod:`.checkpoint`, :mod:`.distributed`, :mod:`.cli`.
+:mod:`.loop` (train), :mod:`.checkpoint`, :mod:`.distributed`, :mod:`.cli`, :mod:`.runs`
+(``load_run``: reload a run for analysis), :mod:`.certify` (``certify_run``: the support and the
+certified head of a trained run, ``altheory certify RUN_DIR``).
 
 Imports only torch, numpy and the standard library (tqdm and tensorboard are used when present),
 so it runs on a GPU machine without the rest of altheory's dependencies.
@@ -15,5 +17,7 @@ so it runs on a GPU machine without the rest of altheory's dependencies.
 
 from altheory.train.config import TrainConfig, load_config
 from altheory.train.loop import train
+from altheory.train.runs import Run, load_run
+from altheory.train.certify import CertifyReport, certify_run
 
-__all__ = ["TrainConfig", "load_config", "train"]
+__all__ = ["TrainConfig", "load_config", "train", "Run", "load_run", "CertifyReport", "certify_run"]
