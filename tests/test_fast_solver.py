@@ -154,6 +154,23 @@ def test_float32_first_phase_still_certified_in_float64():
     assert abs(r32.objective - r64.objective) <= 2e-8 * abs(r64.objective)
 
 
+def test_float32_working_set_certifies_issue_14():
+    """Issue #14: with dtype=float32 and p > 64 the working-set rounds screened the full problem
+    in float32, whose gap never fell below its rounding floor (3.5e-6 > 100 tol): 1434 rounds to
+    max_iter. The full certificate now switches to float64 below 1e-4 or when float32 sees no
+    violator."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40, 3))
+    G = X @ rng.standard_normal((3, 100)) > 0
+    y = rng.standard_normal(40)
+    lam = 0.05 * lambda_max(X, G, y)
+    r = solve_group_lasso(X, G, y, lam, dtype=torch.float32)
+    full = solve_group_lasso(X, G, y, lam, dtype=torch.float32, working_set=False)
+    assert r.status == full.status == "optimal", (r.status, r.rel_gap, r.iterations)
+    assert r.iterations["working_set_rounds"] <= 20
+    assert abs(r.objective - full.objective) <= 2e-8 * abs(full.objective)
+
+
 def test_working_set_and_full_agree():
     X, G, y = _instance(7, 150, 3, 90, "squared")
     lam = 0.2 * lambda_max(X, G, y)
