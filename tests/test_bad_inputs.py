@@ -24,6 +24,7 @@ from altheory import (PHT, FixedSupportNetwork, MLPObjective, TwoLayerFixedSuppo
                       reduced_rank_regression, replace_relu, solve, solve_group_lasso, solve_layer,
                       support, topk_mask)
 from altheory.alternation.alternation import alternate, mlp
+from altheory.certificates.certificates import lifted_bound
 from altheory.nets.architectures import build, sample_spec
 from altheory.solvers.convex import group_nuclear
 from altheory.solvers.problems import balanced_factors, factors_to_U, two_layer_network
@@ -205,6 +206,8 @@ BAD = [
      "dtype"),  # was: raw
     ("support-x-int", lambda: support(net(), torch.ones(5, 3, dtype=torch.int64)), TypeError,
      "dtype"),  # was: raw
+    ("support-x-empty", lambda: support(net(), torch.ones(0, 3, dtype=torch.float64)), ValueError,
+     "at least one sample"),  # was: raw (numpy reshape)
     ("support-x-wrong-features", lambda: support(net(), torch.randn(5, 4, dtype=torch.float64)),
      ValueError, "could not run"),  # was: raw
 
@@ -214,6 +217,10 @@ BAD = [
     ("S-sample-str", lambda: S().sample("0"), TypeError, "must be an int"),
     ("S-flips-other-arch", lambda: S().flips(support(net(width=5), X())), ValueError,
      "not comparable"),
+    ("S-subset-str", lambda: S().subset("a"), ValueError, "sample indices in [0, 5)"),  # was: raw
+    ("S-subset-out-of-range", lambda: S().subset([9]), ValueError, "got [9]"),  # was: raw
+    ("S-is-consistent-other-arch", lambda: S().is_consistent(net(width=5), X()), ValueError,
+     "not comparable"),  # was: silent (False)
     ("S-flips-not-support", lambda: S().flips("S"), TypeError, "MultiLayerSupport"),
     ("S-maxpool-mask",
      lambda: support(nn.Sequential(nn.MaxPool2d(2), nn.Flatten()).double(),
@@ -231,6 +238,9 @@ BAD = [
      lambda: gated_forward(net(width=5), S().for_any_weights(), X()), ValueError,
      "another architecture"),  # was: raw
     ("gated-batch-size", lambda: gated_forward(net(), S(), X()[:2]), ValueError, "S.subset"),
+    ("gated-x-float32", lambda: gated_forward(net(), S(), X().float()), TypeError,
+     "x.to(torch.float64)"),  # was: raw
+    ("gated-x-nan", lambda: gated_forward(net(), S(), nan_x()), ValueError, "NaN or Inf"),
     ("gated-not-support", lambda: gated_forward(net(), "S", X()), TypeError, "MultiLayerSupport"),
     ("gated-bn-training",
      lambda: gated_forward(bn_net(train=True), support(bn_net(), X()), X()), ValueError,
@@ -263,6 +273,9 @@ BAD = [
      "output(s) per sample"),  # was: raw (at the first objective())
     ("fsn-Y-rows", lambda: FixedSupportNetwork(net(), S(), X(), np.zeros((4, 2))), ValueError,
      "rows"),
+    ("fsn-X-nan", lambda: FixedSupportNetwork(net(), S(), nan_x(), Y2()), ValueError, "NaN or Inf"),
+    ("fsn-same-weights-str", lambda: FixedSupportNetwork(net(), S(), X(), Y2(), same_weights="no"),
+     TypeError, "same_weights must be a bool"),
     ("fsn-model-str", lambda: FixedSupportNetwork("net", S(), X(), Y2()), TypeError,
      "torch.nn.Module"),
     ("fsn-S-str", lambda: FixedSupportNetwork(net(), "S", X(), Y2()), TypeError,
@@ -326,6 +339,8 @@ BAD = [
     ("factors-of-not-module", lambda: P().factors_of("net"), TypeError, "torch.nn.Module"),  # was: raw
     ("two-layer-network-w2", lambda: two_layer_network(np.ones((3, 2)), np.ones(4)), ValueError,
      "w2 must have shape"),  # was: raw
+    ("two-layer-network-W1-1d", lambda: two_layer_network(np.ones(3), np.ones(3)), ValueError,
+     "W1 must have 2 dimension"),
     ("two-layer-network-tau", lambda: two_layer_network(np.ones((3, 2)), np.ones(3), tau=-1.0),
      ValueError, "tau must be"),
     ("balanced-factors-1d", lambda: balanced_factors(np.ones(3)), ValueError, "2 dimension"),
@@ -382,6 +397,12 @@ BAD = [
     ("descend-max-iter", lambda: descend(mlp_objective(), max_iter=-1), ValueError, "max_iter"),
     ("descend-tol-grad", lambda: descend(mlp_objective(), tol_grad=0.0), ValueError, "tol_grad"),
     ("descend-theta0-shape", lambda: descend(mlp_objective(), np.ones(3)), ValueError, "theta0"),
+    ("descend-lr-negative", lambda: descend(mlp_objective(), method="gd", lr=-1.0, max_iter=3),
+     ValueError, "lr must be a finite number > 0"),  # was: silent (ascent)
+    ("descend-batch-size-zero", lambda: descend(mlp_objective(), method="sgd", batch_size=0),
+     ValueError, "batch_size must be an int >= 1"),  # was: raw (range())
+    ("descend-seed-str", lambda: descend(mlp_objective(), seed="a"), TypeError,
+     "seed must be an int"),  # was: raw (int())
     ("descend-not-objective", lambda: descend("f"), TypeError, "MLPObjective"),  # was: raw
 
     # -- certificates ------------------------------------------------------------------------
@@ -390,6 +411,13 @@ BAD = [
     ("certify-fsn-unknown-layer", lambda: certify(fsn(), layer="9"), ValueError,
      "no Linear/Conv2d layer"),
     ("certify-U-shape", lambda: certify(P(), np.ones((3, 3))), ValueError, "U must have shape"),
+    ("certify-mlp-theta-shape", lambda: certify(mlp_objective(), np.zeros(3)), ValueError,
+     "theta must have shape"),
+    ("certify-solver", lambda: certify(P(), np.zeros((4, 3)), solver="x"), ValueError,
+     "solver must be one of"),
+    ("lifted-bound-masks-array",
+     lambda: lifted_bound(two_layer()[0], two_layer()[1], two_layer()[2]), TypeError,
+     "[mask]"),  # was: raw (truth value of an array)
     ("certify-mlp-no-masks", lambda: certify(mlp_objective(masks=None), np.zeros(16)), ValueError,
      "fixed masks"),
 
@@ -402,6 +430,14 @@ BAD = [
      "lam must be"),
     ("alternate-max-rounds", lambda: alternate(mlp(3, (4,)), *alt_data(), max_rounds=0),
      ValueError, "max_rounds"),
+    ("alternate-tol-negative", lambda: alternate(mlp(3, (4,)), *alt_data(), tol=-1.0), ValueError,
+     "tol must be a finite number >= 0"),  # was: silent
+    ("alternate-X-features", lambda: alternate(mlp(3, (4,)), np.ones((8, 4)), np.ones(8)),
+     ValueError, "per-sample shape"),
+    ("alternate-not-mlp",
+     lambda: alternate(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(2, 1)).double(), np.ones((4, 1, 3, 3)), np.ones(4)),
+     ValueError, "alternate Linear and PHT/ReLU"),
     ("alternate-topk-preserving",
      lambda: alternate(mlp(3, (4,), topk=2), *alt_data(), weight_step="support-preserving"),
      ValueError, "threshold PHT"),

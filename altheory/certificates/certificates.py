@@ -100,6 +100,8 @@ def lifted_bound(X, masks: list[np.ndarray], y, *, loss: str = "squared",
     -------
     ConvexResult with ``weights["U"]`` of shape (C, d) over the distinct combined patterns.
     """
+    if not isinstance(masks, (list, tuple)) or not masks:
+        raise TypeError(f"masks must be a non-empty list of bool arrays (n, h_l), one per hidden layer; got {type(masks).__name__}. Wrap a single mask as [mask].")
     X = check_matrix(X, "X")
     G = lifted_patterns(masks)
     res = group_lasso_problem(TwoLayerFixedSupport(X, G, y, loss, 0.0), solver=solver)

@@ -221,8 +221,12 @@ class MultiLayerSupport:
     __hash__ = None  # type: ignore[assignment]
 
     def is_consistent(self, model: nn.Module, x) -> bool:
-        r"""Whether :math:`S = S(W, x)`: the support ``model`` itself produces on ``x``."""
-        return self == support(model, x)
+        r"""Whether :math:`S = S(W, x)`: the support ``model`` itself produces on ``x``.
+
+        Raises ValueError for a model of another architecture (not comparable), rather than
+        answering False.
+        """
+        return self.hamming(support(model, x)) == 0
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
         """The support of sample ``i``: per layer, a flat bool mask or int index array."""
@@ -238,6 +242,15 @@ class MultiLayerSupport:
 
     def subset(self, idx) -> "MultiLayerSupport":
         """The support restricted to samples ``idx`` (an index array or slice)."""
+        try:
+            picked = np.arange(self.n)[idx]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"subset: idx must be a slice or an array of sample indices in "
+                             f"[0, {self.n}) (or a boolean mask of length {self.n}); got {idx!r}: "
+                             f"{exc}.") from None
+        if np.ndim(picked) != 1 or picked.size == 0:
+            raise ValueError(f"subset: idx must select at least one sample as a 1-D selection; got "
+                             f"{idx!r}.")
         layers = {}
         for k, l in self.layers.items():
             layers[k] = LayerSupport(
@@ -302,6 +315,8 @@ def _check_input(x, where: str) -> torch.Tensor:
     if x.ndim < 2:
         raise ValueError(f"{where}: x must be a batch of shape (n, ...); got shape {tuple(x.shape)}. "
                          "Add a batch dimension with x[None].")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: x must hold at least one sample; got shape {tuple(x.shape)}.")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{where}: x has {bad} NaN or Inf entries (shape {tuple(x.shape)}); "
