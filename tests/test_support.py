@@ -91,3 +91,90 @@ def test_subset_selects_samples():
 def test_bad_calls(make, exc, match):
     with pytest.raises(exc, match=match):
         make(_mlp())
+
+
+# --------------------------------------------------------------------------------------------
+# what the checks of issue #9 must still accept
+# --------------------------------------------------------------------------------------------
+
+class _Methods(nn.Module):
+    """``.relu()`` as a method and ``x.view(x.size(0), -1)``: both have explicit operators."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x):
+        z = self.conv(x).relu()
+        return self.fc(z.view(z.size(0), -1))
+
+
+def test_relu_method_is_a_support_and_size_feeding_view_is_allowed():
+    from altheory import linearize
+
+    torch.manual_seed(0)
+    net = _Methods().double().eval()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    S = support(net, x)
+    assert len(S) == 1 and S[next(iter(S.keys()))].mask().shape == (3, 2, 4, 4)
+    np.testing.assert_array_equal(S[next(iter(S.keys()))].mask(), (net.conv(x) > 0).numpy())
+    A, c = linearize(net, S, 1)
+    np.testing.assert_allclose(A @ x[1].numpy().ravel() + c, net(x)[1].detach().numpy(), rtol=1e-12)
+
+
+def test_nodes_the_output_does_not_use_are_not_checked():
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 2)
+
+        def forward(self, x):
+            torch.sigmoid(x)  # computed and dropped
+            return self.a(x)
+
+    S = support(Unused().double(), torch.randn(2, 3, dtype=torch.float64))
+    assert len(S) == 0
+
+
+def test_fingerprint_follows_values_not_objects():
+    """A deep copy and a device-free dtype cast keep the fingerprint; any value change breaks it,
+    buffers included (BatchNorm running statistics)."""
+    import copy
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), PHT(0.1), nn.Linear(6, 2)).double().eval()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    S = support(net, x)
+    gated_forward(copy.deepcopy(net), S, x)  # accepted
+    assert S.subset([0, 1]).weights_digest == S.weights_digest
+    with torch.no_grad():
+        net[1].running_mean.add_(1e-12)
+    with pytest.raises(ValueError, match="other weights"):
+        gated_forward(net, S, x)
+    gated_forward(net, S, x, same_weights=False)  # held on purpose
+    assert S.for_any_weights().weights_digest is None and S.weights_digest is not None
+
+
+def test_for_any_weights_still_checks_the_architecture():
+    x = torch.randn(5, 4, dtype=torch.float64)
+    S = support(_mlp(), x).for_any_weights()
+    wider = nn.Sequential(nn.Linear(4, 7), PHT(), nn.Linear(7, 5), PHT(), nn.Linear(5, 2)).double()
+    with pytest.raises(ValueError, match="another architecture"):
+        gated_forward(wider, S, x)
+
+
+def test_fixed_support_network_checks_then_holds():
+    from altheory import FixedSupportNetwork
+
+    net, x = _mlp(0.1), torch.randn(6, 4, dtype=torch.float64)
+    Y = np.random.default_rng(0).standard_normal((6, 2))
+    S = support(net, x)
+    with torch.no_grad():
+        net[0].weight.mul_(-1.0)
+    with pytest.raises(ValueError, match="other weights"):
+        FixedSupportNetwork(net, S, x, Y)
+    P = FixedSupportNetwork(net, S, x, Y, same_weights=False)
+    out = P.output()
+    with torch.no_grad():
+        net[4].weight.mul_(2.0)
+    torch.testing.assert_close(P.output(), 2 * out - net[4].bias.detach())  # f_S moved with W_3
