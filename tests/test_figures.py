@@ -116,3 +116,84 @@ def test_alternate_from_runs_resummarises(tiny, tmp_path, capsys):
     assert data["summary"]["best_lr"] == summary["best_lr"]
     assert len(data["baselines"]) == len(runs["baselines"])  # one step size each: all are best
     assert data["summary"]["best_at_grid_edge"] == []
+
+
+def _load_script(path: Path, name: str, monkeypatch):
+    """Import a figure script with its own folder's ``_common`` (not a cached copy of another)."""
+    import importlib.util
+    import sys
+
+    monkeypatch.delitem(sys.modules, "_common", raising=False)
+    monkeypatch.syspath_prepend(str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_saved_figures_are_byte_reproducible(tmp_path):
+    """The same figure saved twice gives identical PNG and PDF bytes (no creation date, no
+    software version), and an unchanged file is not rewritten."""
+    from altheory.plotting.style import figure, save
+
+    paths = []
+    for k in range(2):
+        fig, ax = figure()
+        ax.plot([0, 1, 2], [1, 0, 2], label="a line")
+        ax.set_title("reproducible")
+        ax.legend()
+        paths.append(save(fig, tmp_path / f"f{k}"))
+    for p0, p1 in zip(*paths):
+        assert p0.read_bytes() == p1.read_bytes(), p0.suffix
+    pdf = paths[0][1].read_bytes()
+    assert b"/CreationDate" not in pdf and b"matplotlib" not in pdf.lower()
+    assert b"Software" not in paths[0][0].read_bytes()[:4096]
+    mtime = paths[0][0].stat().st_mtime_ns
+    fig, ax = figure()
+    ax.plot([0, 1, 2], [1, 0, 2], label="a line")
+    ax.set_title("reproducible")
+    ax.legend()
+    save(fig, tmp_path / "f0")
+    assert paths[0][0].stat().st_mtime_ns == mtime  # same bytes: left alone
+
+
+@pytest.mark.parametrize("script", ["fig1_success_vs_width", "fig2_gap_histograms",
+                                    "fig4_support_flips"])
+def test_redrawn_figure_from_committed_data_is_identical(script, tmp_path, monkeypatch):
+    """Figures 1, 2 and 4 drawn twice from the committed data give the same bytes, so
+    `altheory figures` leaves git clean when the data did not change."""
+    mod = _load_script(ROOT / "figures" / f"{script}.py", f"_{script}", monkeypatch)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for out in (a, b):
+        mod.main(out_dir=out)
+    for ext in (".png", ".pdf"):
+        assert (a / f"{script}{ext}").read_bytes() == (b / f"{script}{ext}").read_bytes()
+
+
+def test_fig1_counts_runs_per_cell_and_leaves_out_sampled_patterns(monkeypatch):
+    mod = _load_script(ROOT / "figures" / "fig1_success_vs_width.py", "_fig1", monkeypatch)
+    inst = lambda n, ratio, ok, kind="global": {  # noqa: E731
+        "status": "pass" if kind == "global" else "reported",
+        "sizes": {"check": "bound", "n": n, "m/m*": ratio},
+        "detail": {"success": ok, "kind": kind}}
+    rep = {"instances": [inst(12, 1.0, True), inst(12, 1.0, False),
+                         inst(40, 2.0, True, kind="upper-bound")]}
+    runs = mod.runs_of(rep)
+    assert [(r["n"], r["success"]) for r in runs] == [(12, True), (12, False)]
+    assert all(r["converged"] is None for r in runs)
+
+
+def test_fig4_continues_stable_and_cycling_runs(monkeypatch):
+    mod = _load_script(ROOT / "figures" / "fig4_support_flips.py", "_fig4", monkeypatch)
+    per = [{"1": 0, "3": 0}, {"1": 4, "3": 2}, {"1": 2, "3": 0}, {"1": 1, "3": 0}]
+    base = {"sizes": {"n": 2, "widths": [2, 1]}}
+    stable = {**base, "detail": {"flips_per_layer": per, "stopped": "support-stable"}}
+    cycle = {**base, "detail": {"flips_per_layer": per, "stopped": "cycle-2"}}
+    budget = {**base, "detail": {"flips_per_layer": per, "stopped": "max-rounds"}}
+    assert mod.flip_curve(stable, 0, 5) == [1.0, 0.5, 0.25, 0.0, 0.0]
+    assert mod.flip_curve(cycle, 0, 5) == [1.0, 0.5, 0.25, 0.5, 0.25]
+    assert mod.flip_curve(cycle, 1, 4) == [1.0, 0.0, 0.0, 0.0]
+    tail = mod.flip_curve(budget, 0, 5)[3:]
+    assert all(np.isnan(tail))

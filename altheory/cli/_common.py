@@ -79,3 +79,26 @@ def claim_list(s: str) -> list[str]:
 def hidden_alias(p: argparse.ArgumentParser, old: str, dest: str, **kw) -> None:
     """Accept an old spelling (``--n_jobs``) without showing it in ``--help``."""
     p.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw)
+
+
+def output_file(path, *, create_parent: bool = True):
+    """:func:`altheory.io.check_output_path`, with an OS error (a parent that is a file) turned
+    into a one-line usage error."""
+    from altheory.io import check_output_path
+
+    try:
+        return check_output_path(path, create_parent=create_parent)
+    except (NotADirectoryError, PermissionError) as exc:
+        raise UsageError(f"output path {path} cannot be written ({exc.strerror}: {exc.filename}); "
+                         "give a path inside a writable folder.") from None
+
+
+def output_dir(path, *, create: bool = True):
+    """:func:`altheory.io.check_output_dir`, with OS errors turned into a usage error."""
+    from altheory.io import check_output_dir
+
+    try:
+        return check_output_dir(path, create=create)
+    except (NotADirectoryError, PermissionError, FileExistsError) as exc:
+        raise UsageError(f"output folder {path} cannot be created ({exc.strerror}: {exc.filename}); "
+                         "give a folder path inside a writable folder.") from None

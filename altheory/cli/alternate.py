@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from altheory.experiments import comparison as C
-    from altheory.io import check_output_dir, check_output_path
+    from altheory.cli._common import output_dir as check_output_dir
+    from altheory.cli._common import output_file as check_output_path
 
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; give one.")

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if main is None:
         raise UsageError(f"not available in this version: {MODULE} has no main(argv).")
     try:
-        return int(main(list(args.extra)) or 0)
+        argv = ["--quiet" if a == "-q" else a for a in args.extra]
+        return int(main(argv) or 0)
+    except SystemExit as exc:  # a delegate's own argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None

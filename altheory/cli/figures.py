@@ -118,7 +118,7 @@ def _alternation_data(name: str, data: str, path: Path, recompute: bool, quiet: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from altheory.io import check_output_dir
+    from altheory.cli._common import output_dir as check_output_dir
 
     names = list(FIGURES) if args.only is None else args.only
     try:

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if args.command is None:
-            parser.error(f"no command given; expected one of {list(COMMANDS)}.")
+            parser.error(f"unrecognized arguments: {' '.join(extra)}" if extra else
+                         f"no command given; expected one of {list(COMMANDS)}.")
         if extra and args.command not in PASS_THROUGH:
             sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001
             sub.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from altheory.experiments.sweeps import SWEEPS, parse_grid, run_sweep
-    from altheory.io import check_output_path
+    from altheory.cli._common import output_file as check_output_path
 
     fn = SWEEPS[args.name]
     try:

@@ -91,5 +91,7 @@ def run(args: argparse.Namespace) -> int:
         + (["--print-config"] if args.print_config else []) + overrides
     try:
         return int(trainer_main(argv) or 0)
+    except SystemExit as exc:  # a delegate's own argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except (ValueError, FileNotFoundError) as exc:  # the trainer's refusals (resume, data)
         raise UsageError(str(exc)) from None

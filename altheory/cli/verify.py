@@ -81,16 +81,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--claims: a claim is repeated in {','.join(ids)}; give each once.")
     profile = "thorough" if args.thorough else "quick"
 
-    from altheory.io import check_output_dir, check_output_path, write_text_atomic
-
-    to_stdout = args.json == "-"
-    if not args.json:
-        raise UsageError("--json is empty; expected a file path, or '-' for standard output.")
-    out = None if to_stdout else check_output_path(args.json)
-    reports_dir = (Path(args.reports_dir) if args.reports_dir else
-                   (None if to_stdout else out.parent / "claims"))
-    if reports_dir is not None:
-        check_output_dir(reports_dir)
     client_cm = None
     if args.scheduler is not None:
         from altheory.experiments.cluster import dask_client, parse_scheduler, require_dask
@@ -102,6 +92,18 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--scheduler: {exc}") from None
         client_cm = dask_client(args.scheduler)
 
+    from altheory.cli._common import output_dir as check_output_dir
+    from altheory.cli._common import output_file as check_output_path
+    from altheory.io import write_text_atomic
+
+    to_stdout = args.json == "-"
+    if not args.json:
+        raise UsageError("--json is empty; expected a file path, or '-' for standard output.")
+    out = None if to_stdout else check_output_path(args.json)
+    reports_dir = (Path(args.reports_dir) if args.reports_dir else
+                   (None if to_stdout else out.parent / "claims"))
+    if reports_dir is not None:
+        check_output_dir(reports_dir)
     table_console = _console(stderr=to_stdout)
     lines = table_console if not args.quiet else Console(quiet=True)
     err = Console(stderr=True)

@@ -69,7 +69,7 @@ def dask_client(scheduler: str, *, timeout: float = 30) -> Iterator:
 
     if where == "local":
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         try:
             with Client(cluster) as client:
                 yield client

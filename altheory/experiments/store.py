@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import sys
@@ -64,14 +65,18 @@ def instance_key(params: Mapping[str, Any]) -> str:
 
 
 def read_rows(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """``(header, rows)`` of a store; rows without a key (a line torn by a crash) are dropped."""
+    """``(header, rows)`` of a store. A last row torn by a crash is dropped: every complete row
+    ends with a line break, and a row missing a column or its key is not counted."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return [], []
     with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = [r for r in reader if r.get("key")]
-        return list(reader.fieldnames or []), rows
+        text = fh.read()
+    if not text.endswith("\n"):  # the last write did not finish
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = [r for r in reader if r.get("key") and None not in r.values() and None not in r]
+    return list(reader.fieldnames or []), rows
 
 
 @contextlib.contextmanager
