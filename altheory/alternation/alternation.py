@@ -504,7 +504,11 @@ def support_preserving_layer_step(Ws, bs, X, Y, masks, l: int, *, tau: float, lo
 
     r = solve_with_fallback(build, solver=solver)
     detail = {"eps_on": eps_on, "eps_off": eps_off, "constraints": 0 if C is None else C.shape[0],
-              "solver": r.solver}
+              "solver": r.solver, "active": 0}
+    if r.verified and C is not None:
+        slack = C @ np.asarray(r.weights["theta"], np.float64) - d_
+        scale = max(1.0, float(np.abs(d_).max()))
+        detail["active"] = int((slack <= 1e-7 * scale).sum())
     if r.verified:
         Ws, bs = _unpack(r.weights["theta"], Ws, bs, l)
     return Ws, bs, StepInfo(l, r.status, time.perf_counter() - t0, 1, detail)
@@ -666,6 +670,14 @@ class RoundLog:
     passes, seconds : cumulative data passes and wall seconds (support and weight steps only;
         evaluation excluded)
     metrics : extra per-round measurements (e.g. train/test accuracy) from ``evaluate``
+    step_flips : for ``"support-preserving"``, the support entries that differ between the held
+        support and the support recomputed after each sub-step (layer) — the invariant of C9 is
+        that every entry is 0 (empty for the other weight steps)
+    step_active : for ``"support-preserving"``, per sub-step, the consistency constraints that
+        bind at the solution (slack within ``1e-7`` of its bound, relative to the scale of ``z``)
+    step_margins : for ``"support-preserving"``, per sub-step, the held layers' margins on each
+        side, :math:`\min(z - \tau)` over kept and :math:`\min(\tau - z)` over dropped entries,
+        before and after the step (``on_before``, ``off_before``, ``on_after``, ``off_after``)
     """
 
     round: int
@@ -680,6 +692,9 @@ class RoundLog:
     passes: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    step_flips: list[int] = field(default_factory=list)
+    step_active: list[int] = field(default_factory=list)
+    step_margins: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -782,6 +797,8 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
     >>> res.rounds[-1].objective <= res.rounds[0].objective
     True
     """
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not 0 <= tol < np.inf:
+        raise ValueError(f"tol must be a finite number >= 0 (relative decrease of the objective); got tol={tol!r}.")
     parts0 = mlp_parts(model)
     if weight_step not in WEIGHT_STEPS:
         raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}; got {weight_step!r}.")
@@ -839,6 +856,9 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
         masks = _masks(S, parts)
         infos: list[StepInfo] = []
         step_objs: list[float] = []
+        step_flips: list[int] = []
+        step_active: list[int] = []
+        step_margins: list[dict] = []
         if weight_step == "descent":
             Ws, bs, info = descent_step(Ws, bs, Xn, Yn, masks, loss=loss, lam=lam,
                                         steps=descent_steps, method=descent_method, lr=lr)
@@ -854,9 +874,21 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
                     Ws, bs, info = exact_layer_step(Ws, bs, Xn, Yn, masks, l, loss=loss, lam=lam,
                                                     solver=solver)
                 else:
+                    held = list(range(l, parts.L - 1))
+                    Zb = forward_np(Ws, bs, Xn, masks=masks)
+                    on_b, off_b = _side_margins([Zb[m] for m in held], [masks[m] for m in held], tau)
                     Ws, bs, info = support_preserving_layer_step(
                         Ws, bs, Xn, Yn, masks, l, tau=tau, loss=loss, lam=lam, epsilon=epsilon,
                         solver=solver)
+                    # the invariant of C9: the held support is still the weights' own support,
+                    # measured here (not by the step): flips, and the margins on each side
+                    Zl = forward_np(Ws, bs, Xn, tau=tau)
+                    step_flips.append(int(sum(int(((z > tau) != m).sum())
+                                              for z, m in zip(Zl[:-1], masks))))
+                    on_a, off_a = _side_margins([Zl[m] for m in held], [masks[m] for m in held], tau)
+                    step_active.append(int(info.detail.get("active", 0)))
+                    step_margins.append({"layer": l, "on_before": on_b, "off_before": off_b,
+                                         "on_after": on_a, "off_after": off_a})
                 infos.append(info)
                 step_objs.append(true_obj(Ws, bs)[1])
         passes += sum(i.passes for i in infos)
@@ -870,7 +902,8 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
         prev_fixed = rounds[-1].fixed_objective if rnd > 1 else rounds[0].objective
         rounds.append(RoundLog(rnd, lo, ob, fixed, step_objs, flips, S_new.margin,
                                sum(flips.values()) == 0, [i.status for i in infos], passes, t_used,
-                               evaluate(model) if evaluate else {}))
+                               evaluate(model) if evaluate else {}, step_flips, step_active,
+                               step_margins))
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{lo:.4g}", flips=sum(flips.values()))

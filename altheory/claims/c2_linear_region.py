@@ -112,6 +112,97 @@ def check_instance(model, x: torch.Tensor, i: int, delta: np.ndarray) -> dict:
     return out
 
 
+ETA = 1e-6  # "just below" / "just above" the margin: t = (1 -/+ ETA) mu
+
+
+def _sharp_model(kind: str, rng: np.random.Generator):
+    """A network whose first layer is the selection (so the input is its pre-activation)."""
+    from torch import nn
+
+    from altheory.nets.activations import PHT
+
+    if kind == "threshold":
+        d = int(rng.integers(3, 12))
+        tau = float(rng.choice([0.0, 0.1, 0.5]))
+        model = nn.Sequential(PHT(tau), nn.Linear(d, 2)).double().eval()
+        x = torch.from_numpy(rng.standard_normal((1, d)))
+        return model, x, {"kind": kind, "d": d, "tau": tau}
+    if kind == "maxpool":
+        k = int(rng.integers(2, 4))
+        stride = int(rng.integers(1, k + 1))
+        pad = int(rng.integers(0, k // 2 + 1))
+        dil = int(rng.integers(1, 3))
+        c, h = int(rng.integers(1, 3)), int(rng.integers(5, 9))
+        pool = nn.MaxPool2d(k, stride, padding=pad, dilation=dil)
+        with torch.no_grad():
+            out = pool(torch.zeros(1, c, h, h, dtype=torch.float64))
+        model = nn.Sequential(pool, nn.Flatten(), nn.Linear(out.numel(), 1)).double().eval()
+        x = torch.from_numpy(rng.standard_normal((1, c, h, h)))
+        return model, x, {"kind": kind, "kernel": k, "stride": stride, "padding": pad,
+                          "dilation": dil, "c": c, "h": h}
+    raise ValueError(f"kind must be 'threshold' or 'maxpool'; got {kind!r}.")
+
+
+def _attaining_move(kind: str, model, x: torch.Tensor, spec: dict) -> tuple[np.ndarray, float]:
+    """The unit-speed direction (in the selection's input, the network input here) that attains
+    the margin, and the margin measured independently of :mod:`altheory.nets.support`."""
+    xf = x.reshape(-1).numpy()
+    if kind == "threshold":
+        gaps = xf - spec["tau"]
+        j = int(np.argmin(np.abs(gaps)))
+        v = np.zeros_like(xf)
+        v[j] = -np.sign(gaps[j]) if gaps[j] != 0 else -1.0
+        return v, float(abs(gaps[j]))
+    pool = model[0]
+    n, c, h, w = x.shape
+    k, st, p, d = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
+    pos = torch.arange(c * h * w, dtype=torch.float64).reshape(1, c, h, w)
+    val = F.pad(x, (p, p, p, p), value=-np.inf)
+    ids = F.pad(pos, (p, p, p, p), value=-1.0)
+    with torch.no_grad():
+        out_hw = pool(x).shape[2:]
+    cv = F.unfold(val.reshape(c, 1, h + 2 * p, w + 2 * p), k, dilation=d, stride=st)
+    ci = F.unfold(ids.reshape(c, 1, h + 2 * p, w + 2 * p), k, dilation=d, stride=st)
+    cv, ci = cv[:, :, : out_hw[0] * out_hw[1]], ci[:, :, : out_hw[0] * out_hw[1]]
+    top = cv.topk(2, dim=1)
+    gap = (top.values[:, 0] - top.values[:, 1]) / 2
+    gap = torch.where(torch.isfinite(top.values[:, 1]), gap, torch.tensor(np.inf, dtype=gap.dtype))
+    flat = int(torch.argmin(gap))
+    ch, col = divmod(flat, gap.shape[1])
+    i1 = int(ci[ch, top.indices[ch, 0, col], col])
+    i2 = int(ci[ch, top.indices[ch, 1, col], col])
+    v = np.zeros_like(xf)
+    v[i1], v[i2] = -1.0, 1.0
+    return v, float(gap[ch, col])
+
+
+def sharp_margin(kind: str, seed: int) -> dict:
+    """Just below the margin along the attaining direction the support holds; just above it changes.
+
+    ``mu`` is the margin reported by :func:`altheory.nets.support.support`; the direction moves
+    the entries that attain the margin (threshold: the pre-activation closest to ``tau``, toward
+    it; max pool: the largest entry of the tightest window down and the second largest up), one
+    unit per unit of ``t`` in the infinity norm.
+    """
+    rng = np.random.default_rng(seed)
+    model, x, spec = _sharp_model(kind, rng)
+    S = support(model, x)
+    key = next(iter(S.keys()))
+    mu = float(S[key].margin[0])
+    v, mu_ref = _attaining_move(kind, model, x, spec)
+    out = {**spec, "margin": mu, "margin_independent": mu_ref}
+    if not (np.isfinite(mu) and mu > 0 and np.isfinite(mu_ref) and mu_ref > 0):
+        out["status"] = "not-applicable"
+        return out
+    vt = torch.from_numpy(v).reshape(x.shape)
+    below = support(model, x + (1 - ETA) * mu * vt).hamming(S) == 0
+    above = support(model, x + (1 + ETA) * mu * vt).hamming(S) > 0
+    out.update(held_just_below=bool(below), changed_just_above=bool(above),
+               rel_error=abs(mu - mu_ref) / mu_ref)
+    out["status"] = "pass" if (below and above) else "fail"
+    return out
+
+
 @register("C2", "Linear region around a consistent support", asserted=True)
 def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     report = ClaimReport("C2", "Linear region around a consistent support", asserted=True,
@@ -136,6 +227,14 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         zero_margin += r.get("inside") == "not-applicable"
         report.add(Instance(s, {"family": family, "arch": spec.describe(), "d": int(delta.size)}, status,
                             r.get("inside_error"), TOL, r))
+    # the margin itself, sharply: thresholds and max pooling
+    n_sharp = 10 if profile == "quick" else 100
+    for kind in ("threshold", "maxpool"):
+        for j in range(n_sharp):
+            s = seed + 10_000 + j
+            r = sharp_margin(kind, s)
+            report.add(Instance(s, {"check": "sharp-margin", "kind": kind}, r["status"],
+                                r.get("rel_error"), ETA, r))
     report.conditions.append(Condition("margin > 0", count - zero_margin > 0, f"{count - zero_margin}/{count}",
                                        "instances with a zero margin (ties) have no certified region"))
     report.notes.append(f"{zero_margin} of {count} instances had margin 0 (inside part not applicable); "

@@ -28,6 +28,7 @@ import numpy as np
 from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-9
+TOL_SLACK = 1e-3  # relative shortfall of the kept margin below the slack (solver accuracy)
 
 
 def _data(seed: int, n: int, d: int, tau: float):
@@ -35,6 +36,31 @@ def _data(seed: int, n: int, d: int, tau: float):
 
     ts = teacher_student(n, d, widths=(4,), tau=tau, seed=seed)
     return ts.X, ts.Y.reshape(-1)
+
+
+def invariant(res, tau: float, epsilon: float) -> dict:
+    """The invariant of C9 after every support-preserving sub-step, from the alternation's log.
+
+    * ``step_flips_total``: support entries that differ between the held support and the
+      support recomputed after each sub-step (must be 0);
+    * ``slack_violation`` (tau > 0 only): the largest relative shortfall of the kept entries'
+      margin after a step below the slack the theorem needs,
+      ``epsilon_l = min(epsilon, mu_on_before / 2)`` (:math:`z \ge \tau + \varepsilon`);
+    * ``binding_steps``: sub-steps where some consistency constraint binds at the solution.
+    """
+    import math
+
+    flips = sum(f for r in res.rounds[1:] for f in r.step_flips)
+    worst = 0.0
+    for r in res.rounds[1:]:
+        for m in r.step_margins:
+            if tau > 0 and math.isfinite(m["on_before"]):
+                need = min(epsilon, 0.5 * m["on_before"])
+                if need > 0:
+                    worst = max(worst, (need - m["on_after"]) / need)
+    binding = sum(1 for r in res.rounds[1:] for a in r.step_active if a > 0)
+    return {"step_flips_total": int(flips), "slack_violation": float(worst),
+            "binding_steps": int(binding)}
 
 
 def _increase(res) -> float:
@@ -73,14 +99,24 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
             statuses = [st for r in res.rounds[1:] for st in r.statuses]
             bad = [st for st in statuses if st != "optimal"]
             inc = _increase(res)
+            inv = invariant(res, tau, eps)
             detail = {"objectives": [r.objective for r in res.rounds],
                       "flips": [sum(r.flips.values()) for r in res.rounds],
                       "stopped": res.stopped, "solver_status": bad[0] if bad else "optimal",
-                      "variant": "support-preserving"}
+                      "variant": "support-preserving", **inv}
             if bad:
                 status = f"solver-{bad[0]}"
+            elif inc > TOL:
+                status, detail["why"] = "fail", f"the true objective increased by {inc:.2e} x F(0)"
+            elif inv["step_flips_total"]:
+                status, detail["why"] = "fail", (f"{inv['step_flips_total']} support entries changed "
+                                                 "under support-preserving steps (invariant broken)")
+            elif inv["slack_violation"] > TOL_SLACK:
+                status, detail["why"] = "fail", (
+                    f"kept entries end {inv['slack_violation']:.2e} (relative) below tau + epsilon: the "
+                    "slack that keeps PHT's jump at tau from flipping them was not imposed")
             else:
-                status = "pass" if inc <= TOL else "fail"
+                status = "pass"
             report.add(Instance(s, sizes, status, inc, TOL, detail))
             for step in reported_steps:
                 r2 = alternate(mlp(d, widths, 1, tau=tau, seed=s), X, Y, weight_step=step,
@@ -99,6 +135,10 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         "support-preserving step optimal", all(not i.status.startswith("solver-") for i in sp),
         {i.detail["solver_status"]: sum(1 for k in sp if k.detail["solver_status"] == i.detail["solver_status"]) for i in sp},
         "cvxpy status of every per-layer program (Clarabel, SCS fallback)"))
+    slack_bound = sum(1 for i in sp if i.sizes["tau"] > 0 and i.status == "pass"
+                      and i.detail.get("binding_steps", 0) > 0)
+    report.require("tau>0, consistency constraints binding", 1, slack_bound,
+                   sum(1 for i in sp if i.sizes["tau"] > 0))
     rep = [i for i in report.instances if i.status == "reported"]
     stable = sum(1 for i in rep if i.detail["stopped"] == "support-stable")
     cyc = sum(1 for i in rep if i.detail["stopped"].startswith("cycle"))
