@@ -1,49 +1,96 @@
-r"""Benchmark: time and memory to build the explicit linear operator A_S (claim C1).
+r"""Benchmark: time and peak memory of the explicit operator A_S against autograd (claim C1).
 
-Models: a PHT ResNet-20 (CIFAR layout, 3x32x32 input, 16-32-64 channels, eval-mode batch norm)
-and a PHT MLP 784-1024-1024-10. For each, in the same run and process: altheory.linearize
-(explicit sparse operators composed in reverse mode), the largest single sparse conv operator
-(nnz, bytes — memory proportional to its non-zeros), and the autograd Jacobian of the same
-model with torch.func.jacrev as the baseline; the ratio is printed. Results are appended to
-paper_repro/results/bench_linearize.json.
+For each model, in the same run and with the same settings, on one float64 3x32x32 input:
 
-    python paper_repro/bench_linearize.py [--repeats 3]
+* ``altheory.linearize(model, S, 0)`` — :math:`A_S, c_S` composed layer by layer from the weights
+  and the masks of the support (``Linearization.compose(method="adjoint")``; the support ``S``
+  is computed once beforehand, outside the timing);
+* ``torch.func.jacrev(lambda v: model(v[None])[0])(x[0])`` — the autograd Jacobian (baseline).
+
+Models: the PHT ResNet-20 below (CIFAR layout, 16-32-64 channels), torchvision resnet18 with 10
+and with 1000 classes, mobilenet_v2 and densenet121 (all with ``replace_relu(tau=0.01)``, eval
+mode, float64, random weights with a fixed seed). A model that altheory cannot linearize yet is
+recorded as ``"refused: <the error message>"`` and not timed.
+
+Method
+------
+Threads: every measurement runs in a fresh subprocess started with ``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to ``--threads`` (default 1) and
+``torch.set_num_threads(--threads)``, the same for linearize and jacrev.
+
+Time: one subprocess per model builds the model, the input and the support, makes one warm-up
+call of each method, then alternates ``--repeats`` timed calls of linearize and jacrev
+(``time.perf_counter``); min and median are reported.
+
+Peak memory: one subprocess per (model, method). After building the model, the input and the
+support and one warm-up call, it frees what it can (``gc.collect()``, then glibc's
+``malloc_trim(0)``, so that pages the warm-up freed are handed back to the kernel and the call
+has to fault its memory in again instead of silently reusing them), resets the kernel's
+peak-RSS counter (``echo 5 > /proc/self/clear_refs``), reads the resident set size, makes one
+call, and reads the peak (``VmHWM`` in ``/proc/self/status``): ``peak_rss_MB`` is the peak minus
+the resident size before the call, i.e. the extra memory the call needed at its worst, counting
+numpy, scipy and torch CPU allocations alike (the result it returns included). Where the kernel
+does not allow the reset, ``ru_maxrss`` deltas are used and the row says ``rss_method:
+"maxrss"`` (then a call whose peak stays below the setup's peak reads as 0: a lower bound).
+The same subprocess then runs the call again under ``tracemalloc``: ``peak_traced_MB`` is the
+peak of Python/numpy/scipy allocations (torch's allocator is not traced, so this is only the
+numpy side; it is 0 for jacrev up to the returned array).
+
+Load: the machine's 1-minute load average (``os.getloadavg()``) is printed beside every number
+and stored with it (before and after each measurement). A measurement whose load exceeded
+``--quiet-load`` (default 1.5; the benchmark itself adds about 1) is labelled ``"loaded"``:
+its times and ratios are not evidence of speed.
+
+The lead's quiet run (about 2-4 minutes on 2 idle cores)::
+
+    .venv/bin/python paper_repro/bench_linearize.py
+
+writes ``paper_repro/results/bench_linearize.json`` (one run, replaced; ``--out`` to write
+elsewhere).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
-import tracemalloc
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
-import altheory as at
-from altheory.nets.operators import Linearization
+HERE = Path(__file__).resolve().parent
+MODELS = ("PHT ResNet-20", "PHT resnet18 (10 classes)", "PHT resnet18 (1000 classes)",
+          "PHT mobilenet_v2 (10 classes)", "PHT densenet121 (10 classes)")
+INPUT = (3, 32, 32)
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.act1 = at.PHT(tau=0.05)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                      if stride != 1 or cin != cout else nn.Identity())
-        self.act2 = at.PHT(tau=0.05)
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
 
-    def forward(self, x):
-        return self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))) + self.short(x))
+def _resnet20(num_classes: int = 10):
+    import torch.nn as nn
 
+    import altheory as at
 
-def resnet20(num_classes: int = 10) -> nn.Module:
+    class BasicBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.act1 = at.PHT(tau=0.05)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                          if stride != 1 or cin != cout else nn.Identity())
+            self.act2 = at.PHT(tau=0.05)
+
+        def forward(self, x):
+            return self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))) + self.short(x))
+
     layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), at.PHT(tau=0.05)]
     cin = 16
     for cout, stride in ((16, 1), (32, 2), (64, 2)):
@@ -54,76 +101,261 @@ def resnet20(num_classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(784, 1024), at.PHT(tau=0.05), nn.Linear(1024, 1024), at.PHT(tau=0.05),
-                         nn.Linear(1024, 10))
+def build(name: str):
+    """The model ``name`` of :data:`MODELS`, float64, eval mode, seeded random weights."""
+    import torch
+    import torchvision.models as tvm
 
+    import altheory as at
 
-def time_it(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def bench(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> dict:
+    torch.manual_seed(0)
+    if name == "PHT ResNet-20":
+        model = _resnet20()
+    elif name == "PHT resnet18 (10 classes)":
+        model = at.replace_relu(tvm.resnet18(num_classes=10), tau=0.01)
+    elif name == "PHT resnet18 (1000 classes)":
+        model = at.replace_relu(tvm.resnet18(num_classes=1000), tau=0.01)
+    elif name == "PHT mobilenet_v2 (10 classes)":
+        model = at.replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01)
+    elif name == "PHT densenet121 (10 classes)":
+        model = at.replace_relu(tvm.densenet121(num_classes=10), tau=0.01)
+    else:
+        raise ValueError(f"model must be one of {MODELS}; got {name!r}.")
     model = model.double().eval()
+    # non-trivial batch-norm statistics, so the BN operators are not identities
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g, dtype=torch.float64))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g, dtype=torch.float64))
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# One measurement (runs in a subprocess)
+# --------------------------------------------------------------------------------------------
+
+def _setup(name: str, threads: int):
+    import torch
+
+    import altheory as at
+
+    torch.set_num_threads(threads)
+    model = build(name)
+    x = torch.randn((1, *INPUT), dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     S = at.support(model, x)
-    t_lin = time_it(lambda: at.linearize(model, S, 0), repeats)
-    A, c = at.linearize(model, S, 0)
     jac = torch.func.jacrev(lambda v: model(v[None])[0])
-    t_jac = time_it(lambda: jac(x[0]), repeats)
-    J = jac(x[0]).reshape(A.shape[0], -1).detach().numpy()
-    rel = float(np.linalg.norm(A - J) / np.linalg.norm(J))
-    # largest single operator and peak Python-side memory of one linearize call
-    lin = Linearization(model, S, 0)
-    largest = max(((n.name, lin.operator(n.name)[0][0][1]) for n in lin.graph.nodes if n.kind == "conv"),
-                  key=lambda t: t[1].nnz, default=(None, None))
+    calls = {"linearize": lambda: at.linearize(model, S, 0), "jacrev": lambda: jac(x[0]).detach()}
+    return model, x, S, calls
+
+
+def _release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the kernel (glibc ``malloc_trim``), so
+    that the next call's allocations show up in the resident set instead of reusing pages the
+    warm-up call left mapped."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS deltas may then under-count
+        pass
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _child_time(name: str, threads: int, repeats: int) -> dict:
+    import numpy as np
+    import torch
+
+    load0 = os.getloadavg()[0]
+    try:
+        model, x, S, calls = _setup(name, threads)
+        A, c = calls["linearize"]()  # warm-up, and the accuracy check
+    except Exception as exc:  # noqa: BLE001 - any refusal is recorded, with its type
+        return {"status": f"refused: {type(exc).__name__}: {exc}", "load_before": load0,
+                "load_after": os.getloadavg()[0]}
+    J = calls["jacrev"]().reshape(A.shape[0], -1).numpy()
+    with torch.no_grad():
+        y = model(x).reshape(-1).numpy()
+    times: dict[str, list[float]] = {"linearize": [], "jacrev": []}
+    for _ in range(repeats):
+        for key in ("linearize", "jacrev"):
+            t0 = time.perf_counter()
+            calls[key]()
+            times[key].append(time.perf_counter() - t0)
+    return {"status": "ok", "A_shape": list(A.shape), "times_s": times,
+            "rel_error_vs_jacrev": float(np.linalg.norm(A - J) / np.linalg.norm(J)),
+            "rel_error_forward": float(np.linalg.norm(A @ x.reshape(-1).numpy() + c - y) / np.linalg.norm(y)),
+            "torch_threads": torch.get_num_threads(), "load_before": load0, "load_after": os.getloadavg()[0]}
+
+
+def _child_memory(name: str, threads: int, method: str) -> dict:
+    import gc
+    import resource
+    import tracemalloc
+
+    load0 = os.getloadavg()[0]
+    try:
+        _, _, _, calls = _setup(name, threads)
+        calls[method]()  # warm-up
+    except Exception as exc:  # noqa: BLE001
+        return {"status": f"refused: {type(exc).__name__}: {exc}", "load_before": load0,
+                "load_after": os.getloadavg()[0]}
+    _release_free_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        rss_method = "VmHWM after clear_refs"
+    except OSError:
+        rss_method = "maxrss"
+    before = _status_kb("VmRSS")
+    max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = calls[method]()
+    peak = _status_kb("VmHWM") if rss_method != "maxrss" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del out
+    _release_free_memory()
     tracemalloc.start()
-    at.linearize(model, S, 0)
-    _, peak = tracemalloc.get_traced_memory()
+    out = calls[method]()
+    _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    out = {"model": name, "input": list(x.shape[1:]), "A_shape": list(A.shape),
-           "linearize_s": t_lin, "jacrev_s": t_jac, "ratio_linearize_over_jacrev": t_lin / t_jac,
-           "rel_error_vs_jacrev": rel, "peak_traced_MB": peak / 2**20}
-    if largest[1] is not None:
-        M = largest[1]
-        out.update(largest_conv=largest[0], largest_conv_nnz=int(M.nnz),
-                   largest_conv_MB=(M.data.nbytes + M.indices.nbytes + M.indptr.nbytes) / 2**20,
-                   bytes_per_nnz=(M.data.nbytes + M.indices.nbytes + M.indptr.nbytes) / M.nnz)
-    return out
+    return {"status": "ok", "peak_rss_MB": max(0, peak - before) / 1024, "rss_before_MB": before / 1024,
+            "rss_method": rss_method, "maxrss_before_MB": max_before / 1024,
+            "peak_traced_MB": traced / 2**20, "load_before": load0, "load_after": os.getloadavg()[0]}
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+def _run_child(args: list[str], threads: int, timeout: float) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args, "--threads", str(threads)]
+    try:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"failed: timed out after {timeout:.0f} s"}
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return {"status": f"failed: exit {r.returncode}: {r.stderr.strip().splitlines()[-1:] }"}
+    return json.loads(lines[-1])
+
+
+def _stats(ts: list[float]) -> dict:
+    return {"min_s": min(ts), "median_s": statistics.median(ts), "all_s": ts}
+
+
+def measure(name: str, threads: int, repeats: int, quiet_load: float, timeout: float) -> dict:
+    row: dict = {"model": name, "input": list(INPUT), "dtype": "float64"}
+    t = _run_child(["time", name, "--repeats", str(repeats)], threads, timeout)
+    row["timing"] = t
+    if t["status"] != "ok":
+        row["status"] = t["status"]
+        return row
+    row["status"] = "ok"
+    row["A_shape"] = t["A_shape"]
+    row["rel_error_vs_jacrev"] = t["rel_error_vs_jacrev"]
+    row["rel_error_forward"] = t["rel_error_forward"]
+    lin, jac = _stats(t["times_s"]["linearize"]), _stats(t["times_s"]["jacrev"])
+    row["linearize"], row["jacrev"] = lin, jac
+    row["time_ratio_min"] = lin["min_s"] / jac["min_s"]
+    row["time_ratio_median"] = lin["median_s"] / jac["median_s"]
+    loads = [t["load_before"], t["load_after"]]
+    for method in ("linearize", "jacrev"):
+        m = _run_child(["memory", name, "--method", method], threads, timeout)
+        row[f"memory_{method}"] = m
+        loads += [m.get("load_before", 0.0), m.get("load_after", 0.0)]
+    ml, mj = row["memory_linearize"], row["memory_jacrev"]
+    if ml["status"] == "ok" and mj["status"] == "ok" and mj["peak_rss_MB"] > 0:
+        row["memory_ratio"] = ml["peak_rss_MB"] / mj["peak_rss_MB"]
+    row["load_max"] = max(loads)
+    row["label"] = "loaded" if row["load_max"] > quiet_load else "quiet"
+    return row
+
+
+def _print_row(row: dict) -> None:
+    if row["status"] != "ok":
+        print(f"{row['model']:<30} {row['status'][:150]}  [load {row['timing'].get('load_after', float('nan')):.2f}]",
+              flush=True)
+        return
+    ml, mj = row["memory_linearize"], row["memory_jacrev"]
+    t = row["timing"]
+    print(f"{row['model']:<30} A {row['A_shape'][0]}x{row['A_shape'][1]}  "
+          f"linearize min {row['linearize']['min_s']:.3f} s / median {row['linearize']['median_s']:.3f} s, "
+          f"jacrev min {row['jacrev']['min_s']:.3f} s / median {row['jacrev']['median_s']:.3f} s, "
+          f"ratio {row['time_ratio_min']:.2f} (min) {row['time_ratio_median']:.2f} (median) "
+          f"[load {t['load_before']:.2f} -> {t['load_after']:.2f}]", flush=True)
+    print(f"{'':<30} peak RSS linearize {ml.get('peak_rss_MB', float('nan')):.1f} MB "
+          f"[load {ml.get('load_after', float('nan')):.2f}], jacrev {mj.get('peak_rss_MB', float('nan')):.1f} MB "
+          f"[load {mj.get('load_after', float('nan')):.2f}], ratio {row.get('memory_ratio', float('nan')):.2f}; "
+          f"traced (numpy) linearize {ml.get('peak_traced_MB', float('nan')):.1f} MB; "
+          f"rel. error vs jacrev {row['rel_error_vs_jacrev']:.1e}, forward {row['rel_error_forward']:.1e}; "
+          f"{row['label']} (max load {row['load_max']:.2f})", flush=True)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=3, help="best-of repeats per timing")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_linearize.json"))
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per method (after one warm-up)")
+    p.add_argument("--threads", type=int, default=1, help="torch/OpenMP/BLAS threads, both methods")
+    p.add_argument("--models", nargs="*", default=list(MODELS), help=f"subset of {list(MODELS)}")
+    p.add_argument("--quiet-load", type=float, default=1.5,
+                   help="1-minute load average above which a measurement is labelled 'loaded'")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per subprocess")
+    p.add_argument("--out", default=str(HERE / "results" / "bench_linearize.json"))
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--method", default="linearize", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    torch.manual_seed(0)
-    rows = [bench("PHT ResNet-20", resnet20(), torch.randn(1, 3, 32, 32, dtype=torch.float64), args.repeats),
-            bench("PHT MLP 784-1024-1024-10", mlp(), torch.randn(1, 784, dtype=torch.float64), args.repeats)]
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    from rich.table import Table
+    if args.repeats < 1 or args.threads < 1:
+        p.error(f"--repeats and --threads must be >= 1; got {args.repeats} and {args.threads}.")
+    if args.child:
+        kind, name = args.child
+        res = (_child_time(name, args.threads, args.repeats) if kind == "time"
+               else _child_memory(name, args.threads, args.method))
+        print(json.dumps(res))
+        return 0
+    bad = [m for m in args.models if m not in MODELS]
+    if bad:
+        p.error(f"unknown model(s) {bad}; choose from {list(MODELS)}.")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import torch
 
-    t = Table(title=f"explicit operator vs autograd Jacobian ({machine})")
-    for col in ("model", "A", "linearize (s)", "jacrev (s)", "ratio", "rel. error", "largest conv nnz",
-                "MB", "B/nnz", "peak MB"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["model"], "x".join(map(str, r["A_shape"])), f"{r['linearize_s']:.3f}", f"{r['jacrev_s']:.3f}",
-                  f"{r['ratio_linearize_over_jacrev']:.2f}", f"{r['rel_error_vs_jacrev']:.1e}",
-                  str(r.get("largest_conv_nnz", "—")), f"{r.get('largest_conv_MB', 0):.1f}",
-                  f"{r.get('bytes_per_nnz', 0):.1f}", f"{r['peak_traced_MB']:.0f}")
-    from altheory.claims.report import make_console
-
-    make_console().print(t)
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine, "rows": rows})
-    path.write_text(json.dumps(history, indent=2))
+    t_start = time.time()
+    load_start = list(os.getloadavg())
+    print(f"bench_linearize: {args.threads} thread(s), {args.repeats} repeats, load at start "
+          f"{load_start}", flush=True)
+    rows = []
+    for name in args.models:
+        row = measure(name, args.threads, args.repeats, args.quiet_load, args.timeout)
+        _print_row(row)
+        rows.append(row)
+    ok = [r for r in rows if r["status"] == "ok"]
+    result = {
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
+        "threads": args.threads, "repeats": args.repeats, "quiet_load": args.quiet_load,
+        "load_at_start": load_start,
+        "label": ("loaded" if any(r["label"] == "loaded" for r in ok) else "quiet") if ok else "no data",
+        "wall_s": time.time() - t_start,
+        "rows": rows,
+    }
+    result["load_at_end"] = list(os.getloadavg())
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out} ({result['label']}, {result['wall_s']:.0f} s)", flush=True)
     return 0
 
 
