@@ -298,12 +298,15 @@ def _weights_digest(model: nn.Module) -> str:
     """Hash of the values of the parameters and floating buffers, as float64 on the CPU.
 
     Robust to a deep copy, a float32 -> float64 cast (exact) and a device move; any change of a
-    value changes it. Cost: one pass over the weights (about 0.1 s for ResNet-18).
+    value changes it. Cost: one pass over the weights, every time a consumer checks a support:
+    0.1 s for ResNet-18 in float64, 0.4-0.8 s in float32 (the cast; measured on 2 shared cores).
     """
     h = hashlib.sha1()
     for name, t in _state(model):
         h.update(f"{name}:{tuple(t.shape)};".encode())
-        h.update(t.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+        if t.numel():
+            h.update(memoryview(t.detach().to("cpu", torch.float64).contiguous().numpy()
+                                .reshape(-1)).cast("B"))
     return h.hexdigest()[:16]
 
 
