@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["COLUMN", "DOUBLE", "setup", "figure", "save", "COLORS", "method_style"]
+__all__ = ["COLUMN", "DOUBLE", "setup", "figure", "save", "COLORS", "method_style", "METADATA"]
 
 COLUMN = 3.4   # inches, one column
 DOUBLE = 7.0   # inches, two columns
@@ -55,13 +55,34 @@ def figure(width: float = COLUMN, aspect: float = 0.7, ncols: int = 1, nrows: in
                         constrained_layout=True, **kw)
 
 
+# Metadata that would change the bytes of a file drawn twice from the same data: the PDF's
+# creation date, and the producing software's version (PDF and PNG). Dropped, so that
+# `altheory figures` leaves the committed files untouched when the data did not change.
+METADATA = {
+    ".pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+    ".png": {"Software": None},
+}
+
+
 def save(fig, stem: str | Path) -> list[Path]:
-    """Write ``<stem>.png`` and ``<stem>.pdf``; returns both paths."""
+    """Write ``<stem>.png`` and ``<stem>.pdf``, byte-reproducible; returns both paths.
+
+    The same figure drawn twice gives identical files (no creation date, no software version
+    in the metadata); a file whose bytes would not change is not rewritten at all.
+    """
+    import io
+
+    from altheory.io import write_bytes_atomic
+
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for p in out:
-        fig.savefig(p)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=p.suffix[1:], metadata=METADATA[p.suffix])
+        data = buf.getvalue()
+        if not (p.is_file() and p.read_bytes() == data):
+            write_bytes_atomic(p, data)
     plt.close(fig)
     return out
 
