@@ -178,3 +178,28 @@ def test_fixed_support_network_checks_then_holds():
     with torch.no_grad():
         net[4].weight.mul_(2.0)
     torch.testing.assert_close(P.output(), 2 * out - net[4].bias.detach())  # f_S moved with W_3
+
+
+def test_topk_spec_wider_than_a_layer_builds_and_keeps_every_positive_entry():
+    """A spec's k is 'at most k': a 1-unit layer under k=3 is built as PHT(k=1) (PHT refuses
+    k > width), the same function."""
+    from altheory.nets.architectures import NetSpec, build
+
+    spec = NetSpec((2,), (("linear", (("in", 2), ("out", 1))), ("act", ()),
+                          ("linear", (("in", 1), ("out", 1)))), ("topk", 3), 0)
+    net = build(spec)
+    assert net[1].k == 1
+    x = torch.randn(4, 2, dtype=torch.float64)
+    S = support(net, x)
+    np.testing.assert_array_equal(S["1"].mask(), (net[0](x) > 0).numpy())
+
+
+def test_float32_batch_is_the_same_batch_in_float64():
+    """The batch digest hashes values, so FixedSupportNetwork (which keeps X in float64) accepts
+    the float32 batch a float32 model's support came from."""
+    from altheory import FixedSupportNetwork
+
+    net = _mlp(0.1).float()
+    x = torch.randn(6, 4)
+    P = FixedSupportNetwork(net, support(net, x), x, np.zeros((6, 2)))
+    assert P.output().dtype == torch.float32

@@ -305,7 +305,7 @@ def _weights_digest(model: nn.Module) -> str:
     for name, t in _state(model):
         h.update(f"{name}:{tuple(t.shape)};".encode())
         if t.numel():
-            h.update(memoryview(t.detach().to("cpu", torch.float64).contiguous().numpy()
+            h.update(memoryview(t.detach().to(torch.float64).cpu().contiguous().numpy()
                                 .reshape(-1)).cast("B"))
     return h.hexdigest()[:16]
 

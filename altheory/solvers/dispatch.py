@@ -12,7 +12,6 @@ when the fast solver cannot certify.
 from __future__ import annotations
 
 from altheory.solvers import convex, fast
-from altheory.solvers.losses import check_loss
 from altheory.solvers.problems import TwoLayerFixedSupport, _register_solve
 
 __all__ = ["solve", "per_layer"]
@@ -96,7 +95,6 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0,
     ('optimal', [1.0, -1.0])
     """
     _check_choice(solver)
-    check_loss(loss)
     if solver in ("auto", "fast"):
         fast_ok = loss in ("squared", "logistic")
         if solver == "fast" and not fast_ok:
