@@ -18,6 +18,14 @@ so it runs on a GPU machine without the rest of altheory's dependencies.
 from altheory.train.config import TrainConfig, load_config
 from altheory.train.loop import train
 from altheory.train.runs import Run, load_run
-from altheory.train.certify import CertifyReport, certify_run
+
+
+def __getattr__(name):  # certify loads lazily (``python -m altheory.train.certify`` stays clean)
+    if name in ("CertifyReport", "certify_run"):
+        from altheory.train import certify
+
+        return getattr(certify, name)
+    raise AttributeError(f"module 'altheory.train' has no attribute {name!r}")
+
 
 __all__ = ["TrainConfig", "load_config", "train", "Run", "load_run", "CertifyReport", "certify_run"]

@@ -69,6 +69,7 @@ class CertifyReport:
     layers : per selection layer: kind, entries per sample, density, margin min / quantiles,
         fraction of samples with margin 0.
     margin_min : the smallest margin over every layer and sample.
+    run : the run's dataset, architecture, method, activation, epochs and final validation accuracy.
     batch_norm : how batch norm was treated.
     seconds : wall time of the feature/support pass and of the solve.
     """
@@ -94,6 +95,7 @@ class CertifyReport:
     acc_exact: float
     layers: dict
     margin_min: float
+    run: dict = field(default_factory=dict)
     batch_norm: str = "eval mode (running statistics): each sample's support depends on that sample alone"
     seconds: dict = field(default_factory=dict)
 
@@ -236,7 +238,12 @@ def certify_run(run_dir, *, subset: int = 0, lam: float | None = None, lam_b: fl
         gap_lower=(cert["primal"] - sol.primal) / F0, gap_certified=(cert["primal"] - sol.dual) / F0,
         gap_self_certified=cert["gap"] / F0, status=sol.status, solver=sol.summary(),
         acc_trained=acc_tr, acc_exact=acc_ex, layers=layers, margin_min=float(margin_min),
-        seconds={"features_and_support": t_feat, "head_solve": sol.seconds})
+        seconds={"features_and_support": t_feat, "head_solve": sol.seconds},
+        run={**{k: getattr(cfg, k) for k in ("dataset", "train_subset", "arch", "width", "method",
+                                             "activation", "tau", "topk", "epochs", "weight_decay",
+                                             "optimizer")},
+             "final_val_acc": run.metrics[-1]["val_acc"] if run.metrics else None,
+             "eval_subset": cfg.eval_subset})
     for key, r in layers.items():
         dens = "      -" if r["density"] is None else f"{r['density']:.4f}"
         say(f"  {key:<24} {r['kind']:<7} density {dens}  margin min {r['margin_min']:.3e}  "

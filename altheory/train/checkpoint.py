@@ -92,7 +92,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     except pickle.UnpicklingError as exc:
         raise ValueError(f"checkpoint {path} holds objects other than tensors and plain data; refused "
                          f"to unpickle it (weights_only=True: {_first_line(exc)[:160]}). Only load "
-                         "checkpoints written by altheory train.") from None
+                         "checkpoints written by altheory train (those written before it stored plain "
+                         "data, with a numpy RNG state, are refused too: start a new out_dir).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         raise ValueError(f"checkpoint {path} ({size} bytes) is truncated or not a torch checkpoint "
                          f"({type(exc).__name__}: {_first_line(exc)[:160]}). Resume from an intact "

@@ -4,6 +4,13 @@ Overrides are ``--key=value`` (or ``--key value``; a bare ``--flag`` is ``true``
 of :class:`altheory.train.config.TrainConfig`; an unknown key is rejected with the closest field.
 Under torchrun each process runs this same command (DDP from the environment).
 
+Refusals come before any work, one line on stderr, exit status 2: ``--device=cuda`` without
+CUDA, ``--resume`` without a checkpoint or with a truncated / foreign one, a config that differs
+from the checkpoint's (only run-control fields and more ``epochs`` may change), missing or damaged
+data files (the message names the file and the Debian package or layout), a batch larger than
+the training set. SIGTERM (exit 143) and SIGINT (exit 130) write a checkpoint first; ``--resume``
+continues from it.
+
 Examples
 --------
 ``altheory train --config paper_repro/configs/cifar10_resnet20_alt.toml --data_dir=~/data``

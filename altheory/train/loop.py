@@ -13,9 +13,18 @@ the whole step budget, stepped once per optimizer step. ``alt-inner`` takes ``in
 steps on one batch; the recipes in ``paper_repro/configs`` keep its peak learning rate equal
 to the others' (a smaller one is a one-line override, ``--lr=...``).
 
-Per epoch: validation accuracy and loss, optional exact head solve (C8), one CSV row, TensorBoard
-scalars, an atomic checkpoint. Timing covers the training steps only (CUDA events on GPU,
-``perf_counter`` on CPU); evaluation, head solves and checkpoints are not counted.
+Per epoch: validation accuracy and loss (on the first ``eval_subset`` validation samples when set,
+with a progress bar), optional exact head solve (C8), one row of ``metrics.csv``, TensorBoard
+scalars, an atomic checkpoint. Every ``log_every`` steps (and at epoch ends): one row of
+``steps.csv`` and TensorBoard ``step/*`` scalars (mean loss and accuracy of the window, lr,
+images/s). Timing covers the training steps only (CUDA events on GPU, ``perf_counter`` on CPU);
+evaluation, head solves and checkpoints are not counted.
+
+SIGTERM or SIGINT (Ctrl-C) stops the run after the current step and writes a checkpoint (a second
+Ctrl-C stops at once, without one); the checkpoint keeps the running sums of the epoch in
+progress, so after a mid-epoch resume the epoch's loss, accuracy and images/s cover all of its
+steps. The run folder also gets ``config.toml`` and ``preprocessing.json`` (how inputs are made
+from raw images), which :func:`altheory.train.load_run` reads back.
 """
 
 from __future__ import annotations
