@@ -8,6 +8,8 @@ must bound the true gap: ``F_fast - F* <= gap`` where ``F* <= F_clarabel``.
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import numpy as np
 import pytest
@@ -135,6 +137,95 @@ def test_certificate_bounds_true_gap_of_any_point():
         cert = group_lasso_certificate(X, G, y, U, lam, loss="logistic")
         assert cert["objective"] - Fstar <= cert["gap"] * (1 + 1e-9) + 1e-14
         assert cert["gap"] > 0
+
+
+def _planted(seed, n, d, p):
+    """The benchmark's instances (paper_repro/bench_fast_solver.py): planted 5-unit ReLU net."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    G = X @ rng.standard_normal((d, p)) > 0
+    W = rng.standard_normal((5, d)) / np.sqrt(d)
+    return X, G, np.maximum(X @ W.T, 0).sum(1) + 0.1 * rng.standard_normal(n)
+
+
+def test_refined_certificate_is_within_10x_of_true_suboptimality_at_small_lambda():
+    """Issue #14: at small λ every group is active and the plain dual point (the scaled loss
+    gradient) of a point 1e-9 above the optimum gives a gap ~1e5-1e6 times its suboptimality;
+    the refined certificate (dual point of a solve warm-started there) is within 10x, and still
+    a lower bound on the high-accuracy reference optimum."""
+    X, G, y = _planted(3, 300, 10, 40)
+    lam = 1e-3
+    ref = solve_group_lasso(X, G, y, lam, tol=1e-13)
+    assert ref.status == "optimal" and ref.active == 40
+    rng = np.random.default_rng(0)
+    for scale in (1e-6, 1e-4):
+        U = ref.U + scale * np.abs(ref.U).max() * rng.standard_normal(ref.U.shape)
+        plain = group_lasso_certificate(X, G, y, U, lam)
+        tight = group_lasso_certificate(X, G, y, U, lam, refine=True)
+        sub = plain["objective"] - ref.objective          # true suboptimality (ref gap ~1e-14)
+        assert sub > 1e3 * ref.gap                         # the reference resolves it
+        assert plain["gap"] > 100 * sub                    # the defect this fixes
+        assert sub <= tight["gap"] <= 10 * sub
+        assert tight["dual_objective"] <= ref.objective * (1 + ROUND)
+        assert tight["objective"] == plain["objective"]
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_dual_on_the_ray_is_feasible_and_never_worse(loss):
+    from altheory.solvers.fast import _conj, _dual_on_ray, _grad
+
+    X, G, y = _instance(12, 60, 3, 8, loss)
+    lam = 0.05 * lambda_max(X, G, y, loss=loss)
+    c = group_lasso(X, G, y, lam, loss=loss)
+    Xt, Gt, yt = torch.as_tensor(X), torch.as_tensor(G), torch.as_tensor(y)
+    A = MaskedDesign(Xt, Gt)
+    rng = np.random.default_rng(1)
+    for scale in (0.0, 0.3, 3.0):
+        U = torch.as_tensor(scale * rng.standard_normal((8, 3)))
+        g = _grad(A.matvec(U), yt, loss)
+        smax = float(A.rmatvec(g).norm(dim=1).max()) / lam
+        best = _dual_on_ray(g, smax, yt, loss)
+        classic = -float(_conj(g / max(1.0, smax), yt, loss))
+        assert best >= classic
+        assert best <= c.objective + 1e-9 * abs(c.objective)  # weak duality
+
+
+def test_solver_threads_rule(monkeypatch):
+    from altheory.solvers import fast
+
+    monkeypatch.delenv("ALTHEORY_SOLVER_THREADS", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
+    assert fast.solver_threads(1e6) == 1                   # small: one thread, whatever the load
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)
+    assert fast.solver_threads(1e9) == 2                   # large, idle machine: every core
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 1)
+    assert fast.solver_threads(1e9) == 1                   # one core taken by another process
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 7)
+    assert fast.solver_threads(1e9) == 1
+    assert fast.solver_threads(1e9, "meta") == 2           # not the CPU: torch's setting
+    monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "3")
+    assert fast.solver_threads(1e6) == 3
+    monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "zero")
+    with pytest.raises(ValueError, match="ALTHEORY_SOLVER_THREADS"):
+        fast.solver_threads(1e9)
+
+
+def test_busy_cpus_counts_a_spinning_process():
+    import subprocess
+    import sys
+
+    from altheory.solvers.fast import _busy_cpus
+
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("needs Linux /proc")
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert _busy_cpus(samples=3) >= 1
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_max_iter_is_never_called_optimal():

@@ -65,14 +65,15 @@ These are numerical methods; what they certify is the duality gap they return. T
 relative, or within Clarabel's own certified gap where that is larger (Clarabel's "optimal" was
 seen 1e-6 off when :math:`F^*` is small).
 
-Threads: products with fewer than ~4e6 flops run on one CPU thread (OpenMP's fork/join cost more
-than it saved on a loaded 2-core machine); ``OMP_WAIT_POLICY=PASSIVE`` is advised when the
-machine is shared.
+Threads (:func:`solver_threads`): one CPU thread below 5e7 flops per product, else as many as
+there are idle cores at the start of the solve; ``OMP_WAIT_POLICY=PASSIVE`` (set by
+:mod:`altheory.threads` when altheory is imported before torch) is advised on a shared machine.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -85,7 +86,7 @@ from altheory.solvers.problems import TwoLayerFixedSupport, check_gates, check_l
 
 __all__ = ["FastResult", "LayerResult", "PilanciErgenResult", "MaskedDesign", "FastLoss",
            "FAST_LOSSES", "lambda_max", "group_lasso_certificate", "solve_group_lasso",
-           "solve_problem", "solve_layer", "solve_pilanci_ergen"]
+           "solve_problem", "solve_layer", "solve_pilanci_ergen", "solver_threads"]
 
 FastLoss = Literal["squared", "logistic"]
 FAST_LOSSES: tuple[str, ...] = ("squared", "logistic")
@@ -410,21 +411,92 @@ def _check_dtype(dtype) -> torch.dtype:
     raise ValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}.")
 
 
+_PARALLEL_MIN_WORK = 5e7  # flops per product of the full design below which one thread is used
+
+
+def _busy_cpus(samples: int = 5, pause: float = 0.002) -> int:
+    """Runnable threads of *other* processes now: ``/proc/loadavg``'s running count minus this
+    process's running threads, the least of ``samples`` reads ``pause`` s apart (a 1-minute load
+    average lags by a minute, and counts this process's own past work). Off Linux: the 1-minute
+    load average, rounded down."""
+    try:
+        best = None
+        for k in range(samples):
+            with open("/proc/loadavg") as fh:
+                running = int(fh.read().split()[3].split("/")[0])
+            own = 0
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{task}/stat") as fh:
+                        own += fh.read().rsplit(")", 1)[1].split()[0] == "R"
+                except OSError:
+                    continue
+            others = max(0, running - max(own, 1))
+            best = others if best is None else min(best, others)
+            if k + 1 < samples:
+                time.sleep(pause)
+        return int(best)
+    except (OSError, ValueError, IndexError):
+        try:
+            return int(os.getloadavg()[0])
+        except OSError:
+            return 0
+
+
+def solver_threads(work: float, dev: torch.device | str = "cpu") -> int:
+    r"""CPU threads for one solve: 1 below ``5e7`` flops per product, else the idle cores.
+
+    .. math:: t = \begin{cases}1 & w < 5\cdot10^7\\
+        \max\big(1, \min(t_{\max},\ \mathrm{cpus} - b)\big) & \text{otherwise}\end{cases}
+
+    with :math:`w` the flops of one product with the full design (``n p d``), :math:`t_{\max}`
+    torch's thread count and :math:`b` the runnable threads of other processes at the start of
+    the solve (:func:`_busy_cpus`). Why: a parallel region waits for its slowest thread, and a
+    thread that shares its core with another process is descheduled for whole time slices, so on
+    a busy machine two threads are many times slower than one (issue #14: 12–22 s with two
+    threads against 1.0–1.6 s with one at load 7; 26.8 s against 1.9 s at load ~2 on
+    (2000, 30, 100)); below ``5e7`` flops a product takes milliseconds and OpenMP's fork/join
+    costs about what a second thread saves even on an idle machine.
+    ``paper_repro/bench_fast_solver.py`` measures the rule against one thread and all threads,
+    on an idle machine and beside two busy processes (``threads`` rows of its JSON).
+
+    ``ALTHEORY_SOLVER_THREADS=<int>`` fixes the count (``auto``, the default, applies the rule).
+    Devices other than the CPU keep torch's setting.
+
+    Examples
+    --------
+    >>> solver_threads(1e6)
+    1
+    """
+    dev = torch.device(dev)
+    most = torch.get_num_threads()
+    if dev.type != "cpu":
+        return most
+    env = os.environ.get("ALTHEORY_SOLVER_THREADS", "auto").strip().lower()
+    if env not in ("", "auto"):
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"ALTHEORY_SOLVER_THREADS must be 'auto' or an int >= 1; got {env!r}.")
+        return int(env)
+    if work < _PARALLEL_MIN_WORK or most == 1:
+        return 1
+    return max(1, min(most, (os.cpu_count() or 1) - _busy_cpus()))
+
+
 class _threads:
-    """Run small CPU problems on one thread: below ~4e6 flops per product, OpenMP's fork/join
-    costs more than it saves (measured 25x slower with 2 threads on a loaded 2-core machine)."""
+    """Run one solve on :func:`solver_threads` CPU threads; torch's count is restored after."""
 
     def __init__(self, work: float, dev: torch.device):
-        self.one = dev.type == "cpu" and work < 4e6
+        self.n = solver_threads(work, dev)
 
     def __enter__(self):
         self.saved = torch.get_num_threads()
-        if self.one:
-            torch.set_num_threads(1)
+        if self.n != self.saved:
+            torch.set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc):
-        torch.set_num_threads(self.saved)
+        if torch.get_num_threads() != self.saved:
+            torch.set_num_threads(self.saved)
         return False
 
 
@@ -457,13 +529,65 @@ def _group_inputs(X, G, y, lam, loss, device):
 # certificate
 # --------------------------------------------------------------------------------------------
 
+def _dual_on_ray(g, smax: float, y, loss: str) -> float:
+    r"""The best dual value on the feasible segment of the ray through the loss gradient.
+
+    .. math:: \max_{0\le\alpha\le\alpha_{\max}}\ -f^*(\alpha g),\qquad
+        \alpha_{\max} = 1/s_{\max}\ \ (s_{\max} = \max_j\|X^\top D_j g\|/\lambda)
+
+    Every :math:`\alpha g` on the segment is dual feasible, so the value is a certified lower
+    bound, and it is never below the classical choice :math:`\alpha = 1/\max(1, s_{\max})`
+    (computed too, the larger is returned). Squared loss: :math:`-f^*(\alpha g) =
+    -\tfrac n2\alpha^2\|g\|^2 - \alpha g^\top y`, maximised at
+    :math:`\alpha = -g^\top y/(n\|g\|^2)`, clipped (the feasible set is symmetric, so
+    :math:`|\alpha|\le\alpha_{\max}`). Logistic: :math:`\sigma_i = -n y_i g_i\in(0, 1)`,
+    :math:`\tfrac{d}{d\alpha}(-f^*) = -\tfrac1n\sum_i\sigma_i\,\mathrm{logit}(\alpha\sigma_i)` is
+    decreasing: its root by bisection, clipped to :math:`[0, \min(\alpha_{\max}, 1/\max\sigma)]`.
+    At the optimum of a small-λ problem the classical scaling loses a term of the order of the
+    stationarity error, the optimal one recovers the part of it along the ray.
+    """
+    base = -float(_conj(g / max(1.0, smax), y, loss))
+    amax = 1.0 / smax if smax > 0 else math.inf
+    n = y.shape[0]
+    if loss == "squared":
+        gg = float((g * g).sum())
+        if gg == 0.0:
+            return base
+        a = -float((g * y).sum()) / (n * gg)
+        a = min(max(a, -amax), amax)
+    elif loss == "logistic":
+        sig = -n * y * g
+        top = float(sig.max())
+        if not top > 0:
+            return base
+        hi = min(amax, 1.0 / top)
+
+        def slope(al):
+            t = torch.clamp(al * sig, min=_TINY, max=1.0)
+            return -float((sig * (torch.log(t) - torch.log1p(-t))).sum())
+
+        if slope(hi) >= 0 or not math.isfinite(hi):
+            a = hi if math.isfinite(hi) else 1.0 / top
+        else:
+            lo_, hi_ = 0.0, hi
+            for _ in range(60):
+                mid = 0.5 * (lo_ + hi_)
+                if slope(mid) > 0:
+                    lo_ = mid
+                else:
+                    hi_ = mid
+            a = lo_
+    else:
+        raise ValueError(f"loss must be one of {FAST_LOSSES}; got {loss!r}.")
+    return max(base, -float(_conj(a * g, y, loss)))
+
+
 def _certificate(A: MaskedDesign, y, z, U_norm_sum: float, lam: float, loss: str):
     """(primal, dual, gap, scores) at prediction ``z``; ``scores = ||A_j^T grad||/lam``."""
     g = _grad(z, y, loss)
     scores = A.rmatvec(g).norm(dim=1) / lam
-    s = max(1.0, float(scores.max()))
     primal = float(_loss(z, y, loss)) + lam * U_norm_sum
-    dual = -float(_conj(g / s, y, loss))
+    dual = _dual_on_ray(g, float(scores.max()), y, loss)
     return primal, dual, primal - dual, scores
 
 
@@ -477,8 +601,22 @@ def _predict(A: MaskedDesign, U):
     return A.subset(nz).matvec(U[nz].to(A.dtype))
 
 
-def group_lasso_certificate(X, G, y, U, lam, *, loss: str = "squared") -> dict[str, float]:
+def group_lasso_certificate(X, G, y, U, lam, *, loss: str = "squared", refine: bool = False,
+                            time_limit: float = 60.0) -> dict[str, float]:
     r"""Primal value, dual bound and duality gap of any ``U`` for :math:`P_c` (float64).
+
+    .. math:: F(U) - F^* \le \mathrm{gap} = F(U) - D(\theta),\qquad
+        \|X^\top D_j\theta\|\le\lambda\ \forall j
+
+    Plain (``refine=False``): :math:`\theta` is the best point of the ray through
+    :math:`\nabla f(AU)` inside the dual feasible set (:func:`_dual_on_ray`). Its error is of the
+    order of the *stationarity* error of ``U``, so a point close to the optimum in value can get
+    a much larger gap: at small λ, where every group is active and the dual constraints are
+    tight, a point 1e-9 (relative) above the optimum of (2000, 30, 100), λ = 1e-3, has a plain
+    gap of 8e-4. With ``refine=True`` :math:`\theta` is also taken from a solve warm-started at
+    ``U`` (:func:`solve_group_lasso`, tol 1e-13, at most ``time_limit`` seconds), and the larger
+    dual value is used: any dual feasible point bounds :math:`F^*` from below, so the gap stays
+    certified, and it then exceeds :math:`F(U) - F^*` only by that solve's own gap.
 
     Parameters
     ----------
@@ -486,6 +624,9 @@ def group_lasso_certificate(X, G, y, U, lam, *, loss: str = "squared") -> dict[s
     U : array of shape (p, d)
     lam : float > 0
     loss : {"squared", "logistic"}
+    refine : bool, default False
+        Also take the dual point of a solve started at ``U`` (tight gaps for first-order points).
+    time_limit : float, seconds, for that solve.
 
     Returns
     -------
@@ -507,6 +648,11 @@ def group_lasso_certificate(X, G, y, U, lam, *, loss: str = "squared") -> dict[s
     A = MaskedDesign(Xt, Gt)
     Ut = torch.as_tensor(Un)
     primal, dual, gap, _ = _certificate(A, yt, A.matvec(Ut), float(Ut.norm(dim=1).sum()), lam, loss)
+    if refine:
+        polished = solve_group_lasso(Xt, Gt, yt, lam, loss=loss, tol=1e-13, U0=Un,
+                                     time_limit=time_limit, max_iter=5_000)
+        dual = max(dual, polished.dual_objective)
+        gap = primal - dual
     return {"objective": primal, "dual_objective": dual, "gap": gap,
             "rel_gap": gap / max(abs(primal), _TINY)}
 
@@ -535,8 +681,13 @@ def _prox(V, t):
 
 
 def _fista(A: MaskedDesign, y, lam, loss, U, L, *, max_iter, rel_tol, check_every=10,
-           deadline=math.inf):
-    """FISTA with backtracking and gradient restart; stops at rel_gap <= rel_tol (on A)."""
+           deadline=math.inf, handoff=False):
+    """FISTA with backtracking and gradient restart; stops at rel_gap <= rel_tol (on A).
+
+    With ``handoff`` it also stops once the non-zero groups have not changed over four checks:
+    the gap of a first-order point can be orders of magnitude above its suboptimality at small
+    λ (its dual point is off by the stationarity error), while the Newton polish needs only the
+    support."""
     x = U
     zx = A.matvec(x)
     yk, zy, t = x, zx, 1.0
@@ -575,7 +726,7 @@ def _fista(A: MaskedDesign, y, lam, loss, U, L, *, max_iter, rel_tol, check_ever
             else:
                 stable = 0
             last_active = active
-            if ((stable >= 3 and rel <= rel_tol) or rel <= 1e-2 * rel_tol
+            if ((stable >= 3 and (rel <= rel_tol or handoff)) or rel <= 1e-2 * rel_tol
                     or time.perf_counter() > deadline):
                 break
         L *= 0.95  # let the step grow back (backtracking raises it when needed)
@@ -668,8 +819,7 @@ def _newton(A: MaskedDesign, Aw: MaskedDesign, y, lam, loss, U, L, *, tol, max_n
         gf = A.rmatvec(gl)
         f = float(_loss(z, y, loss))
         F = f + lam * float(U.norm(dim=1).sum())
-        s = max(1.0, float(gf.norm(dim=1).max()) / lam)
-        dual = -float(_conj(gl / s, y, loss))
+        dual = _dual_on_ray(gl, float(gf.norm(dim=1).max()) / lam, y, loss)
         rel = (F - dual) / max(abs(F), _TINY)
         if rel <= tol or it == max_newton or time.perf_counter() > deadline:
             break
@@ -710,11 +860,12 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
                 * 1.05, _TINY)
     switch = 1e-3 if Aw.dtype == torch.float64 else 1e-2
     fista_budget = 200
+    handoff = True  # the first pass hands over to Newton once the support is stable
     while True:
         Uw, L, it, _ = _fista(Aw, yw, lam, loss, U.to(Aw.dtype), L,
                               max_iter=max(1, min(fista_budget,
                                                max_iter - counters["fista"] - counters["newton"])),
-                              rel_tol=max(tol, switch), deadline=deadline)
+                              rel_tol=max(tol, switch), deadline=deadline, handoff=handoff)
         counters["fista"] += it
         U = Uw.to(torch.float64)
         budget = max_iter - counters["fista"] - counters["newton"]
@@ -725,6 +876,7 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
             return U, L, rel
         switch = max(tol, min(switch, rel) * 1e-2)
         fista_budget *= 2
+        handoff = False  # Newton did not finish: the support needs a gap-driven pass
         # the Newton point is float64-accurate: later first-order passes stay in float64
         Aw, yw = A64, y64
 
@@ -799,8 +951,6 @@ def solve_group_lasso(X, G, y, lam, *, loss: FastLoss = "squared", tol: float = 
         if U0n.shape != (p, d):
             raise ValueError(f"U0 must have shape (p, d) = ({p}, {d}); got {U0n.shape}.")
         U = torch.as_tensor(U0n, device=dev)
-    if working_set is None:
-        working_set = p > 64
     with _threads(float(n) * p * d, dev):
         return _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, tol=tol, max_iter=max_iter,
                                   deadline=t_start + float(time_limit), dtype=dtype,
@@ -815,15 +965,19 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
     counters = {"fista": 0, "newton": 0, "cg": 0, "working_set_rounds": 0}
     history: list[dict[str, float]] = []
     L = None  # Lipschitz estimate, carried across working-set rounds
-    # float32 copy of the full design for the per-round screening (the final check is float64)
-    Aw_full = None if dtype == torch.float64 or not working_set else MaskedDesign(
-        Xt.to(dtype), Gt, max_bytes=max_bytes)
-    exact = True
-
     # scores of every group at the start
     z = _predict(A64, U)
     primal, dual, gap, scores = _certificate(A64, yt, z, float(U.norm(dim=1).sum()), lam, loss)
     rel = gap / max(abs(primal), _TINY)
+    if working_set is None:
+        # also at small λ, where nearly every group ends non-zero: without the set, FISTA's
+        # early support there is wrong and Newton takes 3-5x more steps (logistic, (2000, 30,
+        # 100), λ = 1e-3: 61 Newton steps and 24 s against 19 and 4.5 s, load 6-9)
+        working_set = p > 64
+    # float32 copy of the full design for the per-round screening (the final check is float64)
+    Aw_full = None if dtype == torch.float64 or not working_set else MaskedDesign(
+        Xt.to(dtype), Gt, max_bytes=max_bytes)
+    exact = True
     if working_set:
         ws = torch.zeros(p, dtype=torch.bool, device=dev)
         ws |= U.norm(dim=1) > 0
