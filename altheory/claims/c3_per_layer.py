@@ -72,6 +72,7 @@ def _plan(profile: str):
         return [
             (30, [3, 6, 5, 2], 0.1, "squared", 0.0, [0, 1, 2], [("lbfgs", 1, 500)]),
             (30, [3, 5, 4, 3], 0.0, "softmax", 1e-2, [0, 2], [("lbfgs", 1, 500)]),
+            (30, [3, 5, 1], 0.1, "logistic", 1e-2, [1], [("lbfgs", 1, 500)]),
         ]
     elif profile == "thorough":
         # ~12 min on the shared 2-core machine (3 inits of 3000 L-BFGS steps and 3000-step GD

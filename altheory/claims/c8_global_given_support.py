@@ -34,6 +34,7 @@ from altheory.descent.descent import _in_single_thread
 from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-6
+TOL_BELOW = 1e-7  # solver accuracy: how far below an exact optimum a point may seem to lie
 LAM = 1e-3
 # minimum number of certified end points (own or polished) per threshold group
 MIN_EVIDENCE = {"quick": 1, "thorough": 2}
@@ -176,7 +177,13 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                 status, value = f"solver-{gaps['joint_status']}", None
             else:
                 value = max([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
-                if ep.kind == "local-min":
+                below = min([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
+                if below < -TOL_BELOW:
+                    # two-sided: no weights lie below an exact optimum of their own support
+                    status, value = "fail", below
+                    detail["why"] = (f"the trained weights lie {-below:.2e} x F(0) below an exact "
+                                     "optimum of their support: the optimum is wrong")
+                elif ep.kind == "local-min":
                     status = "pass" if value <= TOL else "fail"
                 else:
                     status = ep.kind  # "saddle" or "not-converged": not a counterexample
