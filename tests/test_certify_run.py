@@ -338,7 +338,21 @@ def test_resume_extends_a_finished_run(tmp_path):
     # cosine: lr at the first extra step is the new schedule's, not the finished run's 0
     cos = tiny(tmp_path / "cos", epochs=1, log_every=1)
     train(cos, quiet=True)
-    s = train(dataclasses.replace(cos, epochs=2), resume=True, quiet=True)
+    from altheory.train import loop
+
+    used, orig = [], loop.Stepper.step
+
+    def step(self, s_, batches):
+        used.append(self.opt.param_groups[0]["lr"])
+        return orig(self, s_, batches)
+
+    loop.Stepper.step = step
+    try:
+        s = train(dataclasses.replace(cos, epochs=2), resume=True, quiet=True)
+    finally:
+        loop.Stepper.step = orig
+    # the first step after the resume takes the new schedule's lr at step 4 of 8 (not 0)
+    assert used[0] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 4 / 8)), rel=1e-12)
     steps = list(csv.DictReader(open(Path(cos.out_dir) / "steps.csv")))
     assert [int(r["step"]) for r in steps] == list(range(1, 9))
     lr5 = float(steps[4]["lr"])  # lr after step 5 of 8
@@ -424,7 +438,7 @@ def test_refusals_before_any_work(tmp_path):
     fm = write_fmnist_fixture(tmp_path / "fm", n_train=16, n_test=8, gz=False)
     img = fm / "train-images-idx3-ubyte"
     img.write_bytes(img.read_bytes()[:-100])
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte") as ei:
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.*dataset-fashion-mnist") as ei:
         train(tiny(tmp_path / "e", dataset="fashion-mnist", data_dir=str(fm)), quiet=True)
     one_line(ei.value)
     assert not (tmp_path / "e").exists()

@@ -250,7 +250,15 @@ def build_data(cfg: TrainConfig, info: DistInfo, dtype: torch.dtype):
         val = D.Dataset(full.X[cfg.synthetic_n:], full.y[cfg.synthetic_n:], full.num_classes, "synthetic/val")
     elif name == "fashion-mnist":
         root = cfg.data_dir or None
-        train, val = D.load_fashion_mnist(root, split="train"), D.load_fashion_mnist(root, split="test")
+        try:
+            train, val = D.load_fashion_mnist(root, split="train"), D.load_fashion_mnist(root, split="test")
+        except ValueError as exc:  # a damaged file: say where good ones come from
+            msg = str(exc).strip()
+            if "dataset-fashion-mnist" not in msg:
+                msg += (f" Fashion-MNIST comes from the Debian package dataset-fashion-mnist (IDX files in "
+                        f"{D.FASHION_MNIST_DIR}), or a data_dir with train-images-idx3-ubyte[.gz], "
+                        "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz].")
+            raise ValueError(msg) from None
     elif name == "digits":
         train, val = D.load_digits(split="train"), D.load_digits(split="test")
     elif name in ("cifar10", "cifar100"):
