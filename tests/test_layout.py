@@ -2,7 +2,7 @@
 
 * docs/claims.md has one ``## CN — …`` heading per registered claim, and no other;
 * no tracked file refers to a document or a folder outside the repository;
-* every ``docs/claims.md#anchor`` and every section named after ``docs/claims.md`` exists;
+* every anchor and every section of docs/claims.md that a file cites exists;
 * the import graph of ``altheory/`` follows the folder order (a folder imports only from
   itself, from earlier folders, and from the shared modules).
 """
