@@ -216,3 +216,13 @@ def test_python_dash_m_refuses_with_status_2(argv, fragment):
 
 def test_enough_bad_calls():
     assert len(CASES) >= 30
+
+
+def test_concurrent_verify_on_the_same_summary_is_refused(tmp_path, capsys):
+    from altheory.experiments.store import folder_lock
+
+    with folder_lock(tmp_path, name=".v.json.lock"):
+        rc = main(["verify", "--claims", "C6", "--json", str(tmp_path / "v.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "being written by another altheory run" in err
+    assert not (tmp_path / "v.json").exists()

@@ -126,6 +126,18 @@ def client():
 C7_GRID = {"n": [30], "d": [2], "h1": [4], "h2": [3], "replicate": [True], "seed": [0, 1, 2, 3]}
 
 
+def _first_difference(a, b, path="") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return f"{path}: {a!r} != {b!r}"
+
+
 def _rows(df):
     cols = [c for c in df.columns if c not in TIMING]
     return sorted(json.dumps({c: r[c] for c in cols}, sort_keys=True, default=str)
@@ -154,7 +166,9 @@ def test_claims_on_a_local_dask_cluster_match_serial(client):
                                     on_done=lambda r, text: seen.append((r.claim, text)))
     assert [r.claim for r in on_dask] == ids and sorted(c for c, _ in seen) == ids
     assert all(cid in text for cid, text in seen)
-    assert [_strip(r.to_dict()) for r in on_dask] == [_strip(r.to_dict()) for r in serial]
+    a = [_strip(r.to_dict()) for r in on_dask]
+    b = [_strip(r.to_dict()) for r in serial]
+    assert a == b, _first_difference(a, b)
 
 
 def test_sweep_cli_on_a_local_cluster(tmp_path, capsys):
@@ -165,3 +179,15 @@ def test_sweep_cli_on_a_local_cluster(tmp_path, capsys):
     rc = main(["sweep", "c7", "n=30", "d=2", "h1=4", "h2=3", "replicate=true", "seed=0:2",
                "--out", str(out), "--scheduler", "local:2", "-q"])
     assert rc == 0 and "2 rows" in capsys.readouterr().out
+
+
+def test_verify_cli_on_a_local_cluster(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    from altheory.cli.main import main
+
+    rc = main(["verify", "--claims", "C6,C7", "--json", str(tmp_path / "v.json"), "--scheduler", "local:2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "C6" in out and "C7" in out
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert list(data) == ["C6", "C7"] and {d["verdict"] for d in data.values()} == {"PASS"}
+    assert (tmp_path / "claims" / "C7.json").is_file()

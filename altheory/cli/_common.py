@@ -11,11 +11,12 @@ __all__ = ["EXIT_STATUSES", "UsageError", "add_quiet", "positive_int", "nonneg_i
 
 EXIT_STATUSES = """exit status:
   0  success (verify: every asserted claim passed)
-  1  a claim failed, or an asserted claim had no verified instance (verify; see
-     --allow-unverified); a sweep instance failed or raised (sweep); a figure could not be made
+  1  verify: a claim failed or raised, or an asserted claim had no verified instance (see
+     --allow-unverified); sweep: an instance failed or raised; figures: a figure could not be
+     made; certify: the head was not certified optimal
   2  usage error: a bad option or value, a missing or unreadable input, an output that cannot be
-     written; refused before any work, with one line on stderr
-  130 interrupted (Ctrl-C)"""
+     written, a folder another run is writing; refused before any work, one line on stderr
+  130 interrupted (Ctrl-C); train: 143 stopped by SIGTERM (checkpoint written)"""
 
 
 class UsageError(Exception):
@@ -102,3 +103,13 @@ def output_dir(path, *, create: bool = True):
     except (NotADirectoryError, PermissionError, FileExistsError) as exc:
         raise UsageError(f"output folder {path} cannot be created ({exc.strerror}: {exc.filename}); "
                          "give a folder path inside a writable folder.") from None
+
+
+def require(modules: tuple[str, ...], extra: str, what: str) -> None:
+    """UsageError naming the extra to install when one of ``modules`` is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"{what} needs {', '.join(missing)}, which is not installed; "
+                         f"pip install 'altheory[{extra}]'.")

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     C.check_resume(out, cfg, resume=args.resume, overwrite=args.overwrite)
     try:
         data = C.prepare_data(cfg)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ImportError) as exc:
         raise UsageError(f"--data {cfg.data}: {exc}") from None
     n = int(data["Xtr"].shape[0])
     if "mini" in C.Config._list(cfg.batches) and C.Config._list(cfg.methods) and cfg.batch_size > n:

@@ -120,6 +120,9 @@ def _alternation_data(name: str, data: str, path: Path, recompute: bool, quiet: 
 def run(args: argparse.Namespace) -> int:
     from altheory.cli._common import output_dir as check_output_dir
 
+    from altheory.cli._common import require
+
+    require(("matplotlib",), "figures", "altheory figures")
     names = list(FIGURES) if args.only is None else args.only
     try:
         figdir = figures_dir(args.figures_dir)

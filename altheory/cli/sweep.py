@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from altheory.cli._common import EXIT_STATUSES, UsageError, add_quiet, hidden_alias, n_jobs
+from altheory.cli._common import EXIT_STATUSES, UsageError, add_quiet, hidden_alias, n_jobs, require
 
 __all__ = ["add_parser", "run", "NAMES"]
 
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from altheory.experiments.sweeps import SWEEPS, parse_grid, run_sweep
     from altheory.cli._common import output_file as check_output_path
 
+    require(("pandas", "joblib"), "sweep", "altheory sweep")
     fn = SWEEPS[args.name]
     try:
         grid = parse_grid(args.grid, fn)

@@ -120,28 +120,44 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not show,
                         transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
+    import contextlib
+
+    from altheory.experiments.store import folder_lock
+
     reports = []
-    with progress:
+    with contextlib.ExitStack() as stack:
+        # a second verify writing the same JSON or reports folder is refused, not interleaved
+        if out is not None:
+            stack.enter_context(folder_lock(out.parent, name=f".{out.name}.lock",
+                                            what=f"the summary {out.name}"))
+        if reports_dir is not None:
+            stack.enter_context(folder_lock(reports_dir, what="the claim reports"))
+        stack.enter_context(progress)
         total = progress.add_task(f"verify ({profile})", total=len(ids))
         if client_cm is None:
             from altheory.claims.report import run_claims
 
             for cid in ids:
-                progress.update(total, description=f"verify ({profile}): {cid} {claims[cid].title}")
+                # its own line, with its own elapsed time: a thorough claim runs for minutes
+                task = progress.add_task(f"  {cid} {claims[cid].title} ({profile})", total=None)
                 report = run_claims([cid], profile=profile, seed=args.seed, console=lines)[0]
+                progress.remove_task(task)
                 save(report)
                 reports.append(report)
                 progress.advance(total)
         else:
             from altheory.experiments.cluster import run_claims_on_cluster
 
+            tasks = {cid: progress.add_task(f"  {cid} {claims[cid].title} ({profile}, on the cluster)",
+                                            total=None) for cid in ids}
+
             def done(report, text):
                 lines.print(text, end="", markup=False, highlight=False)
                 save(report)
+                progress.remove_task(tasks[report.claim])
                 progress.advance(total)
 
             with client_cm as client:
-                progress.update(total, description=f"verify ({profile}) on {args.scheduler}")
                 reports = run_claims_on_cluster(client, ids, profile=profile, seed=args.seed,
                                                 on_done=done)
 
