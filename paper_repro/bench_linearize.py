@@ -20,7 +20,10 @@ Threads: every measurement runs in a fresh subprocess started with ``OMP_NUM_THR
 
 Time: one subprocess per model builds the model, the input and the support, makes one warm-up
 call of each method, then alternates ``--repeats`` timed calls of linearize and jacrev
-(``time.perf_counter``); min and median are reported.
+(``time.perf_counter``); min and median are reported. The process CPU time of each call
+(``time.process_time``) is stored too (``cpu_s``, ``cpu_ratio_min``): with one thread it is
+less sensitive to other processes than the wall time, not immune (shared caches, memory
+bandwidth); the speed claim is the wall-time ratio of a quiet run.
 
 Peak memory: one subprocess per (model, method). After building the model, the input and the
 support and one warm-up call, it frees what it can (``gc.collect()``, then glibc's
@@ -187,12 +190,14 @@ def _child_time(name: str, threads: int, repeats: int) -> dict:
     with torch.no_grad():
         y = model(x).reshape(-1).numpy()
     times: dict[str, list[float]] = {"linearize": [], "jacrev": []}
+    cpu: dict[str, list[float]] = {"linearize": [], "jacrev": []}
     for _ in range(repeats):
         for key in ("linearize", "jacrev"):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             calls[key]()
             times[key].append(time.perf_counter() - t0)
-    return {"status": "ok", "A_shape": list(A.shape), "times_s": times,
+            cpu[key].append(time.process_time() - c0)
+    return {"status": "ok", "A_shape": list(A.shape), "times_s": times, "cpu_s": cpu,
             "rel_error_vs_jacrev": float(np.linalg.norm(A - J) / np.linalg.norm(J)),
             "rel_error_forward": float(np.linalg.norm(A @ x.reshape(-1).numpy() + c - y) / np.linalg.norm(y)),
             "torch_threads": torch.get_num_threads(), "load_before": load0, "load_after": os.getloadavg()[0]}
@@ -269,6 +274,7 @@ def measure(name: str, threads: int, repeats: int, quiet_load: float, timeout: f
     row["linearize"], row["jacrev"] = lin, jac
     row["time_ratio_min"] = lin["min_s"] / jac["min_s"]
     row["time_ratio_median"] = lin["median_s"] / jac["median_s"]
+    row["cpu_ratio_min"] = min(t["cpu_s"]["linearize"]) / min(t["cpu_s"]["jacrev"])
     loads = [t["load_before"], t["load_after"]]
     for method in ("linearize", "jacrev"):
         m = _run_child(["memory", name, "--method", method], threads, timeout)
@@ -292,7 +298,8 @@ def _print_row(row: dict) -> None:
     print(f"{row['model']:<30} A {row['A_shape'][0]}x{row['A_shape'][1]}  "
           f"linearize min {row['linearize']['min_s']:.3f} s / median {row['linearize']['median_s']:.3f} s, "
           f"jacrev min {row['jacrev']['min_s']:.3f} s / median {row['jacrev']['median_s']:.3f} s, "
-          f"ratio {row['time_ratio_min']:.2f} (min) {row['time_ratio_median']:.2f} (median) "
+          f"ratio {row['time_ratio_min']:.2f} (min) {row['time_ratio_median']:.2f} (median), "
+          f"CPU-time ratio {row['cpu_ratio_min']:.2f} (min) "
           f"[load {t['load_before']:.2f} -> {t['load_after']:.2f}]", flush=True)
     print(f"{'':<30} peak RSS linearize {ml.get('peak_rss_MB', float('nan')):.1f} MB "
           f"[load {ml.get('load_after', float('nan')):.2f}], jacrev {mj.get('peak_rss_MB', float('nan')):.1f} MB "

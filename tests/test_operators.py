@@ -17,7 +17,8 @@ from torch import nn
 from altheory import PHT, linearize, support
 from altheory.nets._reference import (adjoint_reference, linearize_reference, maxpool_operator_reference,
                                       module_operator_reference)
-from altheory.nets.operators import Linearization, conv_adjoint, maxpool_adjoint, pool_adjoint
+from altheory.nets.operators import (Linearization, conv_adjoint, conv_adjoint_transpose, maxpool_adjoint,
+                                     pool_adjoint)
 from altheory.testing import networks_and_inputs
 
 TOL = 1e-10
@@ -48,10 +49,11 @@ def test_c1_conv_adjoint_is_rows_times_the_conv_matrix(cin_g, cout_g, k, s, p, d
         out_shape = tuple(conv(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
     M, _ = module_operator_reference(conv, shape)
     R = _rows(3, out_shape)
-    got = conv_adjoint(conv, R, shape)
-    assert got.shape == (3, *shape)
-    np.testing.assert_allclose(got.reshape(3, -1).numpy(), adjoint_reference(M, R.numpy()),
-                               rtol=0, atol=ATOL_LAYER)
+    for adjoint in (conv_adjoint, conv_adjoint_transpose):
+        got = adjoint(conv, R, shape)
+        assert got.shape == (3, *shape)
+        np.testing.assert_allclose(got.reshape(3, -1).numpy(), adjoint_reference(M, R.numpy()),
+                                   rtol=0, atol=ATOL_LAYER)
 
 
 @pytest.mark.parametrize("k, s, p, d, hw", [
@@ -70,8 +72,9 @@ def test_c1_conv_adjoint_geometries_that_need_care(k, s, p, d, hw):
         out_shape = tuple(conv(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
     M, _ = module_operator_reference(conv, shape)
     R = _rows(4, out_shape, seed=k + s)
-    np.testing.assert_allclose(conv_adjoint(conv, R, shape).reshape(4, -1).numpy(),
-                               adjoint_reference(M, R.numpy()), rtol=0, atol=ATOL_LAYER)
+    for adjoint in (conv_adjoint, conv_adjoint_transpose):
+        np.testing.assert_allclose(adjoint(conv, R, shape).reshape(4, -1).numpy(),
+                                   adjoint_reference(M, R.numpy()), rtol=0, atol=ATOL_LAYER)
 
 
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 1), st.booleans(), st.booleans(),

@@ -241,14 +241,21 @@ def _conv_pad_end(conv: nn.Conv2d, pad: tuple[int, int]) -> tuple[int, int]:
 
 
 def conv_adjoint(conv: nn.Conv2d, R: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
-    r"""Rows times the convolution's matrix, :math:`R M`, by a transposed convolution of :math:`R`.
+    r"""Rows times the convolution's matrix, :math:`R M`: a transposed convolution of :math:`R`.
 
     With :math:`M` the matrix of :func:`conv_operator`, row :math:`r` of :math:`RM` is
     :math:`M^\top R_r = \mathrm{conv\_transpose2d}(R_r, W)` with the conv's stride, dilation,
     groups and padding, and the output padding that restores the input size (a strided conv
-    drops up to ``stride - 1`` trailing input rows; their adjoint is zero). Asymmetric padding
-    (``padding='same'`` with an even receptive field) is handled by a transposed convolution
-    without padding, then cropping ``pad`` leading and padding/cropping the trailing entries.
+    drops up to ``stride - 1`` trailing input rows; their adjoint entries are zero). Asymmetric
+    padding (``padding='same'`` with an even receptive field) is a transposed convolution of the
+    padded input's size, cropped by the leading padding.
+
+    The transposed convolution is computed by ATen's kernel for it,
+    ``torch.ops.aten.convolution_backward`` with only the input part requested (the operator's
+    ``input`` argument is used for its shape only: a zero-stride scalar is passed). This is a plain
+    function of ``R`` and the weights — no autograd graph is built or used — and on the CPU in
+    float64 it is about twice as fast as ``F.conv_transpose2d``, which computes the same numbers
+    (the tests compare both with the dense matrix).
 
     Parameters
     ----------
@@ -259,6 +266,31 @@ def conv_adjoint(conv: nn.Conv2d, R: torch.Tensor, in_shape: tuple[int, int, int
     Returns
     -------
     Tensor of shape (rows, C, H, W)
+    """
+    C, H, W = in_shape
+    rows = R.shape[0]
+    Wt = conv.weight.detach().to(device=R.device, dtype=R.dtype)
+    pad = _conv_padding(conv, (H, W))
+    end = _conv_pad_end(conv, pad)
+    s, d = _pair(conv.stride), _pair(conv.dilation)
+    if pad == end:
+        shape, padding = (rows, C, H, W), pad
+    else:  # pad explicitly (as torch does for this case), no implicit padding, crop below
+        shape, padding = (rows, C, H + pad[0] + end[0], W + pad[1] + end[1]), (0, 0)
+    like = R.new_zeros(()).expand(shape)
+    out = torch.ops.aten.convolution_backward(R, like, Wt, None, s, padding, d, False, (0, 0),
+                                              conv.groups, (True, False, False))[0]
+    if pad != end:
+        out = out[:, :, pad[0]:pad[0] + H, pad[1]:pad[1] + W]
+    return out
+
+
+def conv_adjoint_transpose(conv: nn.Conv2d, R: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    r"""The same as :func:`conv_adjoint` with ``F.conv_transpose2d`` (slower on the CPU; a check).
+
+    Symmetric padding: ``conv_transpose2d(R, W, stride, padding, output_padding, groups,
+    dilation)`` with ``output_padding = H - ((H_out - 1) s - 2p + d(k - 1) + 1)``; asymmetric
+    padding: no padding, then crop ``pad`` leading entries and pad/crop the trailing ones.
     """
     C, H, W = in_shape
     Wt = conv.weight.detach().to(device=R.device, dtype=R.dtype)
