@@ -207,3 +207,26 @@ def test_compose_bad_calls(kwargs, exc, match):
     lin = Linearization(net, support(net, x), 0)
     with pytest.raises(exc, match=match):
         lin.compose(**kwargs)
+
+
+def test_c1_adjoint_composition_uses_no_autograd(monkeypatch):
+    """C1's point: A_S from weights and masks. With every autograd entry point disabled and
+    under inference mode (no graph can be recorded), compose still gives the Jacobian."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.BatchNorm2d(3), PHT(0.05),
+                        nn.MaxPool2d(2, 1), nn.Flatten(), nn.Linear(3 * 3 * 3, 2)).double().eval()
+    x = torch.randn(1, 2, 7, 7, dtype=torch.float64)
+    S = support(net, x)
+    J = torch.autograd.functional.jacobian(lambda v: net(v[None])[0], x[0]).reshape(2, -1).numpy()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("autograd was called")
+
+    for mod, name in ((torch.autograd, "grad"), (torch.autograd, "backward"), (torch.Tensor, "backward"),
+                      (torch.func, "vjp"), (torch.func, "jacrev"), (torch.func, "jacfwd"),
+                      (torch.autograd.functional, "jacobian"), (torch.autograd.functional, "vjp")):
+        monkeypatch.setattr(mod, name, refuse)
+    lin = Linearization(net, S, 0)
+    with torch.inference_mode():
+        A, _, _ = lin.compose()
+    assert rel(A, J) <= TOL
