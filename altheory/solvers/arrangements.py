@@ -175,13 +175,30 @@ def sample_patterns(X, n_samples: int, *, seed: int = 0) -> Patterns:
 
 
 def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
-                 solver: str = "clarabel") -> ConvexResult:
+                 solver: str = "auto", tol: float = 1e-8) -> ConvexResult:
     r"""The Pilanci–Ergen constrained program over ``patterns`` (module docstring).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d); y : ndarray of shape (n,)
+    lam : float >= 0
+    patterns : Patterns
+    loss : {"squared", "logistic", "hinge"}
+    solver : {"auto", "fast", "clarabel", "scs"}
+        ``"auto"`` (default): squared loss with ``lam > 0`` goes to the certified working-set
+        solver :func:`altheory.solvers.fast.solve_pilanci_ergen` (``solver="altheory-pe"``,
+        status ``"optimal"`` only with a duality gap ``<= tol`` relative, checked on every
+        pattern); when it does not certify, and for the other losses, cvxpy (Clarabel, SCS
+        fallback), whose ``"optimal"`` is its own solver status. ``"fast"`` forces the certified
+        solver (its status is returned as is); ``"clarabel"``/``"scs"`` force cvxpy.
+    tol : float, the relative gap the certified solver must reach.
 
     Returns
     -------
     ConvexResult with ``weights["V"]``, ``weights["W"]`` of shape (P, d); ``kind`` is
     ``"global"`` for exactly enumerated patterns and ``"upper-bound"`` for sampled ones.
+    With the certified solver, ``solver_value`` is its dual bound (``objective - solver_value``
+    is the certified gap) and ``attempts`` records every try.
 
     Examples
     --------
@@ -198,7 +215,8 @@ def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
         raise ValueError("relu_program has a scalar output; use 'squared', 'logistic' or 'hinge'.")
     y = check_targets(y, loss)
     lam = check_lam(lam)
-    _check_solver(solver)
+    if solver not in ("auto", "fast"):
+        _check_solver(solver)
     if not isinstance(patterns, Patterns):
         raise TypeError(f"patterns must be a Patterns (enumerate_patterns / sample_patterns); got "
                         f"{type(patterns).__name__}.")
@@ -206,6 +224,22 @@ def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
     G = patterns.G
     if G.shape[0] != n or y.shape != (n,):
         raise ValueError(f"patterns.G must have n={n} rows and y shape ({n},); got {G.shape}, {y.shape}.")
+    kind = "global" if patterns.exact else "upper-bound"
+    fast_ok = loss == "squared" and lam > 0
+    if solver == "fast" and not fast_ok:
+        raise ValueError(f"solver='fast' needs loss='squared' and lam > 0 (the certified solver "
+                         f"solves its restricted programs exactly only there); got loss={loss!r}, "
+                         f"lam={lam}. Use solver='auto' or 'clarabel'.")
+    attempts: list[tuple[str, str, float]] = []
+    if solver in ("auto", "fast") and fast_ok:
+        from altheory.solvers.fast import solve_pilanci_ergen
+
+        pe = solve_pilanci_ergen(X, G, y, lam, loss="squared", tol=tol)
+        attempts.append(("altheory-pe", pe.status, pe.solve_time))
+        if pe.status == "optimal" or solver == "fast":
+            return ConvexResult(objective=pe.objective, status=pe.status, solver="altheory-pe",
+                                solve_time=pe.solve_time, weights={"V": pe.V, "W": pe.W},
+                                kind=kind, solver_value=pe.dual_objective, attempts=attempts)
     P = G.shape[1]
     A = (G[:, :, None] * X[:, None, :]).reshape(n, P * d)
     S2 = (2.0 * G - 1.0)  # (n, P)
@@ -225,8 +259,12 @@ def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
         return loss_np(pred, y, loss) + lam * float(np.linalg.norm(Vv, axis=1).sum()
                                                     + np.linalg.norm(Wv, axis=1).sum())
 
-    kind = "global" if patterns.exact else "upper-bound"
-    return solve_with_fallback(build, solver=solver, objective=objective, kind=kind)
+    res = solve_with_fallback(build, solver="clarabel" if solver in ("auto", "fast") else solver,
+                              objective=objective, kind=kind)
+    if attempts:  # the certified solver ran first and did not certify
+        res.attempts = attempts + list(res.attempts)
+        res.solve_time += sum(t for _, _, t in attempts)
+    return res
 
 
 def prune_blocks(X, G, V, W, *, rtol: float = 1e-7, max_steps: int | None = None

@@ -57,8 +57,10 @@ Pilanci–Ergen (C5, :func:`solve_pilanci_ergen`): the constrained group lasso
     \min_{V, W}\ f\Big(\sum_i D_iX(v_i - w_i)\Big) + \lambda\sum_i\|v_i\| + \|w_i\|
     \ \ \text{s.t.}\ \ (2D_i - I)Xv_i\ge 0,\ (2D_i - I)Xw_i\ge 0,
 
-by an augmented Lagrangian (FISTA on each subproblem), reporting the KKT residual and a
-Lagrangian dual bound.
+by a working set over patterns (each restricted program one conic solve, built directly for
+Clarabel), certified on every pattern by the dual
+:math:`\max -f^*(\theta)` s.t. :math:`\sigma_{K_i}(\pm X^\top D_i\theta)\le\lambda`, the cone
+support functions bounded from above by non-negative least squares (numpy, float64).
 
 These are numerical methods; what they certify is the duality gap they return. The tests
 (``tests/test_fast_solver.py``) check it against cvxpy/Clarabel: objectives agree to 1e-7
@@ -179,10 +181,10 @@ class LayerResult(_Certified):
 class PilanciErgenResult(_Certified):
     r"""The outcome of :func:`solve_pilanci_ergen`.
 
-    ``objective`` is :math:`F(V, W)` at the returned (nearly feasible) point;
-    ``dual_objective`` a certified lower bound on the optimum (Lagrangian dual at the
-    multipliers); ``kkt_residual`` the largest of the relative infeasibility, complementarity and
-    stationarity residuals (each in ``kkt``). ``status`` is ``"optimal"`` only when
+    ``objective`` is :math:`F(V, W)` at the returned point (its blocks projected onto their
+    cones); ``dual_objective`` a certified lower bound on the optimum over *all* patterns;
+    ``kkt_residual`` the relative cone infeasibility left after projection (rounding), also in
+    ``kkt`` with the counts of Clarabel's statuses. ``status`` is ``"optimal"`` only when
     ``kkt_residual <= tol`` and ``rel_gap <= tol``.
     """
 
@@ -1228,12 +1230,184 @@ def solve_layer(Phi, offset, Y, lam: float = 0.0, *, loss: FastLoss = "squared",
 
 
 # --------------------------------------------------------------------------------------------
-# public: Pilanci–Ergen constrained program (C5), augmented Lagrangian
+# public: Pilanci–Ergen constrained program (C5): working set over patterns, cone certificate
 # --------------------------------------------------------------------------------------------
 
-def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol: float = 1e-6,
-                        rho: float | None = None, max_outer: int = 60, max_inner: int = 2000,
-                        time_limit: float = math.inf, device=None) -> PilanciErgenResult:
+def _pe_cone_bound(C: np.ndarray, x: np.ndarray) -> float:
+    r"""Upper bound on :math:`\sigma_K(x) = \max\{x^\top v : Cv\ge 0,\ \|v\|\le 1\}`.
+
+    For every :math:`\mu\ge 0` and :math:`v\in K`, :math:`x^\top v \le (x + C^\top\mu)^\top v`
+    (as :math:`\mu^\top Cv\ge 0`), so :math:`\sigma_K(x)\le\|x + C^\top\mu\|`: a bound whatever
+    :math:`\mu\ge 0` is; the non-negative least squares :math:`\mu` makes it exact
+    (:math:`= \|\Pi_K x\|`, Moreau). Recomputed here from the clipped :math:`\mu`."""
+    from scipy.optimize import nnls
+
+    mu, _ = nnls(C.T, -x, maxiter=50 * C.shape[0])
+    return float(np.linalg.norm(x + C.T @ np.maximum(mu, 0.0)))
+
+
+def _pe_project(C: np.ndarray, v: np.ndarray) -> np.ndarray:
+    r""":math:`\Pi_K(v) = v + C^\top\mu^*`, :math:`\mu^* = \arg\min_{\mu\ge0}\|v + C^\top\mu\|`
+    (Moreau's decomposition; the polar of :math:`\{Cv\ge0\}` is :math:`\{-C^\top\mu\}`)."""
+    from scipy.optimize import nnls
+
+    if (C @ v).min() >= 0:
+        return v
+    mu, _ = nnls(C.T, -v, maxiter=50 * C.shape[0])
+    return v + C.T @ np.maximum(mu, 0.0)
+
+
+def _pe_certificate(X, G, y, V, W, lam, loss, *, check=None):
+    r"""Primal value, certified dual bound and per-pattern dual scores of a feasible (V, W).
+
+    Dual of the program (Lagrangian over the cones :math:`K_i = \{(2D_i - I)Xv\ge0\}`):
+
+    .. math:: D(\theta) = -f^*(\theta)\ \ \text{s.t.}\ \
+        \sigma_{K_i}(\pm X^\top D_i\theta)\le\lambda\ \ \forall i,
+
+    since :math:`\theta^\top D_iXv_i\ge-\sigma_{K_i}(-X^\top D_i\theta)\|v_i\|` on :math:`K_i`
+    (and the same for :math:`-w_i`). At :math:`\theta = \nabla f(z)` the scores
+    :math:`s_i = \max_\pm\sigma_{K_i}(\pm X^\top D_i\theta)/\lambda` are bounded by
+    :func:`_pe_cone_bound` (by :math:`\|X^\top D_i\theta\|` when that is already
+    :math:`\le\lambda`), and :func:`_dual_on_ray` takes the best feasible multiple of
+    :math:`\theta`. ``check`` (pattern indices) limits the exact bounds to those patterns, the
+    rest keep the crude norm (still an upper bound: the certificate stays valid)."""
+    B = 2.0 * G - 1.0
+    z = ((X @ (V - W).T) * G).sum(1)
+    yt = torch.as_tensor(y)
+    g = _grad(torch.as_tensor(z), yt, loss)
+    gn = g.numpy()
+    a = G.T @ (gn[:, None] * X)                     # (P, d): X^T D_i theta
+    scores = np.linalg.norm(a, axis=1) / lam         # crude bound (mu = 0), both signs
+    idx = np.flatnonzero(scores > 1.0) if check is None else np.asarray(check)
+    for i in idx:
+        if scores[i] <= 1.0:
+            continue
+        C = B[:, i, None] * X
+        scores[i] = max(_pe_cone_bound(C, a[i]), _pe_cone_bound(C, -a[i])) / lam
+    primal = float(_loss(torch.as_tensor(z), yt, loss)) + lam * float(
+        np.linalg.norm(V, axis=1).sum() + np.linalg.norm(W, axis=1).sum())
+    dual = _dual_on_ray(g, float(scores.max(initial=0.0)), yt, loss)
+    return primal, dual, scores
+
+
+def _pe_restricted_squared(X, G, y, lam, *, tight: bool):
+    r"""The program on the patterns ``G`` (n, k), squared loss, as one Clarabel conic problem.
+
+    Variables ``[V (k d), W (k d), t_V (k), t_W (k), e (n)]``; minimise
+    :math:`\tfrac1{2n}\|e\|^2 + \lambda\sum t` with :math:`e = \sum_i D_iX(v_i - w_i) - y`
+    (zero cone), :math:`(2D_i - I)Xv_i\ge0` (non-negative cone) and
+    :math:`(t_i, v_i)\in\mathrm{SOC}` — the same program cvxpy builds, without its
+    canonicalisation. Returns (V, W, Clarabel status)."""
+    import clarabel
+    import scipy.sparse as sp
+
+    n, d = X.shape
+    k = G.shape[1]
+    nv = k * d
+    off_t, off_e = 2 * nv, 2 * nv + 2 * k
+    N = off_e + n
+    Pm = sp.csc_matrix((np.full(n, 1.0 / n), (np.arange(off_e, N), np.arange(off_e, N))),
+                       shape=(N, N))
+    q = np.zeros(N)
+    q[off_t:off_e] = lam
+    # zero cone: e - M v + M w = -y, with M[r, (i, :)] = G[r, i] X[r, :]
+    M = sp.csr_matrix((G[:, :, None] * X[:, None, :]).reshape(n, nv))
+    A_eq = sp.hstack([-M, M, sp.csr_matrix((n, 2 * k)), sp.identity(n, format="csr")])
+    # non-negative cone: -(B_i X) v_i + s = 0, s >= 0; block-diagonal over patterns
+    B = 2.0 * G - 1.0
+    # row (side, i, r), column side * nv + i * d + c, value -B[r, i] X[r, c]
+    vals = -(B.T[:, :, None] * X[None, :, :])                       # (k, n, d)
+    rr = np.arange(k * n).reshape(k, n)[:, :, None].repeat(d, 2)
+    cc = (np.arange(k)[:, None, None] * d + np.arange(d)[None, None, :]).repeat(n, 1)
+    A_nn = sp.csr_matrix((np.concatenate([vals.ravel(), vals.ravel()]),
+                          (np.concatenate([rr.ravel(), rr.ravel() + k * n]),
+                           np.concatenate([cc.ravel(), cc.ravel() + nv]))), shape=(2 * k * n, N))
+    # second-order cones: (t_i, v_i) for V then W
+    rows, cols = [], []
+    r = 0
+    for side in range(2):
+        for i in range(k):
+            rows.append(r)
+            cols.append(off_t + side * k + i)
+            rows.extend(range(r + 1, r + 1 + d))
+            cols.extend(range(side * nv + i * d, side * nv + (i + 1) * d))
+            r += d + 1
+    A_soc = sp.csr_matrix((-np.ones(len(rows)), (rows, cols)), shape=(r, N))
+    A = sp.vstack([A_eq, A_nn, A_soc], format="csc")
+    b = np.concatenate([-y, np.zeros(2 * k * n + r)])
+    cones = ([clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(2 * k * n)]
+             + [clarabel.SecondOrderConeT(d + 1)] * (2 * k))
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.max_iter = 200
+    if tight:
+        settings.tol_gap_abs = settings.tol_gap_rel = 1e-12
+        settings.tol_feas = 1e-12
+    sol = clarabel.DefaultSolver(sp.triu(Pm, format="csc"), q, A, b, cones, settings).solve()
+    x = np.asarray(sol.x)
+    return x[:nv].reshape(k, d), x[nv:2 * nv].reshape(k, d), str(sol.status)
+
+
+def _pe_restricted_cvxpy(X, G, y, lam, loss):
+    """The program on the patterns ``G`` by cvxpy/Clarabel (the logistic loss needs
+    exponential cones; cvxpy builds them). Returns (V, W, status)."""
+    import cvxpy as cp
+
+    from altheory.solvers.losses import loss_cvxpy
+
+    n, d = X.shape
+    k = G.shape[1]
+    V, W = cp.Variable((k, d)), cp.Variable((k, d))
+    z = cp.sum(cp.multiply(G, X @ (V - W).T), axis=1)
+    B = 2.0 * G - 1.0
+    prob = cp.Problem(cp.Minimize(loss_cvxpy(z, y, loss) + lam * (
+        cp.sum(cp.norm(V, 2, axis=1)) + cp.sum(cp.norm(W, 2, axis=1)))),
+        [cp.multiply(B, X @ V.T) >= 0, cp.multiply(B, X @ W.T) >= 0])
+    try:
+        prob.solve(solver="CLARABEL", max_iter=500)
+    except cp.error.SolverError:
+        return np.zeros((k, d)), np.zeros((k, d)), "solver_error"
+    if V.value is None:
+        return np.zeros((k, d)), np.zeros((k, d)), str(prob.status)
+    return np.asarray(V.value), np.asarray(W.value), str(prob.status)
+
+
+def _pe_feasible(X, G, V, W, *, rtol=1e-12):
+    """Zero the negligible blocks and project the others onto their cones (exactly feasible up
+    to rounding); returns (V, W, relative infeasibility left)."""
+    B = 2.0 * G - 1.0
+    V, W = V.copy(), W.copy()
+    top = max(np.linalg.norm(V, axis=1).max(initial=0.0), np.linalg.norm(W, axis=1).max(initial=0.0))
+    worst, scale = 0.0, _TINY
+    for M in (V, W):
+        M[np.linalg.norm(M, axis=1) <= rtol * top] = 0.0
+        for i in np.flatnonzero(np.linalg.norm(M, axis=1) > 0):
+            C = B[:, i, None] * X
+            M[i] = _pe_project(C, M[i])
+            c = C @ M[i]
+            worst = max(worst, float(np.maximum(-c, 0).max()))
+            scale = max(scale, float(np.abs(c).max()))
+    return V, W, worst / scale
+
+
+def _pe_next_set(ws, scores, V, W, *, keep: bool):
+    """The non-zero blocks plus the worst violators outside (scores > 1), at most
+    ``max(16, #non-zero)`` of them, as celer does; with ``keep`` the set only grows (after many
+    rounds, against cycling). None when nothing outside is violated."""
+    active = (np.linalg.norm(V, axis=1) > 0) | (np.linalg.norm(W, axis=1) > 0)
+    viol = np.flatnonzero((scores > 1.0) & ~ws)
+    if viol.size == 0:
+        return None
+    add = viol[np.argsort(-scores[viol])[:max(16, int(active.sum()))]]
+    nxt = ws.copy() if keep else active.copy()
+    nxt[add] = True
+    return nxt
+
+
+def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol: float = 1e-8,
+                        max_rounds: int = 30, time_limit: float = math.inf,
+                        working_set: bool | None = None, device=None) -> PilanciErgenResult:
     r"""The convex program of two-layer ReLU networks (Pilanci & Ergen 2020; docs/claims.md C5).
 
     .. math::
@@ -1241,18 +1415,17 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
         \min_{V, W}\ \ell\Big(\sum_i D_iX(v_i - w_i),\ y\Big) + \lambda\sum_i(\|v_i\| + \|w_i\|)
         \ \ \text{s.t.}\ \ (2D_i - I)Xv_i \ge 0,\ (2D_i - I)Xw_i \ge 0
 
-    Augmented Lagrangian on :math:`C_V = (2G - 1)\odot(XV^\top) \ge 0` (same for ``W``):
-    each subproblem :math:`\min f + \lambda\sum\|\cdot\| + \tfrac\rho2\|(\mu/\rho - C)_+\|^2` by
-    FISTA (the penalty is smooth), then :math:`\mu \leftarrow (\mu - \rho C)_+`, ρ ×10 when the
-    infeasibility did not fall by 4×.
+    Working set over patterns: solve the program on a set :math:`S` of patterns (squared loss:
+    one Clarabel conic problem built directly, :func:`_pe_restricted_squared`; logistic: cvxpy),
+    make the blocks exactly feasible (projection onto their cones), certify on *all* patterns
+    (:func:`_pe_certificate`), add the patterns whose dual constraint is violated, repeat. The
+    optimum has at most :math:`n + 1` non-zero blocks (Pilanci & Ergen), so :math:`S` stays small
+    where the number of patterns :math:`P` is large.
 
-    Certificate: for multipliers :math:`\mu \ge 0` and :math:`\theta = \nabla f`, scaled jointly
-    by :math:`1/s` so that :math:`\|X^\top D_i\theta - X^\top(B_i\odot\mu_{V,i})\|\le\lambda` and
-    :math:`\|-X^\top D_i\theta - X^\top(B_i\odot\mu_{W,i})\|\le\lambda`
-    (:math:`B = 2G - 1`), :math:`-f^*(\theta/s)` is a lower bound on the optimum (Lagrangian
-    duality). ``kkt`` holds the relative infeasibility ``max((-C)_+)/max|C|``, the
-    complementarity :math:`|\langle\mu, C\rangle|/\max(1, |F|)` and the stationarity (norm of the
-    proximal-gradient map of the Lagrangian, relative).
+    Certificate: ``gap = F(V, W) - D(theta)`` with :math:`\theta` a feasible multiple of
+    :math:`\nabla f(z)` — a certified bound on :math:`F(V, W) - F^*` (weak duality; the cone
+    support functions are bounded from above, never estimated). ``status == "optimal"`` only
+    when ``rel_gap <= tol`` and the blocks' relative infeasibility ``<= tol``.
 
     Parameters
     ----------
@@ -1261,16 +1434,18 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
     y : array of shape (n,)
     lam : float > 0
     loss : {"squared", "logistic"}
-    tol : float
-        ``status == "optimal"`` only when both ``kkt_residual <= tol`` and ``rel_gap <= tol``.
-    rho : float, optional, initial penalty (default from the scale of the data).
-    max_outer, max_inner : int
+    tol : float, default 1e-8
+    max_rounds : int, working-set rounds.
     time_limit : float, seconds
-    device : None, str or torch.device
+    working_set : bool, optional
+        Default: when ``P > max(64, 4 n)`` (else every pattern from the start: one conic solve).
+    device : ignored (CPU, float64); kept for the signature of the other solvers.
 
     Returns
     -------
     PilanciErgenResult
+        ``kkt`` holds ``infeasibility`` (relative, after projection) and ``clarabel`` status
+        counts; ``iterations = {"rounds": ..., "working_set": final size}``.
 
     Examples
     --------
@@ -1278,115 +1453,63 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
     >>> X = rng.standard_normal((30, 2)); y = np.maximum(X @ [1.0, -1.0], 0)
     >>> D = X @ rng.standard_normal((2, 6)) >= 0
     >>> r = solve_pilanci_ergen(X, D, y, 0.05)
-    >>> r.status, r.kkt_residual <= 1e-6
+    >>> r.status, r.rel_gap <= 1e-8
     ('optimal', True)
     """
     t0 = time.perf_counter()
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"tol must be a float > 0; got tol={tol!r}.")
-    Xt, Gt, yt, lam, loss, dev = _group_inputs(X, patterns, y, lam, loss, device)
-    n, d = Xt.shape
-    P = Gt.shape[1]
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, (int, np.integer)) \
+            or max_rounds < 1:
+        raise ValueError(f"max_rounds must be an int >= 1; got {max_rounds!r}.")
+    Xt, Gt, yt, lam, loss, _ = _group_inputs(X, patterns, y, lam, loss, "cpu")
+    Xn, Gn, yn = Xt.numpy(), Gt.numpy().astype(np.float64), yt.numpy()
+    n, d = Xn.shape
+    P = Gn.shape[1]
     deadline = t0 + float(time_limit)
-    with _threads(float(n) * P * d, dev):
-        A = MaskedDesign(Xt, Gt)
-        B = A.G * 2 - 1 if A.chunk is None else Gt.to(torch.float64) * 2 - 1
-        Lf = A.norm_sq() * float(_curv(torch.zeros_like(yt), yt, loss).max())
-        xn2 = float(torch.linalg.matrix_norm(Xt, ord=2)) ** 2
-        if rho is None:
-            rho = max(Lf / max(xn2, _TINY), 1e-8)
-        rho = float(rho)
-        V = torch.zeros(P, d, dtype=torch.float64, device=dev)
-        W = torch.zeros_like(V)
-        muV = torch.zeros(n, P, dtype=torch.float64, device=dev)
-        muW = torch.zeros_like(muV)
-
-        def cons(M):  # (n, P): B * (X M^T)
-            return B * (Xt @ M.T)
-
-        def smooth(Vc, Wc):  # AL smooth part and its gradient
-            z = A.matvec(Vc - Wc)
-            gl = _grad(z, yt, loss)
-            gA = A.rmatvec(gl)
-            hV = torch.clamp(muV / rho - cons(Vc), min=0)
-            hW = torch.clamp(muW / rho - cons(Wc), min=0)
-            val = float(_loss(z, yt, loss)) + 0.5 * rho * float((hV ** 2).sum() + (hW ** 2).sum())
-            gV = gA - rho * (B * hV).T @ Xt
-            gW = -gA - rho * (B * hW).T @ Xt
-            return val, gV, gW
-
-        L = 2 * Lf + rho * xn2
-        counters = {"outer": 0, "inner": 0}
-        infeas_prev = math.inf
-        inner_tol = 1e-3
-        kkt: dict[str, float] = {}
-        for outer in range(max_outer):
-            counters["outer"] += 1
-            # FISTA on (V, W) for the current (mu, rho)
-            xV, xW, yV, yW, t = V, W, V, W, 1.0
-            for k in range(max_inner):
-                counters["inner"] += 1
-                fy, gV, gW = smooth(yV, yW)
-                while True:
-                    nV = _prox(yV - gV / L, lam / L)
-                    nW = _prox(yW - gW / L, lam / L)
-                    dV, dW = nV - yV, nW - yW
-                    fn, _, _ = smooth(nV, nW)
-                    qv = fy + float((gV * dV).sum() + (gW * dW).sum()) \
-                        + 0.5 * L * float((dV ** 2).sum() + (dW ** 2).sum())
-                    if fn <= qv + 1e-12 * abs(fy) or L > 1e300:
-                        break
-                    L *= 2
-                step = math.sqrt(float((dV ** 2).sum() + (dW ** 2).sum())) * L
-                tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-                if float(((yV - nV) * (nV - xV)).sum() + ((yW - nW) * (nW - xW)).sum()) > 0:
-                    yV, yW, t = nV, nW, 1.0
-                else:
-                    beta = (t - 1) / tn
-                    yV, yW, t = nV + beta * (nV - xV), nW + beta * (nW - xW), tn
-                xV, xW = nV, nW
-                scale_x = max(1.0, math.sqrt(float((xV ** 2).sum() + (xW ** 2).sum())))
-                if step <= inner_tol * scale_x or time.perf_counter() > deadline:
-                    break
-                L *= 0.98
-            V, W = xV, xW
-            CV, CW = cons(V), cons(W)
-            cmax = max(float(CV.abs().max()), float(CW.abs().max()), _TINY)
-            infeas = max(float(torch.clamp(-CV, min=0).max()),
-                         float(torch.clamp(-CW, min=0).max())) / cmax
-            muV = torch.clamp(muV - rho * CV, min=0)
-            muW = torch.clamp(muW - rho * CW, min=0)
-            # KKT of the Lagrangian (no penalty) at (V, W, mu)
-            z = A.matvec(V - W)
-            gl = _grad(z, yt, loss)
-            gA = A.rmatvec(gl)
-            gV = gA - (B * muV).T @ Xt
-            gW = -gA - (B * muW).T @ Xt
-            sV = V - _prox(V - gV, lam)
-            sW = W - _prox(W - gW, lam)
-            Fp = float(_loss(z, yt, loss)) + lam * float(V.norm(dim=1).sum() + W.norm(dim=1).sum())
-            stat = math.sqrt(float((sV ** 2).sum() + (sW ** 2).sum())) / max(1.0, math.sqrt(
-                float((V ** 2).sum() + (W ** 2).sum())))
-            comp = abs(float((muV * CV).sum() + (muW * CW).sum())) / max(1.0, abs(Fp))
-            kkt = {"infeasibility": infeas, "complementarity": comp, "stationarity": stat}
-            # dual bound
-            nv = (gA - (B * muV).T @ Xt).norm(dim=1)
-            nw_ = (-gA - (B * muW).T @ Xt).norm(dim=1)
-            s = max(1.0, float(torch.maximum(nv, nw_).max()) / lam)
-            Dv = -float(_conj(gl / s, yt, loss))
-            rel = (Fp - Dv) / max(abs(Fp), _TINY)
-            if (max(kkt.values()) <= tol and rel <= tol) or time.perf_counter() > deadline:
+    if working_set is None:
+        working_set = P > max(64, 4 * n)
+    V = np.zeros((P, d))
+    W = np.zeros((P, d))
+    # the first set: the patterns whose dual constraint is most violated at V = W = 0
+    primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss)
+    ws = np.zeros(P, bool)
+    if working_set:
+        ws[np.argsort(-scores)[:min(P, max(16, n))]] = True
+    else:
+        ws[:] = True
+    statuses: dict[str, int] = {}
+    rounds, infeas, tight = 0, 0.0, True
+    rel = (primal - dual) / max(abs(primal), _TINY)
+    while rounds < max_rounds and time.perf_counter() < deadline:
+        rounds += 1
+        S = np.flatnonzero(ws)
+        if loss == "squared":
+            VS, WS, st = _pe_restricted_squared(Xn, Gn[:, S], yn, lam, tight=tight)
+        else:
+            VS, WS, st = _pe_restricted_cvxpy(Xn, Gn[:, S], yn, lam, loss)
+        statuses[st] = statuses.get(st, 0) + 1
+        V = np.zeros((P, d))
+        W = np.zeros((P, d))
+        V[S], W[S] = VS, WS
+        V, W, infeas = _pe_feasible(Xn, Gn, V, W)
+        primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss)
+        rel = (primal - dual) / max(abs(primal), _TINY)
+        if rel <= tol and infeas <= tol:
+            break
+        nxt = _pe_next_set(ws, scores, V, W, keep=rounds >= 8)
+        if nxt is None:  # no violator: the restricted solve itself is short of tol
+            if tight or loss != "squared":
                 break
-            if infeas > 0.25 * infeas_prev and infeas > tol:
-                rho *= 10.0
-                L = max(L, 2 * Lf + rho * xn2)
-            infeas_prev = infeas
-            inner_tol = max(min(inner_tol * 0.1, 0.1 * max(kkt.values())), 1e-2 * tol)
-    _sync(dev)
-    res = max(kkt.values())
-    status = "optimal" if (res <= tol and rel <= tol) else (
-        "time_limit" if time.perf_counter() > deadline else "max_iter")
-    return PilanciErgenResult(V=V.cpu().numpy(), W=W.cpu().numpy(), objective=Fp,
-                              dual_objective=Dv, gap=Fp - Dv, rel_gap=rel, kkt_residual=res,
-                              kkt=kkt, status=status, iterations=counters,
+            tight = True
+        else:
+            ws = nxt
+    status = "optimal" if (rel <= tol and infeas <= tol) else (
+        "time_limit" if time.perf_counter() >= deadline else "max_iter")
+    return PilanciErgenResult(V=V, W=W, objective=primal, dual_objective=dual,
+                              gap=primal - dual, rel_gap=rel, kkt_residual=infeas,
+                              kkt={"infeasibility": infeas, **{f"clarabel_{k}": float(v)
+                                                               for k, v in statuses.items()}},
+                              status=status,
+                              iterations={"rounds": rounds, "working_set": int(ws.sum())},
                               solve_time=time.perf_counter() - t0)
