@@ -39,7 +39,7 @@ def _data(seed: int, n: int, d: int, tau: float):
 
 
 def invariant(res, tau: float, epsilon: float) -> dict:
-    """The invariant of C9 after every support-preserving sub-step, from the alternation's log.
+    r"""The invariant of C9 after every support-preserving sub-step, from the alternation's log.
 
     * ``step_flips_total``: support entries that differ between the held support and the
       support recomputed after each sub-step (must be 0);

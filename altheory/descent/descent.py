@@ -422,6 +422,12 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
     if not callable(obj) or not all(hasattr(obj, a) for a in ("n", "dim")):
         raise TypeError(f"obj must be an MLPObjective (or a callable with .n and .dim); got {type(obj).__name__}.")
     _check_method(method)
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not 0 < lr < np.inf):
+        raise ValueError(f"lr must be a finite number > 0 (or None for the method's default); got lr={lr!r}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be an int >= 1 (or None for max(1, n // 8)); got batch_size={batch_size!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int; got {type(seed).__name__}.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0; got {max_iter!r}.")
     if not tol_grad > 0:
@@ -492,12 +498,13 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
             if method == "sgd":
                 perm = gen.permutation(n)
                 x_epoch, m_epoch = x.clone(), m1.clone()
-                for s0 in range(0, n, bs):
-                    idx = torch.from_numpy(perm[s0:s0 + bs])
-                    _, g = full_grad(x, idx)
-                    m1 = 0.9 * m1 + g
-                    x = x - step * (0.5 ** halvings) * m1
-                f_epoch = obj.value(x) if hasattr(obj, "value") else float(obj(x))
+                with np.errstate(over="ignore", invalid="ignore"):  # the guard below handles it
+                    for s0 in range(0, n, bs):
+                        idx = torch.from_numpy(perm[s0:s0 + bs])
+                        _, g = full_grad(x, idx)
+                        m1 = 0.9 * m1 + g
+                        x = x - step * (0.5 ** halvings) * m1
+                    f_epoch = obj.value(x) if hasattr(obj, "value") else float(obj(x))
                 if not (math.isfinite(f_epoch) and f_epoch <= 10.0 * f_start + 1e-300):
                     # the epoch exploded: undo it, halve the step, reset the momentum
                     x, m1 = x_epoch, torch.zeros_like(m_epoch)
@@ -552,7 +559,7 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
                 stopped = "line-search"
             elif "PGTOL" in msg or "PROJECTED GRADIENT" in msg:
                 stopped = "tol"
-            elif "REL_REDUCTION" in msg:
+            elif "REDUCTION" in msg:
                 stopped = "stalled"
             elif "EVALUATIONS" in msg:
                 stopped = "max_fun"
@@ -603,6 +610,19 @@ def balance(obj: MLPObjective, theta) -> np.ndarray:
     return np.concatenate([W.ravel() for W in Ws])
 
 
+def _dense_hessian(obj, theta: torch.Tensor) -> np.ndarray:
+    """The (dim, dim) Hessian by ``dim`` Hessian-vector products (double backward, no vmap:
+    ``torch.autograd.functional.hessian(vectorize=True)`` costs seconds to set up here)."""
+    th = theta.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(obj(th), th, create_graph=True)
+    eye = torch.eye(th.numel(), dtype=_DT)
+    rows = []
+    for k in range(th.numel()):
+        (hk,) = torch.autograd.grad(g, th, grad_outputs=eye[k], retain_graph=True, allow_unused=True)
+        rows.append(torch.zeros_like(th) if hk is None else hk.detach())
+    return torch.stack(rows).numpy()
+
+
 @_in_single_thread
 def newton_polish(obj: MLPObjective, theta, *, max_iter: int = 40, tol_grad: float | None = None
                   ) -> DescentResult:
@@ -651,7 +671,7 @@ abla^2 F = V\Lambda V^	op` (torch autograd, float64) and ``a`` from Armijo
         if gn <= tol:
             stopped, it = "tol", it - 1
             break
-        H = torch.autograd.functional.hessian(lambda t: obj(t), th, vectorize=True).numpy()
+        H = _dense_hessian(obj, th)
         if not np.all(np.isfinite(H)):
             stopped = "nan"
             break
