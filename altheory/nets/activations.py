@@ -136,8 +136,7 @@ def pht(z, tau=0.0):
     >>> pht(np.array([-1.0, 0.3, 0.5, 2.0]), tau=0.4).tolist()
     [0.0, 0.0, 0.5, 2.0]
     """
-    z = _check_z(z)
-    return select(z, pht_mask(z, tau))
+    return select(z, pht_mask(z, tau))  # pht_mask checks z and tau
 
 
 def topk_mask(z, k: int, dim: int = -1):
