@@ -26,6 +26,8 @@ from altheory import (PHT, FixedSupportNetwork, MLPObjective, TwoLayerFixedSuppo
 from altheory.alternation.alternation import alternate, mlp
 from altheory.certificates.certificates import lifted_bound
 from altheory.nets.architectures import build, sample_spec
+from altheory.solvers.arrangements import (enumerate_patterns, program_to_network,
+                                           relu_objective, relu_program, sample_patterns)
 from altheory.solvers.convex import group_nuclear
 from altheory.solvers.problems import balanced_factors, factors_to_U, two_layer_network
 from altheory.testing import inputs_for, net_specs, networks_and_inputs
@@ -383,6 +385,21 @@ BAD = [
     ("fast-layer-rows", lambda: solve_layer(layer_problem()[0], np.zeros(6), np.ones(5)),
      ValueError, "rows"),
 
+    ("enumerate-patterns-1d", lambda: enumerate_patterns(np.ones(3)), ValueError, "2 dimension"),
+    ("sample-patterns-zero", lambda: sample_patterns(two_layer()[0], 0), ValueError,
+     "n_samples must be an int >= 1"),
+    ("relu-program-patterns-str", lambda: relu_program(*two_layer()[::2], 0.1, "p"), TypeError,
+     "enumerate_patterns"),
+    ("relu-program-other-X",
+     lambda: relu_program(two_layer()[0][:4], two_layer()[2][:4], 0.1,
+                          enumerate_patterns(two_layer()[0])), ValueError, "n=4 rows"),
+    ("program-to-network-d", lambda: program_to_network(np.ones((3, 2)), np.ones((4, 3))),
+     ValueError, "the same d"),  # was: raw (numpy concatenate)
+    ("relu-objective-w2",
+     lambda: relu_objective(two_layer()[0], two_layer()[2], np.ones((4, 3)), np.ones(5), 0.1),
+     ValueError, "w2 (p,)"),  # was: raw (numpy matmul)
+    ("relu-objective-lam", lambda: relu_objective(two_layer()[0], two_layer()[2], np.ones((4, 3)),
+                                                  np.ones(4), -1.0), ValueError, "lam must be"),  # was: silent
     # -- descent -----------------------------------------------------------------------------
     ("mlp-objective-weights-array", lambda: MLPObjective(np.eye(3), np.ones(3), np.ones((3, 3))),
      TypeError, "list of arrays"),
