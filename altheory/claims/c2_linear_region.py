@@ -15,6 +15,11 @@ Check, per instance (random network, input, direction :math:`\delta`):
   changes it is found by bisection and the support computed by the network there must equal the
   prediction (at least one flip, all detected).
 
+* *sharp margin* (:func:`sharp_margin`, thresholds and max pooling): along the direction that
+  attains the margin :math:`\mu` reported by :func:`altheory.nets.support.support`, the support
+  is unchanged at :math:`t = (1 - 10^{-6})\mu` and changed at :math:`t = (1 + 10^{-6})\mu` — an
+  inflated or deflated margin fails.
+
 An instance whose margin is 0 (e.g. max pooling over a window of exact zeros after a ReLU, where
 the argmax is a tie) has no certified region: *not-applicable*, reported with its count.
 """

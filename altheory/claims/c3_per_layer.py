@@ -15,7 +15,11 @@ PHT MLP with biases, Gaussian inputs, its own support ``S = S(W, X)``) and per l
   :func:`altheory.gated_forward` at the start to 1e-10 relative) from seeded random starts;
 * asserted: the convex optimum never exceeds a descent result (slack ``1e-7 F(0)`` for the
   solver's accuracy), and every end point certified as a local minimum
-  (:mod:`altheory.descent.endpoints`) has normalised gap ``<= 1e-6``.
+  (:mod:`altheory.descent.endpoints`; end points that are not are polished and classified again,
+  :mod:`altheory.claims._descent`) has normalised gap ``<= 1e-6``; per condition group (loss,
+  λ = 0 / λ > 0) at least ``MIN_EVIDENCE`` certified local minima (quick 1, thorough 6);
+* asserted (squared and logistic losses): the fast per-layer solve given ``tol = 1e-8`` reports
+  a relative gap ``<= 1e-8`` and agrees with cvxpy.
 """
 
 from __future__ import annotations

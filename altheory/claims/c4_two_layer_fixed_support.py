@@ -12,11 +12,22 @@ Gaussian ``X`` (n, d), gates ``G = X V^T > 0`` from a random ``V`` (p, d), Gauss
 
 * *balanced map* (asserted): Clarabel solves :math:`P_c`; the balanced factors of its solution
   have the same objective, :math:`|F_{nc} - F_c| / F(0) \le 10^{-8}`;
-* *descent* (asserted on certified local minima): GD, Adam and L-BFGS on :math:`P_{nc}` (the
+* *fast solver* (asserted): :func:`altheory.solvers.fast.solve_problem` with ``tol = 1e-8`` must
+  return a relative duality gap ``<= 1e-8`` — as reported and as recomputed from its ``U`` by
+  :func:`altheory.solvers.fast.group_lasso_certificate` — and agree with cvxpy;
+* *descent* (asserted on certified local minima): GD, Adam, SGD and L-BFGS on :math:`P_{nc}` (the
   gated network, float64) from seeded Gaussian starts; each end point is classified with the
   gradient and the smallest Hessian eigenvalue (:mod:`altheory.descent.endpoints`, ``tol_g = 1e-7 F(0)``,
-  ``tol_h = 1e-6 max(|λ_max|, F(0))``); a local minimum must have normalised gap ``<= 1e-6``, and
-  no end point may lie below the convex optimum by more than ``1e-7 F(0)`` (solver accuracy);
+  ``tol_h = 1e-6 max(|λ_max|, F(0))``) at its balanced representative; one that is not certified
+  is polished (L-BFGS, balancing, saddle-free Newton: :func:`altheory.descent.descent.polish`)
+  and classified again (:mod:`altheory.claims._descent`; ``certified_by`` says which point). A
+  certified local minimum must have normalised gap ``<= 1e-6``, and no end point (raw or
+  polished) may lie below the convex optimum by more than ``1e-7 F(0)`` (solver accuracy). Stop
+  reasons are recorded; a run that stopped near-stationary with a gap above ``1e-6`` is flagged
+  *suspect* in the notes. The certification rate per method (as run / after the polish) is in
+  ``report.rates``;
+* *minimum evidence*: per condition group (loss, λ = 0 / λ > 0) at least ``MIN_EVIDENCE``
+  certified local minima (quick 1, thorough 6), else the claim is UNVERIFIED;
 * *true network* (reported): the same descent on the true PHT network (support recomputed every
   step); its final support is then fixed and solved exactly — the gap of the trained weights to
   the optimum *of their own support* is reported (docs/claims.md C8 asserts it for alternation).

@@ -13,8 +13,11 @@ Check, per instance (Gaussian ``X``, targets from a noisy low-rank linear map or
 classes, random shared masks): descent (L-BFGS, GD) on the gated network from seeded starts; each
 end point classified (:mod:`altheory.descent.endpoints`); asserted, when the conditions hold (reported by
 :func:`altheory.certificates.conditions.shared_support_conditions`): every certified local minimum has
-normalised gap ``<= 1e-6`` to the optimum, and none is below it. Instances where no condition
-holds are ``reported``. Degenerate saddles (e.g. at zero) are expected: rates are reported.
+normalised gap ``<= 1e-6`` to the optimum, and none is below it (end points that are not
+certified are polished and classified again, :mod:`altheory.claims._descent`); per condition
+group (loss; wide or bottleneck rank) at least ``MIN_EVIDENCE`` certified local minima (quick 1,
+thorough 6). Instances where no condition holds are ``reported``. Degenerate saddles (e.g. at
+zero) are expected: rates are reported.
 """
 
 from __future__ import annotations

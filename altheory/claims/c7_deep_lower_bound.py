@@ -11,6 +11,9 @@ support random per sample):
 * *bound* (asserted, always): the lifted optimum never exceeds a descent result (L-BFGS / GD on
   the gated 3-layer network from seeded starts): violation
   :math:`(F^* - F_{\text{desc}})/F(0) \le 10^{-7}` (the solver's accuracy);
+* *lifted map* (asserted, under replication): the lifted solution mapped back to network
+  weights (:func:`lifted_to_network`) has the bound's objective, ``|F_net - F^*|/F(0) <= 1e-8``
+  — two-sided: a bound that is too low has no network reaching it;
 * *certified gap* (reported): :math:`(F_{\text{desc}} - F^*)/F(0)` of each run, and whether the
   bound is attained (gap ``<= 1e-6``) — expected under the replication condition, measured with
   its rate otherwise.

@@ -13,6 +13,11 @@ Check, per instance (teacher–student data, a small PHT/ReLU MLP, seeded):
   most the one before, up to ``1e-9 * F(0)`` (the solver's accuracy). The value is the largest
   increase over :math:`F(0)` (0 when none). A cvxpy status other than optimal makes the instance
   ``solver-<status>``, never a pass.
+* *asserted* — the theorem's invariant after every sub-step (:func:`invariant`): the support
+  recomputed from the new weights equals the held one, and at :math:`\tau > 0` the kept entries
+  keep the slack :math:`z \ge \tau + \varepsilon_l` (:math:`\varepsilon_l = \min(\varepsilon,
+  \mu_{on}/2)`, relative shortfall ``<= 1e-3``); at least one :math:`\tau > 0` instance must
+  have a binding consistency constraint (else UNVERIFIED), so the slack is exercised.
 * *reported* — the ``"exact"`` (and, thorough, ``"descent"``) variants: rounds until the support
   stops changing (or cycles), flips per round and per layer, whether their true objective was
   monotone (it need not be).
