@@ -90,7 +90,7 @@ def run_claims(claim_ids: Iterable[str] | None = None, *, profile: Profile = "qu
 def summary_table(reports: list[ClaimReport]) -> Table:
     t = Table(title="altheory verify", show_lines=False)
     for col in ("claim", "verdict", "conditions", "instances", "pass rate", "worst", "tol",
-                "statuses", "solver", "time (s)"):
+                "evidence", "statuses", "solver", "time (s)"):
         t.add_column(col, justify="right" if col in ("instances", "pass rate", "worst", "time (s)") else "left")
     for r in reports:
         # compact: how many stated conditions hold / fail / were not decidable (names in the JSON)
@@ -102,8 +102,10 @@ def summary_table(reports: list[ClaimReport]) -> Table:
         statuses = ", ".join(f"{k}:{v}" for k, v in sorted(r.counts.items()))
         solver = ", ".join(f"{k}:{v}" for k, v in sorted(r.solver_statuses.items())) or "—"
         rate = "—" if math.isnan(r.pass_rate) else f"{100 * r.pass_rate:.0f}%"
+        # minimum evidence: groups that met their minimum of certified local minima / stated
+        ev = (f"{sum(e.met for e in r.evidence)}/{len(r.evidence)} groups" if r.evidence else "—")
         t.add_row(r.claim, f"[{_STYLE[r.verdict]}]{r.verdict}[/]", conds, str(len(r.instances)), rate,
-                  _fmt(r.worst), _tol(r), statuses, solver, f"{r.wall_time:.1f}")
+                  _fmt(r.worst), _tol(r), ev, statuses, solver, f"{r.wall_time:.1f}")
     return t
 
 
