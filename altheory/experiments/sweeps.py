@@ -6,10 +6,13 @@ r"""Resumable parameter sweeps: a grid of instances, run in parallel, appended t
 Every instance has a key (the canonical JSON of its parameters). :func:`run_sweep` reads the
 table first and skips every key already in it, so a rerun continues where a crash stopped; rows
 are appended and flushed one at a time by the parent process as results arrive, so a crash
-loses at most the instances in flight (one per worker). Parallelism is joblib's: processes
-(``loky``) locally; with a Dask cluster, create a ``dask.distributed.Client`` and pass
-``backend="dask"`` (joblib's Dask backend ships each instance to the cluster). A tqdm bar shows
-progress. An instance that raises is recorded with ``status="error"`` and its message, and is
+loses at most the instances in flight (one per worker); the table is locked for the run, so a
+second run on the same table is refused (:mod:`altheory.experiments.store`). Parallelism is
+joblib's: processes (``loky``) locally; on a Dask cluster, create a ``dask.distributed.Client``
+and pass ``backend="dask"`` (joblib's Dask backend ships each instance to the cluster; ``altheory
+sweep --scheduler tcp://host:8786`` does both, see :mod:`altheory.experiments.cluster`). A tqdm
+bar shows progress. Grids from the command line are checked before anything runs
+(:func:`parse_grid`, :func:`check_grid`). An instance that raises is recorded with ``status="error"`` and its message, and is
 retried by a rerun with ``retry_errors=True``.
 
 Sweep functions shipped here (:data:`SWEEPS`) measure the claims over grids of sizes, widths,
