@@ -382,7 +382,12 @@ def test_mid_epoch_resume_metrics(tmp_path, method):
     full = train(tiny(tmp_path / "full", **kw), quiet=True)
     part = tiny(tmp_path / "part", stop_step=3, **kw)
     train(part, quiet=True)
+    # a row written after the checkpoint (a run killed hard) is dropped on resume
+    with open(Path(part.out_dir) / "steps.csv", "a") as f:
+        f.write("99,24.75,0.1,9.9,0.5,1,100.0\n")
     s = train(dataclasses.replace(part, stop_step=0), resume=True, quiet=True)
+    rows = list(csv.DictReader(open(Path(part.out_dir) / "steps.csv")))
+    assert [int(r["step"]) for r in rows] == [3, 4]
     a, b = full["history"][0], s["history"][0]
     assert (a["train_loss"], a["train_acc"]) == (b["train_loss"], b["train_acc"])
     assert b["images_per_s"] * b["train_seconds"] == pytest.approx(4 * 8, rel=1e-9)
