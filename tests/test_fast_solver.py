@@ -262,6 +262,18 @@ def test_float32_working_set_certifies_issue_14():
     assert abs(r.objective - full.objective) <= 2e-8 * abs(full.objective)
 
 
+def test_float32_rounds_after_a_float64_newton_point_stay_finite():
+    """Found by the benchmark (issue #14, (400, 10, 100), λ = 1e-3, float32): a working-set
+    round that restarted FISTA in float32 from a float64-accurate Newton point found no step
+    that decreased the float32 loss, doubled L to overflow and returned NaN after 20000
+    iterations. Rounds below float32's floor now stay in float64, and FISTA stops at its floor."""
+    X, G, y = _planted(0, 400, 10, 100)
+    r = solve_group_lasso(X, G, y, 1e-3, dtype=torch.float32, time_limit=120)
+    assert np.isfinite(r.U).all()
+    assert r.status == "optimal", (r.status, r.rel_gap, r.iterations)
+    assert r.dtype == "float32"
+
+
 def test_working_set_and_full_agree():
     X, G, y = _instance(7, 150, 3, 90, "squared")
     lam = 0.2 * lambda_max(X, G, y)

@@ -94,6 +94,8 @@ FastLoss = Literal["squared", "logistic"]
 FAST_LOSSES: tuple[str, ...] = ("squared", "logistic")
 SOLVER_NAME = "altheory-fast"
 _TINY = 1e-300
+_HANDOFF = True
+_CG_MAX = 500  # CG iterations per Newton step, at most
 _SCREEN_FLOOR = 1e-4  # below this relative gap the float32 screening is rounding noise
 
 
@@ -710,6 +712,8 @@ def _fista(A: MaskedDesign, y, lam, loss, U, L, *, max_iter, rel_tol, check_ever
             if float(_loss(zxn, y, loss)) <= q + slack * abs(fy) or L > 1e300:
                 break
             L *= 2.0
+        if not L <= 1e300 or not bool(torch.isfinite(xn).all()):
+            break  # no step decreases the loss in this precision: its rounding floor
         tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
         if float(((yk - xn) * (xn - x)).sum()) > 0:  # gradient restart
             yk, zy, t = xn, zxn, 1.0
@@ -791,7 +795,7 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F):
         Minv = lambda r: r / diag  # noqa: E731
     else:
         Minv = lambda r: torch.cholesky_solve(r[:, :, None], chol)[:, :, 0]  # noqa: E731
-    step, k = _pcg(hv, -g, Minv, tol=min(0.1, math.sqrt(gn)), max_iter=max(50, min(500, u.numel())))
+    step, k = _pcg(hv, -g, Minv, tol=min(0.1, math.sqrt(gn)), max_iter=max(50, min(_CG_MAX, u.numel())))
     slope = float((g * step).sum())
     if not slope < 0:
         return u, z, F, k, False
@@ -862,14 +866,15 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
                 * 1.05, _TINY)
     switch = 1e-3 if Aw.dtype == torch.float64 else 1e-2
     fista_budget = 200
-    handoff = True  # the first pass hands over to Newton once the support is stable
+    handoff = _HANDOFF  # the first pass hands over to Newton once the support is stable
     while True:
         Uw, L, it, _ = _fista(Aw, yw, lam, loss, U.to(Aw.dtype), L,
                               max_iter=max(1, min(fista_budget,
                                                max_iter - counters["fista"] - counters["newton"])),
                               rel_tol=max(tol, switch), deadline=deadline, handoff=handoff)
         counters["fista"] += it
-        U = Uw.to(torch.float64)
+        if bool(torch.isfinite(Uw).all()):
+            U = Uw.to(torch.float64)
         budget = max_iter - counters["fista"] - counters["newton"]
         U, L, rel = _newton(A64, Aw, y64, lam, loss, U, L, tol=tol, deadline=deadline,
                             counters=counters, max_newton=max(0, min(60, budget)))
@@ -962,6 +967,7 @@ def solve_group_lasso(X, G, y, lam, *, loss: FastLoss = "squared", tol: float = 
 def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline, dtype,
                        working_set, max_bytes, t_start) -> FastResult:
     p = Gt.shape[1]
+    dtype_asked = dtype
     A64 = MaskedDesign(Xt, Gt, max_bytes=max_bytes)
     yw = yt.to(dtype)
     counters = {"fista": 0, "newton": 0, "cg": 0, "working_set_rounds": 0}
@@ -997,6 +1003,8 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
             sub64, idx = A64, None
         else:
             sub64 = A64.subset(idx, max_bytes=max_bytes)
+        if rel <= _SCREEN_FLOOR:  # below float32's floor: the rounds left work in float64
+            dtype, yw = torch.float64, yt
         subw = sub64 if dtype == torch.float64 else sub64.subset(
             torch.arange(sub64.p, device=dev), dtype=dtype, max_bytes=max_bytes)
         Usub = U if idx is None else U[idx]
@@ -1012,7 +1020,7 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
             U = torch.zeros_like(U)
             U[idx] = Usub
         unorm = float(U.norm(dim=1).sum())
-        exact = Aw_full is None
+        exact = Aw_full is None or dtype == torch.float64
         if not exact:  # screen in the working precision; float64 near its rounding floor
             primal, dual, gap, scores = _certificate(Aw_full, yw, _predict(Aw_full, U), unorm,
                                                      lam, loss)
@@ -1058,7 +1066,7 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
                       rel_gap=rel, status=status, iterations=counters,
                       solve_time=time.perf_counter() - t_start,
                       active=int((U.norm(dim=1) > 0).sum()), tol=float(tol), device=str(dev),
-                      dtype=str(dtype).replace("torch.", ""), history=history)
+                      dtype=str(dtype_asked).replace("torch.", ""), history=history)
 
 
 def solve_problem(problem: TwoLayerFixedSupport, **kwargs) -> FastResult:
