@@ -380,8 +380,9 @@ class Linearization:
         ``([(input_name, M), ...], b)`` for one node, M a dense array, a CSR matrix or None (I).
     forward(x, bias=True)
         Values of every node for the flat input ``x`` through the explicit operators.
-    compose()
-        ``(A, c)`` of the whole network, by reverse accumulation.
+    compose(keep=(), method="adjoint", max_rows=None)
+        ``(A, c, R)`` of the whole network, by reverse accumulation: the layers' transpose
+        actions in torch (default) or the sparse matrices of ``operator`` (``method="sparse"``).
     """
 
     def __init__(self, model: nn.Module, S: MultiLayerSupport, i: int, *, graph: Graph | None = None):
@@ -694,7 +695,12 @@ def linearize(model: nn.Module, support: MultiLayerSupport, i: int) -> tuple[np.
     masks (never by autograd). THEOREM (C1): when the support is the one the model produces on
     :math:`x_i`, ``model(x_i) == A @ x_i.ravel() + c`` and ``A`` is the Jacobian
     :math:`\partial f / \partial x` at :math:`x_i`; numerical check: relative error <= 1e-10 in
-    float64 (tests/test_c1_linearization.py).
+    float64 (tests/test_c1_linearization.py, tests/test_operators.py).
+
+    Cost: one reverse pass over the network on the k output rows — the arithmetic of
+    ``torch.func.jacrev``, written out from the weights and the masks (transposed convolutions,
+    masks, pooling adjoints; :meth:`Linearization.compose`) — plus one trace of the model and one
+    forward pass on zeros for the shapes. Memory: the dense adjoints of one block of rows.
 
     Parameters
     ----------
