@@ -181,7 +181,9 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                                 {"solver_status": re.status, "F_true": run.objective,
                                  "F_star_own_support": re.objective, "F_star_initial_gates": res.objective,
                                  "gates_flipped_vs_initial": int((G_end != P.G).sum()),
-                                 "grad_norm": run.grad_norm, "own_support_consistent":
+                                 "grad_norm": run.grad_norm, "stopped": run.stopped,
+                                 "message": run.message, "iters": run.n_iter,
+                                 "own_support_consistent":
                                  bool(np.array_equal(G_end, Pe.G))}))
             _ = w2
     report.conditions = [
