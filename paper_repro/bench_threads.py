@@ -71,7 +71,8 @@ def run_verify(policy: str, tmp: Path) -> dict:
     wall = time.perf_counter() - t0
     return {"policy": policy, "wall_s": round(wall, 2), "exit_status": proc.returncode,
             "load1_before": round(load0, 2), "load1_after": round(os.getloadavg()[0], 2),
-            "uptime_before": up0}
+            "uptime_before": up0,
+            **({"output_tail": (proc.stdout + proc.stderr)[-600:]} if proc.returncode else {})}
 
 
 def run_train(policy: str, tmp: Path) -> dict:

@@ -252,3 +252,30 @@ def test_python_m_altheory_version():
     import altheory
 
     assert altheory.__version__ in out.stdout + out.stderr
+
+
+# --------------------------------------------------------------------------- thread policy
+
+def _policy_after_import(**env) -> str:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "ALTHEORY_THREADS")}
+    base.update(env)
+    code = "import os, altheory; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=base,
+                         cwd=ROOT, check=True)
+    return out.stdout.strip()
+
+
+def test_import_sets_passive_wait_policy_unless_told_otherwise():
+    assert _policy_after_import() == "PASSIVE"
+    assert _policy_after_import(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"   # the user's choice wins
+    assert _policy_after_import(ALTHEORY_THREADS="native") == "None"
+
+
+def test_thread_policy_rejects_unknown_names():
+    from altheory.threads import configure_threads
+
+    with pytest.raises(ValueError, match="thread policy must be one of"):
+        configure_threads("spin")
+    assert configure_threads("native")["policy"] == "native"

@@ -158,15 +158,16 @@ def _threads() -> dict:
 
 def block_timing() -> str:
     rows = []
-    runs = _threads()
-    v = [r for run in runs for r in run["verify"] if r["policy"] == "passive" and r["exit_status"] == 0]
-    if v:
+    for run in _threads():
+        v = [r for r in run["verify"] if r["policy"] == "passive" and r["exit_status"] == 0]
+        if not v:
+            continue
         walls = [r["wall_s"] for r in v]
         loads = [r["load1_before"] for r in v]
-        rows.append(["`make verify` (quick `altheory verify`, after set-up)",
+        rows.append([f"`make verify` (quick `altheory verify`, after set-up; {run['label']})",
                      f"{_s(statistics.median(walls))} s median ({_s(min(walls))}–{_s(max(walls))} s, "
                      f"{len(walls)} runs)",
-                     f"{runs[-1]['cores']} cores, 1-min load {_s(min(loads))}–{_s(max(loads))}",
+                     f"{run['cores']} cores, 1-min load {_s(min(loads))}–{_s(max(loads))}",
                      "`paper_repro/results/bench_threads.json`"])
     t = RESULTS / "test_suite_time.json"
     if t.is_file():
@@ -414,12 +415,18 @@ def test_numbers_blocks_match_their_files():
                 f"--- from the files:\n{want}")
 
 
+# written by the suite's own timing run (`make test-time`) after pytest ends: the block leaves its
+# row out while the file does not exist yet
+OPTIONAL_SOURCES = {"paper_repro/results/test_suite_time.json"}
+
+
 def test_every_block_names_its_source():
     for path in (README, REPRO):
         for m in _BLOCK.finditer(path.read_text(encoding="utf-8")):
             assert "source:" in m["src"], f"{path.name}: block {m['name']} does not name its source"
-            for f in re.findall(r"[\w./-]+\.(?:json|csv)", m["src"]):
-                assert list(ROOT.glob(f)), f"{path.name}: block {m['name']} names a missing file {f}"
+            for f in re.findall(r"[\w./*-]+\.(?:json|csv)", m["src"]):
+                assert f in OPTIONAL_SOURCES or list(ROOT.glob(f)), (
+                    f"{path.name}: block {m['name']} names a missing file {f}")
 
 
 def test_prose_quotes_no_measured_number():
