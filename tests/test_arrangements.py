@@ -173,3 +173,15 @@ def test_pe_bad_calls():
         solve_pilanci_ergen(X, G, y, 0.1, max_rounds=0)
     with pytest.raises(ValueError, match="lam must be > 0"):
         solve_pilanci_ergen(X, G, y, 0.0)
+
+
+def test_pe_status_is_optimal_exactly_when_the_certificate_meets_tol():
+    """One working-set round on an instance that needs several: the gap is above tol and the
+    status must say so; with the rounds it needs, the status is optimal."""
+    X, y = _data(24 * 100 + 3, 24, 3)
+    P = enumerate_patterns(X)
+    short = solve_pilanci_ergen(X, P.G, y, 1e-3, max_rounds=1, working_set=True)
+    assert short.rel_gap > TOL and short.status == "max_iter" and not short.verified
+    full = solve_pilanci_ergen(X, P.G, y, 1e-3, working_set=True)
+    assert full.status == "optimal" and full.rel_gap <= TOL
+    assert short.dual_objective <= full.objective + ROUND * full.objective
