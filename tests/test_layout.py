@@ -279,3 +279,74 @@ def test_thread_policy_rejects_unknown_names():
     with pytest.raises(ValueError, match="thread policy must be one of"):
         configure_threads("spin")
     assert configure_threads("native")["policy"] == "native"
+
+
+# --------------------------------------------------------------------------- import cycles
+
+def _module_level_imports(path: Path, module: str, known: set[str]) -> set[str]:
+    """altheory modules imported when ``module`` is imported (top-level statements, including
+    those under ``if``/``try``; not imports inside functions), resolved to known modules, with
+    the parent packages an import loads."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    pkg = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                break
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "altheory"}
+            elif isinstance(node, ast.ImportFrom):
+                mod = (".".join(pkg[:len(pkg) - node.level + 1] + ([node.module] if node.module else []))
+                       if node.level else (node.module or ""))
+                if mod.split(".")[0] == "altheory":
+                    found |= {f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod
+                              for a in node.names}
+    out = set()
+    for name in found:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):
+            p = ".".join(parts[:k])
+            if p in known and p != module and not module.startswith(p + "."):
+                out.add(p)
+    return out
+
+
+def test_no_import_cycle_at_module_level():
+    files = {_module_of(p): p for p in (ROOT / "altheory").rglob("*.py")}
+    known = set(files)
+    graph = {m: _module_level_imports(p, m, known) for m, p in files.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(u: str, stack: list[str]) -> None:
+        state[u] = 1
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == 1:
+                cycles.append(stack[stack.index(v):] + [v])
+            elif v not in state:
+                visit(v, stack)
+        stack.pop()
+        state[u] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert not cycles, "module-level import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_module_level_imports_sees_top_level_and_skips_functions(tmp_path):
+    f = tmp_path / "a.py"
+    f.write_text("from altheory.nets import support\ntry:\n    import altheory.solvers.fast\n"
+                 "except ImportError:\n    pass\n\ndef g():\n    from altheory.claims import registry\n")
+    known = {"altheory", "altheory.nets", "altheory.nets.support", "altheory.solvers",
+             "altheory.solvers.fast", "altheory.claims", "altheory.x"}
+    got = _module_level_imports(f, "altheory.x", known)
+    # its own ancestor packages (here `altheory`) are left out: they load before it anyway
+    assert got == {"altheory.nets", "altheory.nets.support", "altheory.solvers",
+                   "altheory.solvers.fast"}
