@@ -73,7 +73,7 @@ def _table(header: list[str], rows: list[list[str]], align: str | None = None) -
 CLAIM_TEXT = {
     "C1": ("`f(x) = A_S x + c_S`, `A_S` the Jacobian", "relative error ≤ 1e-10"),
     "C2": ("support constant and `f` affine inside the margin; crossings detected",
-           "≤ 1e-10; every crossing detected"),
+           "≤ 1e-10; every crossing detected; the margin is sharp"),
     "C3": ("convex in each layer given the support",
            "certified local minima of one-layer descent reach the convex optimum (gap ≤ 1e-6)"),
     "C4": ("two layers, fixed support: every local minimum is global",
@@ -82,10 +82,11 @@ CLAIM_TEXT = {
            "arrangement complete; map to a width-m* net ≤ 1e-6; optimum ≤ every descent result"),
     "C6": ("shared support = deep linear network (reduced-rank regression)",
            "certified local minima gap ≤ 1e-6 under the stated conditions"),
-    "C7": ("deep fixed support: path-lifted lower bound", "bound ≤ every descent result"),
+    "C7": ("deep fixed support: path-lifted lower bound",
+           "bound ≤ every descent result; attained by a network under replication"),
     "C8": ("globally optimal given the final support", "gap ≤ 1e-6 at a certified local minimum"),
     "C9": ("alternation: the support-preserving step never increases the loss",
-           "monotone up to 1e-9 F(0)"),
+           "monotone up to 1e-9 F(0); the held support never flips"),
 }
 
 
