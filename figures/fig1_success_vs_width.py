@@ -5,11 +5,14 @@ program of Pilanci & Ergen is the global optimum; sampled patterns give an upper
 "success" against it means nothing). A run succeeds when L-BFGS from a random start on the true
 two-layer ReLU network reaches normalised gap <= 1e-4 to that optimum.
 
-Left: success rate versus the width ratio m/m*, with 95% Wilson intervals, over all runs and —
-when the report classifies the end points — over the runs that converged (a certified end
-point), with the share that did not converge beside it. Right: the rate per (m/m*, n), each cell
-labelled with its successes and runs; cells with fewer than MIN_RUNS runs are greyed out rather
-than coloured, because a rate over a handful of runs says little.
+Left: success rate versus the width ratio m/m*, with 95% Wilson intervals. When the report
+certifies end points (C5 polishes each run's end point on the fixed-support problem of its own
+support and classifies it), the rate is over the certified runs only, and the share of runs
+that could not be certified — neither a success nor a failure — is drawn beside it; an older
+report without certification gives the rate over all runs. Right: the rate per (m/m*, n), each
+cell labelled with its successes and counted runs (and all runs when they differ); cells with
+fewer than MIN_RUNS counted runs are greyed out rather than coloured, because a rate over a
+handful of runs says little.
 
 Data: figures/data/claims/C5.json, made by `altheory verify --thorough --claims C5`
 (`altheory figures` recomputes it when missing).
@@ -27,12 +30,12 @@ from _common import HERE, load_claim, wilson
 MIN_RUNS = 10  # fewest runs for a cell of the phase diagram to be coloured
 
 
-def _converged(detail: dict) -> bool | None:
-    """Whether a run reached a certified end point, when the report says so (None: unknown)."""
+def _certified(detail: dict) -> bool | None:
+    """Whether the run's end point was certified (None: the report predates certification)."""
+    if "certified" in detail:
+        return bool(detail["certified"])
     if "converged" in detail:
         return bool(detail["converged"])
-    if "endpoint" in detail:
-        return detail["endpoint"] != "not-converged"
     return None
 
 
@@ -44,15 +47,23 @@ def _exact(inst: dict) -> bool:
 
 
 def runs_of(rep: dict) -> list[dict]:
-    """The descent runs of the report on exactly enumerated patterns: ratio, n, success, converged."""
+    """The descent runs of the report on exactly enumerated patterns.
+
+    Each: ``ratio``, ``n``, ``certified`` (True/False, or None for a report without end-point
+    certification) and ``success`` (None when the run was not certified: it counts as neither).
+    """
     out = []
     for i in rep["instances"]:
-        if i["sizes"].get("check") != "bound" or "success" not in i["detail"] or not _exact(i):
+        if i["sizes"].get("check") != "bound" or not _exact(i):
             continue
         if i["status"].startswith("solver-") or i["status"] == "error":
             continue
+        cert = _certified(i["detail"])
+        if cert is None and "success" not in i["detail"]:
+            continue
+        success = bool(i["detail"]["success"]) if (cert is not False and "success" in i["detail"]) else None
         out.append({"ratio": float(i["sizes"]["m/m*"]), "n": int(i["sizes"]["n"]),
-                    "success": bool(i["detail"]["success"]), "converged": _converged(i["detail"])})
+                    "certified": cert, "success": success})
     return out
 
 
@@ -75,32 +86,34 @@ def main(out_dir=HERE, claims_dir=None):
     fig, (a, b) = figure(DOUBLE, aspect=0.75, ncols=2)
 
     by = {x: [r for r in runs if r["ratio"] == x] for x in xs}
-    _rate_line(a, xs, [[r["success"] for r in by[x]] for x in xs],
-               f"all runs ({len(runs)})", "#1f77b4", "o", 1.0)
-    known = [r for r in runs if r["converged"] is not None]
-    if known:
-        conv = [[r["success"] for r in by[x] if r["converged"]] for x in xs]
-        _rate_line(a, xs, conv, f"converged runs ({sum(map(len, conv))})", "#2ca02c", "s", 1.04)
-        nc = [np.mean([not r["converged"] for r in by[x] if r["converged"] is not None])
-              if by[x] else np.nan for x in xs]
-        a.plot(xs, nc, color="0.45", ls="--", marker="x", label="share not converged")
+    certifies = any(r["certified"] is not None for r in runs)
+    counted = [r for r in runs if r["success"] is not None]
+    _rate_line(a, xs, [[r["success"] for r in by[x] if r["success"] is not None] for x in xs],
+               (f"success among certified runs ({len(counted)})" if certifies
+                else f"all runs ({len(runs)})"), "#1f77b4", "o", 1.0)
+    if certifies:
+        nc = [np.mean([not r["certified"] for r in by[x]]) if by[x] else np.nan for x in xs]
+        a.plot(xs, nc, color="0.45", ls="--", marker="x", label="share of runs not certified")
     for x in xs:
-        a.annotate(f"{len(by[x])} runs", (x, 0.0), textcoords="offset points", xytext=(0, -1),
+        a.annotate(f"{len(by[x])} run" + ("s" if len(by[x]) != 1 else ""), (x, 0.0), textcoords="offset points", xytext=(0, -1),
                    ha="center", va="top", fontsize=6, color="0.35")
     a.axvline(1.0, color="0.5", lw=0.6, ls=":")
     a.set_xscale("log", base=2)
     a.set_xticks(xs, [f"{x:g}" for x in xs])
     a.minorticks_off()
     a.set_xlabel("width ratio $m/m^*$ (log scale)")
-    a.set_ylabel("share of runs reaching the optimum")
+    a.set_ylabel("share reaching the optimum")
     a.set_ylim(-0.08, 1.03)
     a.set_title("C5: L-BFGS on ReLU nets vs the exact convex optimum\n"
                 f"({len(runs)} runs on exactly enumerated patterns)")
     a.legend(loc="upper right")
 
     cell = defaultdict(list)
+    total = defaultdict(int)
     for r in runs:
-        cell[(r["n"], r["ratio"])].append(r["success"])
+        total[(r["n"], r["ratio"])] += 1
+        if r["success"] is not None:
+            cell[(r["n"], r["ratio"])].append(r["success"])
     R = np.full((len(ns), len(xs)), np.nan)
     for (n, x), v in cell.items():
         if len(v) >= MIN_RUNS:
@@ -112,14 +125,16 @@ def main(out_dir=HERE, claims_dir=None):
         i, j = ns.index(n), xs.index(x)
         sparse = len(v) < MIN_RUNS
         rate = np.mean(v)
-        b.text(j, i, f"{sum(v)}/{len(v)}" + ("\n(too few)" if sparse else ""), ha="center",
+        of = f"\nof {total[(n, x)]} runs" if len(v) != total[(n, x)] else ""
+        b.text(j, i, f"{sum(v)}/{len(v)}" + of + ("\n(too few)" if sparse else ""), ha="center",
                va="center", fontsize=6.5,
                color="0.2" if sparse or rate > 0.7 else "white")
     b.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
     b.set_yticks(range(len(ns)), [str(n) for n in ns])
     b.set_xlabel("width ratio $m/m^*$")
     b.set_ylabel("samples $n$")
-    b.set_title(f"success rate per cell: successes / runs\n(grey: fewer than {MIN_RUNS} runs)")
+    b.set_title(("success rate per cell: successes / certified runs" if certifies else
+                 "success rate per cell: successes / runs") + f"\n(grey: fewer than {MIN_RUNS})")
     b.grid(False)
     fig.colorbar(im, ax=b, label="success rate")
     return save(fig, out_dir / "fig1_success_vs_width")

@@ -174,15 +174,27 @@ def test_redrawn_figure_from_committed_data_is_identical(script, tmp_path, monke
 
 def test_fig1_counts_runs_per_cell_and_leaves_out_sampled_patterns(monkeypatch):
     mod = _load_script(ROOT / "figures" / "fig1_success_vs_width.py", "_fig1", monkeypatch)
-    inst = lambda n, ratio, ok, kind="global": {  # noqa: E731
-        "status": "pass" if kind == "global" else "reported",
-        "sizes": {"check": "bound", "n": n, "m/m*": ratio},
-        "detail": {"success": ok, "kind": kind}}
-    rep = {"instances": [inst(12, 1.0, True), inst(12, 1.0, False),
+
+    def inst(n, ratio, ok, kind="global", certified=None):
+        detail = {"kind": kind}
+        if certified is not None:
+            detail["certified"] = certified
+        if ok is not None:
+            detail["success"] = ok
+        return {"status": "pass" if kind == "global" else "reported",
+                "sizes": {"check": "bound", "n": n, "m/m*": ratio}, "detail": detail}
+
+    # a report without end-point certification: every run counts
+    old = {"instances": [inst(12, 1.0, True), inst(12, 1.0, False),
                          inst(40, 2.0, True, kind="upper-bound")]}
-    runs = mod.runs_of(rep)
-    assert [(r["n"], r["success"]) for r in runs] == [(12, True), (12, False)]
-    assert all(r["converged"] is None for r in runs)
+    runs = mod.runs_of(old)
+    assert [(r["n"], r["success"], r["certified"]) for r in runs] == [(12, True, None), (12, False, None)]
+    # with certification: an uncertified run is neither a success nor a failure
+    new = {"instances": [inst(12, 1.0, True, certified=True), inst(12, 1.0, None, certified=False),
+                         inst(12, 2.0, False, certified=True)]}
+    runs = mod.runs_of(new)
+    assert [(r["ratio"], r["success"], r["certified"]) for r in runs] == [
+        (1.0, True, True), (1.0, None, False), (2.0, False, True)]
 
 
 def test_fig4_continues_stable_and_cycling_runs(monkeypatch):
