@@ -116,11 +116,14 @@ def block_claims() -> str:
         stmt, asserted = CLAIM_TEXT.get(cid, (rep["title"], "—"))
         c = _counts(rep)
         other = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if k not in ("pass", "fail"))
+        ev = rep.get("evidence") or []
+        evidence = (f"{sum(e['certified'] >= e['required'] for e in ev)}/{len(ev)} groups "
+                    f"(≥ {min(e['required'] for e in ev)} certified each)" if ev else "—")
         rows.append([f"[{cid}](docs/claims.md#{cid.lower()})", stmt, asserted, f"**{rep['verdict']}**",
                      f"{c.get('pass', 0)} pass, {c.get('fail', 0)} fail", other or "—",
-                     _e(_worst(rep))])
-    return _table(["claim", "statement", "asserted", "verdict", "counted", "not counted", "worst"],
-                  rows, "lllllll")
+                     _e(_worst(rep)), evidence])
+    return _table(["claim", "statement", "asserted", "verdict", "counted", "not counted", "worst",
+                   "minimum evidence met"], rows, "llllllll")
 
 
 def block_claim_notes() -> str:
