@@ -666,12 +666,14 @@ class Linearization:
         A = np.zeros((k, d))
         c = np.zeros(k)
         kept = {v: np.zeros((k, self.numel[v])) for v in keep if v in need and v in self.numel}
-        eye = torch.eye(k, dtype=torch.float64, device=dev)
         for r0 in range(0, k, max_rows):
             r1 = min(k, r0 + max_rows)
             rows = r1 - r0
             cb = torch.zeros(rows, dtype=torch.float64, device=dev)
-            R: dict[str, torch.Tensor] = {first: eye[r0:r1].reshape(rows, *self.shapes[first])}
+            eye = torch.zeros(rows, k, dtype=torch.float64, device=dev)  # rows r0..r1-1 of I_k
+            eye[torch.arange(rows, device=dev), torch.arange(r0, r1, device=dev)] = 1.0
+            R: dict[str, torch.Tensor] = {first: eye.reshape(rows, *self.shapes[first])}
+            del eye
             for node in nodes:
                 Rn = R.pop(node.name, None)
                 if Rn is None:
