@@ -266,34 +266,44 @@ def section_threads(args, out):
 
     from altheory.solvers.fast import lambda_max
 
-    sizes = [(2000, 30, 100)] if args.quick else [(2000, 30, 100), (20000, 50, 200)]
+    cases = [(2000, 30, 100, 0.1), (2000, 30, 100, None)] + ([] if args.quick else
+                                                            [(20000, 50, 200, 0.1)])
     most = torch.get_num_threads()
+    settings = {"one": "1", "all": str(most), "rule": "auto"}
     for condition in ("quiet", "busy"):
         ctx = Busy(2) if condition == "busy" else None
         if ctx:
             ctx.__enter__()
         try:
-            for n, d, p in sizes:
+            for n, d, p, frac in cases:
                 X, V, G, y = make_instance(n, d, p, args.seed)
-                for lam_name, lam in (("0.1 lam_max", 0.1 * lambda_max(X, G, y)), ("1e-3", 1e-3)):
-                    times = {}
-                    for setting in ("1", str(most), "auto"):
+                lam = 1e-3 if frac is None else frac * lambda_max(X, G, y)
+                lam_name = "1e-3" if frac is None else f"{frac} lam_max"
+                # interleaved (one, all, rule, one, all, rule, ...): load drifts hit all three
+                times = {k: [] for k in settings}
+                before = load_now()
+                status = {}
+                for _ in range(args.repeats):
+                    for name, setting in settings.items():
                         os.environ["ALTHEORY_SOLVER_THREADS"] = setting
-                        r, meas = timed(lambda: run_fast(X, G, y, lam), args.repeats)
-                        name = {"1": "one", str(most): "all", "auto": "rule"}[setting] \
-                            if setting != "1" or most != 1 else "one"
-                        times[name] = meas["time"]
-                        row = {"section": "threads", "condition": condition, "n": n, "d": d,
-                               "p": p, "lam_name": lam_name, "threads": setting,
-                               "status": r.status, "certified_rel_gap": r.rel_gap, **meas,
-                               "machine": label(meas, condition)}
-                        out["rows"].append(row)
-                        _p(f"threads {condition} {n}x{d}x{p} {lam_name} {setting:>4s}", meas,
-                           r.status)
-                    best = min(times.get("one", np.inf), times.get("all", np.inf))
-                    out["rows"][-1]["rule_over_best"] = times["rule"] / best
-                    print(f"  rule / best(one, all) = {times['rule'] / best:.2f}", flush=True)
-                    save(args, out)
+                        t0 = time.perf_counter()
+                        r = run_fast(X, G, y, lam)
+                        times[name].append(time.perf_counter() - t0)
+                        status[name] = r.status
+                med = {k: statistics.median(v) for k, v in times.items()}
+                meas = {"time": med["rule"], **before,
+                        "load1_after": round(os.getloadavg()[0], 2)}
+                row = {"section": "threads", "condition": condition, "n": n, "d": d, "p": p,
+                       "lam_name": lam_name, "threads_all": most, "times": times,
+                       "median": med, "status": status,
+                       "rule_over_best": med["rule"] / min(med["one"], med["all"]),
+                       "all_over_one": med["all"] / med["one"], **meas,
+                       "machine": label(meas, condition)}
+                out["rows"].append(row)
+                _p(f"threads {condition} {n}x{d}x{p} {lam_name} rule", meas,
+                   f"one {med['one']:.3f} s, all {med['all']:.3f} s: rule / best = "
+                   f"{row['rule_over_best']:.2f}")
+                save(args, out)
         finally:
             os.environ.pop("ALTHEORY_SOLVER_THREADS", None)
             if ctx:
