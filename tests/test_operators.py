@@ -64,6 +64,9 @@ def test_c1_conv_adjoint_is_rows_times_the_conv_matrix(cin_g, cout_g, k, s, p, d
     (4, 1, "same", 1, 6),  # asymmetric 'same': 1 before, 2 after
     (2, 1, "same", 3, 7),  # even kernel, odd dilation: asymmetric
     (3, 2, 0, 2, 9),   # dilation with stride
+    (3, 1, "valid", 1, 6),  # padding given as a word
+    ((2, 3), (2, 1), (1, 0), (1, 2), 7),  # non-square kernel, stride, padding and dilation
+    ((2, 4), 1, "same", (2, 1), 6),  # 'same': symmetric along H, asymmetric along W
 ])
 def test_c1_conv_adjoint_geometries_that_need_care(k, s, p, d, hw):
     conv = nn.Conv2d(2, 3, k, stride=s, padding=p, dilation=d).double()
@@ -71,7 +74,7 @@ def test_c1_conv_adjoint_geometries_that_need_care(k, s, p, d, hw):
     with torch.no_grad():
         out_shape = tuple(conv(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
     M, _ = module_operator_reference(conv, shape)
-    R = _rows(4, out_shape, seed=k + s)
+    R = _rows(4, out_shape, seed=hw)
     for adjoint in (conv_adjoint, conv_adjoint_transpose):
         np.testing.assert_allclose(adjoint(conv, R, shape).reshape(4, -1).numpy(),
                                    adjoint_reference(M, R.numpy()), rtol=0, atol=ATOL_LAYER)
