@@ -196,19 +196,46 @@ def test_solver_threads_rule(monkeypatch):
     monkeypatch.delenv("ALTHEORY_SOLVER_THREADS", raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
-    assert fast.solver_threads(1e6) == 1                   # small: one thread, whatever the load
-    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)
-    assert fast.solver_threads(1e9) == 2                   # large, idle machine: every core
+    X, G = torch.ones(10, 2, dtype=torch.float64), torch.ones(10, 3, dtype=torch.bool)
+    assert fast.solver_threads(1e5, X=X, G=G) == 1         # small: one thread, no probe
+    monkeypatch.setattr(fast, "_probe", lambda X, G, most: most)
+    assert fast.solver_threads(1e9, X=X, G=G) == 2         # the probe's choice
+    monkeypatch.setattr(fast, "_probe", lambda X, G, most: 1)
+    assert fast.solver_threads(1e9, X=X, G=G) == 1
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)     # no design: the idle cores
+    assert fast.solver_threads(1e9) == 2
     monkeypatch.setattr(fast, "_busy_cpus", lambda: 1)
-    assert fast.solver_threads(1e9) == 1                   # one core taken by another process
-    monkeypatch.setattr(fast, "_busy_cpus", lambda: 7)
     assert fast.solver_threads(1e9) == 1
     assert fast.solver_threads(1e9, "meta") == 2           # not the CPU: torch's setting
     monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "3")
-    assert fast.solver_threads(1e6) == 3
+    assert fast.solver_threads(1e5) == 3
     monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "zero")
     with pytest.raises(ValueError, match="ALTHEORY_SOLVER_THREADS"):
         fast.solver_threads(1e9)
+
+
+def test_probe_picks_the_faster_count(monkeypatch):
+    """_probe compares the two counts' timings: a product that is 4x slower on 'all' threads
+    must give 1, one 4x faster must give all (torch's thread count and the clock are faked)."""
+    from altheory.solvers import fast
+
+    state = {"k": 1, "t": 0.0}
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: state.update(k=k))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: state["k"])
+    X = torch.ones(64, 3, dtype=torch.float64)
+    G = torch.ones(64, 5, dtype=torch.bool)
+    real_rmatvec = fast.MaskedDesign.rmatvec
+    for slow_on_all, want in ((4.0, 1), (0.25, 2)):
+        def clock():
+            return state["t"]
+
+        def rmatvec(self, r, _f=slow_on_all):
+            state["t"] += 1.0 if state["k"] == 1 else _f
+            return real_rmatvec(self, r)
+
+        monkeypatch.setattr(fast.time, "perf_counter", clock)
+        monkeypatch.setattr(fast.MaskedDesign, "rmatvec", rmatvec)
+        assert fast._probe(X, G, 2) == want
 
 
 def test_busy_cpus_counts_a_spinning_process():

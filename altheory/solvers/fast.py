@@ -76,8 +76,8 @@ These are numerical methods; what they certify is the duality gap they return. T
 relative, or within Clarabel's own certified gap where that is larger (Clarabel's "optimal" was
 seen 1e-6 off when :math:`F^*` is small).
 
-Threads (:func:`solver_threads`): one CPU thread below 5e7 flops per product, else as many as
-there are idle cores at the start of the solve; ``OMP_WAIT_POLICY=PASSIVE`` (set by
+Threads (:func:`solver_threads`): one CPU thread below 1e6 flops per product, else one or all,
+whichever ran the product pair faster in a probe at the start of the solve (~10-40 ms); ``OMP_WAIT_POLICY=PASSIVE`` (set by
 :mod:`altheory.threads` when altheory is imported before torch) is advised on a shared machine.
 """
 
@@ -424,14 +424,16 @@ def _check_dtype(dtype) -> torch.dtype:
     raise ValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}.")
 
 
-_PARALLEL_MIN_WORK = 5e7  # flops per product of the full design below which one thread is used
+_PROBE_MIN_WORK = 1e6    # flops per product below which one thread is used without measuring
+_PROBE_WORK = 1e7        # flops per product of the probe (a row subset of the design)
+_PROBE_GAIN = 0.75       # all threads only when they take at most this fraction of one's time
 
 
 def _busy_cpus(samples: int = 5, pause: float = 0.002) -> int:
     """Runnable threads of *other* processes now: ``/proc/loadavg``'s running count minus this
     process's running threads, the least of ``samples`` reads ``pause`` s apart (a 1-minute load
     average lags by a minute, and counts this process's own past work). Off Linux: the 1-minute
-    load average, rounded down."""
+    load average, rounded down. Reported by the benchmark beside every time."""
     try:
         best = None
         for k in range(samples):
@@ -456,29 +458,57 @@ def _busy_cpus(samples: int = 5, pause: float = 0.002) -> int:
             return 0
 
 
-def solver_threads(work: float, dev: torch.device | str = "cpu") -> int:
-    r"""CPU threads for one solve: 1 below ``5e7`` flops per product, else the idle cores.
+def _probe(X: torch.Tensor, G: torch.Tensor, most: int) -> int:
+    """1 or ``most``: whichever runs the solver's product pair faster *now*.
 
-    .. math:: t = \begin{cases}1 & w < 5\cdot10^7\\
-        \max\big(1, \min(t_{\max},\ \mathrm{cpus} - b)\big) & \text{otherwise}\end{cases}
+    The pair ``A^T (A u)`` on a row subset of the design (about ``_PROBE_WORK`` flops), timed
+    in the order 1, most, 1, most, two pairs each (the best of each count kept): about 10-40 ms."""
+    n, d = X.shape
+    p = G.shape[1]
+    m = max(16, min(n, int(_PROBE_WORK / max(p * d, 1))))
+    A = MaskedDesign(X[:m], G[:m])
+    u = torch.ones(p, d, dtype=X.dtype, device=X.device)
+    best = {1: math.inf, most: math.inf}
+    saved = torch.get_num_threads()
+    try:
+        for k in (1, most, 1, most):
+            torch.set_num_threads(k)
+            A.rmatvec(A.matvec(u))  # wakes the pool
+            t0 = time.perf_counter()
+            for _ in range(2):
+                A.rmatvec(A.matvec(u))
+            best[k] = min(best[k], time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(saved)
+    return most if best[most] <= _PROBE_GAIN * best[1] else 1
 
-    with :math:`w` the flops of one product with the full design (``n p d``), :math:`t_{\max}`
-    torch's thread count and :math:`b` the runnable threads of other processes at the start of
-    the solve (:func:`_busy_cpus`). Why: a parallel region waits for its slowest thread, and a
-    thread that shares its core with another process is descheduled for whole time slices, so on
-    a busy machine two threads are many times slower than one (issue #14: 12–22 s with two
-    threads against 1.0–1.6 s with one at load 7; 26.8 s against 1.9 s at load ~2 on
-    (2000, 30, 100)); below ``5e7`` flops a product takes milliseconds and OpenMP's fork/join
-    costs about what a second thread saves even on an idle machine.
-    ``paper_repro/bench_fast_solver.py`` measures the rule against one thread and all threads,
-    on an idle machine and beside two busy processes (``threads`` rows of its JSON).
+
+def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=None) -> int:
+    r"""CPU threads for one solve: one for small products, else the faster of 1 and all, measured.
+
+    .. math:: t = \begin{cases}1 & w < 10^6\\
+        t_{\max} & \text{the probe's } T(t_{\max}) \le 0.75\,T(1)\\
+        1 & \text{otherwise}\end{cases}
+
+    with :math:`w` the flops of one product with the full design (``n p d``) and :math:`T(k)`
+    the time of the solver's product pair :math:`A^\top(Au)` on :math:`k` threads, on a row
+    subset of ``(X, G)`` (:func:`_probe`, ~10-40 ms, done once per solve). Why measure: whether
+    a second thread pays depends on the machine *now*, and no fixed rule was right on the 2-core
+    machine this was written on (issue #14): with OpenMP's spinning wait policy two threads were
+    6x slower than one beside other jobs (11.0 s against 1.7-2.0 s, (2000, 30, 100), load 4);
+    with ``OMP_WAIT_POLICY=PASSIVE`` one thread won at load 4 (0.37-0.42 s against 0.63-0.78 s)
+    and lost at load 8 (0.93 s against 0.29 s). ``paper_repro/bench_fast_solver.py`` measures
+    the rule against one and all threads on an idle machine and beside two busy processes
+    (``threads`` rows; goal: never above 1.5x the better of the two). Without ``X, G`` (or off
+    the CPU's float64 design) the rule falls back to the idle cores
+    (:math:`\max(1, \mathrm{cpus} - b)`, :math:`b` the runnable threads of other processes).
 
     ``ALTHEORY_SOLVER_THREADS=<int>`` fixes the count (``auto``, the default, applies the rule).
     Devices other than the CPU keep torch's setting.
 
     Examples
     --------
-    >>> solver_threads(1e6)
+    >>> solver_threads(1e5)
     1
     """
     dev = torch.device(dev)
@@ -490,16 +520,18 @@ def solver_threads(work: float, dev: torch.device | str = "cpu") -> int:
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"ALTHEORY_SOLVER_THREADS must be 'auto' or an int >= 1; got {env!r}.")
         return int(env)
-    if work < _PARALLEL_MIN_WORK or most == 1:
+    if work < _PROBE_MIN_WORK or most == 1:
         return 1
+    if X is not None and G is not None:
+        return _probe(X, G, most)
     return max(1, min(most, (os.cpu_count() or 1) - _busy_cpus()))
 
 
 class _threads:
     """Run one solve on :func:`solver_threads` CPU threads; torch's count is restored after."""
 
-    def __init__(self, work: float, dev: torch.device):
-        self.n = solver_threads(work, dev)
+    def __init__(self, work: float, dev: torch.device, *, X=None, G=None):
+        self.n = solver_threads(work, dev, X=X, G=G)
 
     def __enter__(self):
         self.saved = torch.get_num_threads()
@@ -967,7 +999,7 @@ def solve_group_lasso(X, G, y, lam, *, loss: FastLoss = "squared", tol: float = 
         if U0n.shape != (p, d):
             raise ValueError(f"U0 must have shape (p, d) = ({p}, {d}); got {U0n.shape}.")
         U = torch.as_tensor(U0n, device=dev)
-    with _threads(float(n) * p * d, dev):
+    with _threads(float(n) * p * d, dev, X=Xt, G=Gt):
         return _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, tol=tol, max_iter=max_iter,
                                   deadline=t_start + float(time_limit), dtype=dtype,
                                   working_set=working_set, max_bytes=max_bytes, t_start=t_start)
