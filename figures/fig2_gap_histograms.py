@@ -32,13 +32,14 @@ TOL_STYLES = [(0, (4, 2)), (0, (1, 1.5)), (0, (5, 1.5, 1, 1.5)), (0, (8, 2))]
 
 
 def counted(rep: dict) -> dict[str, list[tuple[float, float | None]]]:
-    """(value, tolerance) of every counted instance (pass/fail), grouped by its check."""
+    """(value, tolerance) of every counted instance (pass/fail), grouped by its check (an
+    instance that names no check is grouped under the claim's metric)."""
     out: dict[str, list] = defaultdict(list)
     for i in rep["instances"]:
         v = i.get("value")
         if i["status"] not in ("pass", "fail") or v is None or not math.isfinite(v):
             continue
-        out[str(i["sizes"].get("check", "all"))].append((abs(float(v)), i.get("tol")))
+        out[str(i["sizes"].get("check", rep.get("metric", "value")))].append((abs(float(v)), i.get("tol")))
     return dict(out)
 
 

@@ -118,7 +118,7 @@ def block_claims() -> str:
         other = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if k not in ("pass", "fail"))
         ev = rep.get("evidence") or []
         evidence = (f"{sum(e['certified'] >= e['required'] for e in ev)}/{len(ev)} groups "
-                    f"(≥ {min(e['required'] for e in ev)} certified each)" if ev else "—")
+                    f"(≥ {min(e['required'] for e in ev)} each)" if ev else "—")
         rows.append([f"[{cid}](docs/claims.md#{cid.lower()})", stmt, asserted, f"**{rep['verdict']}**",
                      f"{c.get('pass', 0)} pass, {c.get('fail', 0)} fail", other or "—",
                      _e(_worst(rep)), evidence])
