@@ -312,6 +312,18 @@ def _print_row(row: dict) -> None:
           f"{row['label']} (max load {row['load_max']:.2f})", flush=True)
 
 
+def _git_state() -> dict:
+    """The commit measured, and the package files that differ from it (uncommitted work)."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True, text=True,
+                                  timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD").strip() or None,
+            "uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "altheory").splitlines()]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="timed calls per method (after one warm-up)")
@@ -362,6 +374,7 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     result["load_at_end"] = list(os.getloadavg())
+    result["git"] = _git_state()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, out)
