@@ -142,12 +142,6 @@ def _convex_objective(delta_fn):
     return make
 
 
-def _kw(**over):
-    def make(orig):
-        def f(*a, **k):
-            return orig(*a, **{**k, **over})
-        return f
-    return make
 
 
 def _linearize_no_bias(orig):
@@ -164,19 +158,6 @@ def _linearize_scaled(orig):
     return f
 
 
-def _conv_ignores(attr: str, value):
-    def make(orig):
-        def f(conv, *a, **k):
-            import copy
-
-            if getattr(conv, attr) != value and not (attr == "dilation" and conv.padding == "same"):
-                conv = copy.copy(conv)
-                setattr(conv, attr, value)
-                if attr == "groups":
-                    return orig(conv, *a, **k)
-            return orig(conv, *a, **k)
-        return f
-    return make
 
 
 def _pool_windows_divisor(orig):
@@ -216,15 +197,6 @@ def _rank_bound_ignores_widths(orig):
     return f
 
 
-def _pool_avg_divisor(orig):
-    def f(pool, *a, **k):
-        from torch import nn
-
-        out = orig(pool, *a, **k)
-        if isinstance(pool, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-            return out * 0.99
-        return out
-    return f
 
 
 def _layer_operator_offset(orig):
@@ -385,13 +357,6 @@ def _fast_gl_loose(orig):
     return f
 
 
-def _fast_certificate_optimistic(orig):
-    def f(*a, **k):
-        out = orig(*a, **k)
-        if isinstance(out, tuple):
-            return out
-        return out
-    return f
 
 
 def _threshold_margin_no_abs(orig):
@@ -400,22 +365,10 @@ def _threshold_margin_no_abs(orig):
     return f
 
 
-def _threshold_support_geq(orig):
-    def f(*a, **k):
-        return orig(*a, **k)
-    return f
 
 
-def _judge_no_bound(orig):
-    def f(ep, F, F_star, F0, **k):
-        st, gap, why = orig(ep, F, F_star, F0, **k)
-        return ("pass", abs(gap), why) if st == "fail" else (st, gap, why)
-    return f
 
 
-def _c9_alternate_stale_support(orig):
-    """The support step recomputes the support from the *initial* weights every round."""
-    return orig
 
 
 def _group_lasso_lam_halved(orig):
