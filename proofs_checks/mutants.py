@@ -142,8 +142,6 @@ def _convex_objective(delta_fn):
     return make
 
 
-
-
 def _linearize_no_bias(orig):
     def f(model, S, i):
         A, c = orig(model, S, i)
@@ -156,8 +154,6 @@ def _linearize_scaled(orig):
         A, c = orig(model, S, i)
         return A * (1 + 1e-7), c
     return f
-
-
 
 
 def _pool_windows_divisor(orig):
@@ -195,8 +191,6 @@ def _rank_bound_ignores_widths(orig):
         return [dataclasses.replace(c, value=min(d, kk)) if c.name.startswith("rank bound") else c
                 for c in conds]
     return f
-
-
 
 
 def _layer_operator_offset(orig):
@@ -357,18 +351,10 @@ def _fast_gl_loose(orig):
     return f
 
 
-
-
 def _threshold_margin_no_abs(orig):
     def f(z, tau):
         return (z.detach().double() - tau).flatten(1).amin(1)
     return f
-
-
-
-
-
-
 
 
 def _group_lasso_lam_halved(orig):
