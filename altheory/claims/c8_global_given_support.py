@@ -116,16 +116,23 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     report = ClaimReport("C8", "Globally optimal given the support", True,
                          "normalised gap (F - F*)/F(0) on the final support")
     if profile == "quick":
-        # seeds whose runs reach the premise (a stable support) within the budget; the thorough
-        # profile draws seeds 0..7 and reports the premise rate honestly
-        cases = [(3, 60, 4, 0.1), (1, 60, 4, 0.0)]
+        # per threshold group, instances are tried in this order until one reaches the premise
+        # (a stable consistent support) within the budget: the offsets that do at seed 0 first,
+        # then the others (so other base seeds find evidence too); every instance tried is
+        # recorded (not-applicable when the premise fails). The thorough profile runs all 32
+        # and reports the premise rate.
+        cases = ([(j, 60, 4, 0.1) for j in (3, 0, 1, 2, 4, 5, 6, 7)]
+                 + [(j, 60, 4, 0.0) for j in (1, 0, 2, 3, 4, 5, 6, 7)])
         max_rounds = 25
     else:
         cases = [(j, n, h, tau) for j in range(8) for n, h in ((60, 4), (100, 6)) for tau in (0.1, 0.0)]
         max_rounds = 60
     d = 3
     with threadpool_limits(1):
+        found: set[str] = set()
         for j, n, h, tau in cases:
+            if profile == "quick" and _group(tau) in found:
+                continue
             s = seed + j
             X, Y = _data(s, n, d, tau)
             sizes = {"n": n, "d": d + 1, "p": h, "tau": tau, "lam": LAM, "loss": "squared",
@@ -189,6 +196,8 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                     status = ep.kind  # "saddle" or "not-converged": not a counterexample
             detail["group"] = _group(tau)
             report.add(Instance(s, sizes, status, value, TOL, detail))
+            if status in ("pass", "fail"):
+                found.add(_group(tau))
         if profile != "quick":  # deeper: per-layer gaps, reported
             for j in range(3):
                 s = seed + 100 + j
