@@ -180,3 +180,53 @@ def test_numpy_gradient_matches_torch_reference(loss, k, gated, with_bias, train
         f2, g2 = obj.value_and_grad(th, idx)
         assert abs(f.item() - f2) <= 1e-12 * max(1.0, abs(f2))
         np.testing.assert_allclose(g2, g.numpy(), rtol=1e-11, atol=1e-12)
+
+
+# ---- polish: balancing and saddle-free Newton (issue 13) ----------------------------------------
+
+def _two_layer(lam, seed=0):
+    from altheory.descent.descent import MLPObjective
+
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((15, 3)), rng.standard_normal(15)
+    G = X @ rng.standard_normal((5, 3)).T > 0
+    return MLPObjective(X, y, [np.zeros((5, 3)), np.zeros(5)], masks=[G], lam=lam)
+
+
+def test_balance_keeps_the_function_and_never_raises_the_objective():
+    from altheory.descent.descent import balance
+
+    for lam in (0.0, 1e-2):
+        obj = _two_layer(lam)
+        th = obj.init(3).numpy()
+        th[:15] *= 7.0  # unbalance: large incoming, small outgoing weights
+        tb = balance(obj, th)
+        out = obj.output(th).detach().numpy()
+        np.testing.assert_allclose(obj.output(tb).detach().numpy(), out, rtol=1e-12, atol=1e-12)
+        assert obj.value(tb) <= obj.value(th) + 1e-12
+        W1, w2 = tb[:15].reshape(5, 3), tb[15:]
+        np.testing.assert_allclose(np.linalg.norm(W1, axis=1), np.abs(w2), rtol=1e-12)
+
+
+def test_balanced_representative_only_when_the_objective_is_unchanged():
+    from altheory.descent.descent import balanced_representative
+
+    th = _two_layer(1e-2).init(3).numpy()
+    th[:15] *= 7.0
+    assert np.array_equal(balanced_representative(_two_layer(1e-2), th), th)  # lam > 0: another point
+    assert not np.array_equal(balanced_representative(_two_layer(0.0), th), th)  # lam = 0: same point
+
+
+def test_newton_polish_reaches_a_stationary_point_and_escapes_a_saddle():
+    from altheory.descent.descent import newton_polish, polish
+    from altheory.descent.endpoints import classify_endpoint
+
+    obj = _two_layer(1e-2)
+    r = newton_polish(obj, obj.init(0).numpy() * 0.3, max_iter=100)
+    assert np.isfinite(r.objective) and r.stopped in ("tol", "max_iter", "line-search")
+    p = polish(obj, obj.init(1).numpy())
+    ep = classify_endpoint(obj, p.theta, F0=obj.zero_objective())
+    assert ep.kind == "local-min" and p.method == "lbfgs+newton" and "Newton" in p.message
+    # zero is a saddle of the two-layer objective (lam small): the polish leaves it
+    q = polish(obj, np.full(obj.dim, 1e-3))
+    assert q.objective < obj.value(np.full(obj.dim, 1e-3)) - 1e-6
