@@ -266,6 +266,12 @@ def _hessian_negated(orig):
     return f
 
 
+def _classify_no_curvature(orig):
+    def f(grad_norm, min_eig, *, tol_g, tol_h):
+        return orig(grad_norm, abs(min_eig), tol_g=tol_g, tol_h=tol_h)
+    return f
+
+
 def _tolerances_scaled(g: float, h: float = 1.0):
     def make(orig):
         def f(F0, max_eig, *, rtol_g=1e-7, rtol_h=1e-6):
@@ -427,6 +433,9 @@ MUTANTS: list[Mutant] = [
     # end-point classification (C3, C4, C6)
     Mutant("hessian-eigs-negated", ("C4",), "the extreme Hessian eigenvalues returned negated",
            [("func", "altheory.descent.endpoints.hessian_extreme_eigs", _hessian_negated)]),
+    Mutant("classify-ignores-curvature", ("C6",), "end points with a small gradient all called "
+           "local minima (the smallest Hessian eigenvalue ignored)",
+           [("func", "altheory.descent.endpoints.classify", _classify_no_curvature)]),
     Mutant("endpoint-tol-g-loose", ("C4",), "tol_g 1e5x too loose (non-stationary points certified)",
            [("func", "altheory.descent.endpoints.tolerances", _tolerances_scaled(1e5))]),
     Mutant("rank-bound-ignores-widths", ("C6",), "the rank bound r = min(d, k), hidden widths "

@@ -17,7 +17,9 @@ normalised gap ``<= 1e-6`` to the optimum, and none is below it (end points that
 certified are polished and classified again, :mod:`altheory.claims._descent`); per condition
 group (loss; wide or bottleneck rank) at least ``MIN_EVIDENCE`` certified local minima (quick 1,
 thorough 6). Instances where no condition holds are ``reported``. Degenerate saddles (e.g. at
-zero) are expected: rates are reported.
+zero) are expected: rates are reported. With one hidden layer, a run started at zero must be
+classified a *saddle* (status ``saddle``, not counted): zero is a strict saddle there, and a
+classifier that ignored curvature would certify it with a large gap (a FAIL).
 """
 
 from __future__ import annotations
@@ -124,6 +126,18 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                     status, det["why"] = "reported", "no stated condition holds: measured, not asserted"
                 report.add(Instance(s, {**sizes, "method": method, "init": q}, status, gap, TOL_GAP,
                                     {**base, **det, "group": group if applies else None}))
+        if len(hidden) == 1 and applies:
+            # the classifier must see the saddle at zero: with one hidden layer the Hessian there
+            # has a clearly negative eigenvalue (-sigma_max of the cross-covariance), so zero is
+            # a strict saddle; a classifier that ignored curvature would certify it as a local
+            # minimum with gap ~ (F(0) - F*)/F(0) and FAIL (deeper nets: zero is a degenerate,
+            # second-order-flat saddle that no Hessian test can see, so it is not run there)
+            status, gap, det = run_endpoint(obj, np.zeros(obj.dim), method="lbfgs", max_iter=50,
+                                            F0=F0, F_star=opt.objective, star_status=opt.status,
+                                            tol_gap=TOL_GAP, seed=0)
+            kinds[det["endpoint"]] = kinds.get(det["endpoint"], 0) + 1
+            report.add(Instance(s, {**sizes, "method": "lbfgs", "init": "zero"}, status, gap, TOL_GAP,
+                                {**base, **det, "group": None, "expected": "saddle"}))
         if applies:
             planned.add(group)
     for name, vals in conds_all.items():
@@ -131,7 +145,7 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         report.conditions.append(Condition(name, holds, f"{sum(v is True for v in vals)}/{len(vals)} instances"))
     total = max(1, sum(kinds.values()))
     require_groups(report, lambda i: i.detail.get("group"), MIN_EVIDENCE[profile], groups=planned)
-    report.rates = method_rates(report.instances)
+    report.rates = method_rates([i for i in report.instances if i.sizes.get("init") != "zero"])
     report.notes.append("end points (after the polish): " + ", ".join(f"{k} {v}/{total}" for k, v in kinds.items())
                         + "; tol_g = 1e-7 F(0), tol_h = 1e-6 max(|lambda_max|, F(0)).")
     report.notes.append(rates_note(report.rates))
