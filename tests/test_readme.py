@@ -176,7 +176,9 @@ def block_timing() -> str:
     t = RESULTS / "test_suite_time.json"
     if t.is_file():
         d = json.loads(t.read_text())
-        rows.append(["`make test` (`pytest -q`, after set-up)", f"{_s(d['wall_s'], 3)} s ({d['summary']})",
+        counts = ", ".join(f"{v} {k}" for k, v in d.get("counts", {}).items()
+                           if k in ("passed", "failed", "skipped", "xfailed", "errors", "error"))
+        rows.append(["`make test` (`pytest -q`, after set-up)", f"{_s(d['wall_s'], 3)} s ({counts})",
                      f"{d['cores']} cores, 1-min load {_s(d['load1_before'])} → {_s(d['load1_after'])}",
                      "`paper_repro/results/test_suite_time.json`"])
     return _table(["command", "wall time", "machine", "source"], rows)
