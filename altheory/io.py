@@ -50,14 +50,29 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _not_a_folder(p: Path, blocker: Path) -> OutputPathError:
+    """The error for an output path below something that exists and is not a folder."""
+    return OutputPathError(f"output path {p} cannot be created: expected {blocker} to be a folder; "
+                           f"got {_kind_of(blocker)}. Give a path whose parent folders are folders "
+                           f"(or remove or rename {blocker}).")
+
+
+def _kind_of(path: Path) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a path that cannot be read"
+    return "a regular file" if stat.S_ISREG(mode) else _kind(mode)
+
+
 def check_output_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
     """Check that ``path`` is (or can be created as) a writable directory; create it if asked.
 
     Raises
     ------
     OutputPathError
-        ``path`` exists and is not a directory, or it (or its nearest existing parent) is not
-        writable.
+        ``path`` exists and is not a directory, a component of it is a regular file (or another
+        non-folder), or it (or its nearest existing parent) is not writable.
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -66,6 +81,8 @@ def check_output_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
     probe = p
     while not probe.exists():
         probe = probe.parent
+    if probe != p and not probe.is_dir():
+        raise _not_a_folder(p, probe)
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputPathError(f"output folder {p} is not writable (no write permission on "
                               f"{probe}); choose another folder.")
@@ -82,13 +99,19 @@ def check_output_path(path: str | os.PathLike, *, create_parent: bool = True) ->
     Raises
     ------
     OutputPathError
-        ``path`` exists and is not a regular file, or its folder is not writable.
+        ``path`` exists and is not a regular file, a component of its folder is a regular file
+        (or another non-folder), or its folder is not writable.
     """
     p = Path(path)
     try:
         st = os.stat(p)
     except FileNotFoundError:
         st = None
+    except NotADirectoryError:  # a component of the parent path is a regular file (or another non-folder)
+        probe = p.parent
+        while not probe.exists():  # Path.exists is False below a file; the first that exists blocks
+            probe = probe.parent
+        raise _not_a_folder(p, probe) from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise OutputPathError(f"output path {p} exists and is not a regular file "
                               f"({_kind(st.st_mode)}); give the path of a file to write.")
