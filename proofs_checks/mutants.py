@@ -27,11 +27,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["Mutant", "MUTANTS", "QUICK_SUBSET", "applied", "run_mutant", "main"]
+__all__ = ["Mutant", "MUTANTS", "QUICK_SUBSET", "applied", "run_mutant", "run_tests_mutant", "run_in_child",
+           "main"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,13 +48,28 @@ def _resolve(path: str):
     return module, attr, getattr(module, attr)
 
 
+_REPO = Path(__file__).resolve().parents[1]
+_TESTS = _REPO / "tests"
+
+
+def _is_test_module(m) -> bool:
+    f = getattr(m, "__file__", None)
+    try:
+        return f is not None and Path(f).resolve().is_relative_to(_TESTS)
+    except (OSError, ValueError):
+        return False
+
+
 def _patch_everywhere(path: str, make: Callable, undo: list) -> None:
     """Replace the object at ``path`` (``"pkg.module.name"``) by ``make(original)`` in its module
-    and in every ``altheory`` module that imported it by name; record how to undo it."""
+    and in every ``altheory`` module, and every module of ``tests/`` already imported, that
+    imported it by name; record how to undo it. (The test-killed mutants apply their patches
+    before pytest imports the test modules, so a ``from altheory.x import f`` at a test module's
+    import time binds the patched ``f``; walking the test modules covers one imported earlier.)"""
     module, attr, orig = _resolve(path)
     new = make(orig)
     for name, m in list(sys.modules.items()):
-        if m is None or not (name == "altheory" or name.startswith("altheory.")):
+        if m is None or not (name == "altheory" or name.startswith("altheory.") or _is_test_module(m)):
             continue
         for k, v in list(vars(m).items()):
             if v is orig:
@@ -74,15 +91,34 @@ def _patch_method(path: str, make: Callable, undo: list) -> None:
     setattr(cls, meth, make(orig))
 
 
+def _patch_local(path: str, make: Callable, undo: list) -> None:
+    """Replace the name ``pkg.module.name`` in that one module only (a module that stops calling
+    a helper it imported; other modules keep the original)."""
+    module, attr, orig = _resolve(path)
+    undo.append((module, attr, orig))
+    setattr(module, attr, make(orig))
+
+
 @dataclass
 class Mutant:
     """One realistic bug: ``patches`` is a list of ``(kind, path, make)`` with kind ``"func"``
-    (a module-level function or constant) or ``"method"``."""
+    (a module-level function or constant, replaced wherever it is held), ``"local"`` (the name in
+    one module only) or ``"method"``.
+
+    Kind ``verify`` (``killed_by_tests`` empty): killed when ``altheory verify --claims claims``
+    (quick) exits non-zero. Kind ``tests``: killed when one of the pytest node ids
+    ``killed_by_tests`` fails with the patch applied (a guard ``verify`` does not exercise).
+    """
 
     name: str
     claims: tuple[str, ...]
     description: str
     patches: list
+    killed_by_tests: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "tests" if self.killed_by_tests else "verify"
 
 
 @contextlib.contextmanager
@@ -96,8 +132,10 @@ def applied(mutant: Mutant):
                 _patch_everywhere(path, make, undo)
             elif kind == "method":
                 _patch_method(path, make, undo)
+            elif kind == "local":
+                _patch_local(path, make, undo)
             else:
-                raise ValueError(f"patch kind must be 'func' or 'method'; got {kind!r}.")
+                raise ValueError(f"patch kind must be 'func', 'local' or 'method'; got {kind!r}.")
         yield mutant
     finally:
         for obj, attr, orig in reversed(undo):
@@ -116,7 +154,10 @@ def _import_all() -> None:
               "altheory.solvers.problems", "altheory.solvers.dispatch",
               "altheory.certificates.certificates", "altheory.certificates.conditions",
               "altheory.descent.descent",
-              "altheory.descent.endpoints", "altheory.alternation.alternation", "altheory.claims._descent"):
+              "altheory.descent.endpoints", "altheory.alternation.alternation", "altheory.claims._descent",
+              "altheory.nets.activations", "altheory.solvers.softmax_head", "altheory.io",
+              "altheory.train.checkpoint", "altheory.train.loop", "altheory.train.runs",
+              "altheory.train.certify"):
         importlib.import_module(m)
 
 
@@ -384,7 +425,361 @@ def _per_layer_high(orig):
     return f
 
 
+# -- C1: the adjoint (fast) composition of A_S and c_S (killed by C1's verdict) --------------
+
+def _conv_adjoint_no_output_padding(orig):
+    """conv_transpose2d with output_padding 0, the missing trailing rows filled with zeros."""
+    import torch.nn.functional as F
+
+    from altheory.nets.operators import _conv_pad_end, _conv_padding, _pair
+
+    def f(conv, R, in_shape):
+        C, H, W = in_shape
+        pad = _conv_padding(conv, (H, W))
+        if pad != _conv_pad_end(conv, pad):
+            return orig(conv, R, in_shape)
+        Wt = conv.weight.detach().to(R.dtype)
+        out = F.conv_transpose2d(R, Wt, None, _pair(conv.stride), pad, 0, conv.groups,
+                                 _pair(conv.dilation))
+        return F.pad(out, (0, W - out.shape[-1], 0, H - out.shape[-2]))
+    return f
+
+
+class _ConvView:
+    """A Conv2d seen with some attributes replaced (the kernel flipped, the dilation forgotten)."""
+
+    def __init__(self, conv, **over):
+        self._conv, self._over = conv, over
+
+    def __getattr__(self, name):
+        over = self.__dict__["_over"]
+        return over[name] if name in over else getattr(self.__dict__["_conv"], name)
+
+
+def _conv_adjoint_flipped(orig):
+    """The transposed convolution with the kernel flipped (a correlation/convolution mix-up)."""
+    def f(conv, R, in_shape):
+        return orig(_ConvView(conv, weight=conv.weight.detach().flip(2, 3)), R, in_shape)
+    return f
+
+
+def _conv_adjoint_no_dilation(orig):
+    """The transposed convolution run with dilation 1 (the conv's dilation forgotten)."""
+    def f(conv, R, in_shape):
+        return orig(_ConvView(conv, dilation=(1, 1)), R, in_shape)
+    return f
+
+
+def _conv_adjoint_same_crop_at_end(orig):
+    """Asymmetric 'same' padding cropped from the trailing side instead of the leading one."""
+    import torch
+
+    from altheory.nets.operators import _conv_pad_end, _conv_padding, _pair
+
+    def f(conv, R, in_shape):
+        C, H, W = in_shape
+        pad = _conv_padding(conv, (H, W))
+        end = _conv_pad_end(conv, pad)
+        if pad == end:
+            return orig(conv, R, in_shape)
+        like = R.new_zeros(()).expand(R.shape[0], C, H + pad[0] + end[0], W + pad[1] + end[1])
+        out = torch.ops.aten.convolution_backward(
+            R, like, conv.weight.detach().to(R.dtype), None, _pair(conv.stride), (0, 0),
+            _pair(conv.dilation), False, (0, 0), conv.groups, (True, False, False))[0]
+        return out[:, :, end[0]:end[0] + H, end[1]:end[1] + W]
+    return f
+
+
+def _maxpool_adjoint_overwrites(orig):
+    """scatter_ instead of scatter_add_: an input picked by two overlapping windows gets one."""
+    def f(indices, R, in_shape):
+        C, H, W = in_shape
+        rows = R.shape[0]
+        out = R.new_zeros(rows, C, H * W)
+        out.scatter_(2, indices.reshape(1, C, -1).expand(rows, C, -1), R.reshape(rows, C, -1))
+        return out.reshape(rows, C, H, W)
+    return f
+
+
+def _pool_adjoint_no_divisor(orig):
+    """The average-pool adjoint sums its windows without dividing by their sizes."""
+    import torch
+
+    from altheory.nets.operators import _pool_windows
+
+    def f(pool, R, in_shape):
+        C, H, W = in_shape
+        rows, Ho, Wo = R.shape[0], R.shape[-2], R.shape[-1]
+        out_pos, in_pos, _ = _pool_windows(pool, in_shape, (Ho, Wo))
+        out_pos = torch.as_tensor(np.ascontiguousarray(out_pos), dtype=torch.int64, device=R.device)
+        in_pos = torch.as_tensor(np.ascontiguousarray(in_pos), dtype=torch.int64, device=R.device)
+        R2 = R.reshape(rows * C, Ho * Wo)
+        out = R2.new_zeros(rows * C, H * W)
+        out.index_add_(1, in_pos, R2[:, out_pos])
+        return out.reshape(rows, C, H, W)
+    return f
+
+
+def _step_override(kind: str, fn):
+    """``Linearization._adjoint_step`` with the action of one node kind replaced by ``fn``."""
+    def make(orig):
+        def f(self, node, Rn, prep, c):
+            if node.kind == kind:
+                return fn(orig, self, node, Rn, prep, c)
+            return orig(self, node, Rn, prep, c)
+        return f
+    return make
+
+
+def _zeros_like(c):
+    import torch
+
+    return torch.zeros_like(c)
+
+
+def _compose_by_jacrev(orig):
+    """A_S computed by ``torch.func.jacrev`` of the gated network (right numbers, but autograd:
+    not C1's composition from weights and masks)."""
+    def f(self, *, keep=(), method="adjoint", max_rows=None):
+        import torch
+
+        from altheory.nets.support import gated_forward
+
+        A, c, kept = orig(self, keep=keep, method=method, max_rows=max_rows)
+        model, Si = self.graph.model, self.S.subset([self.i])
+        p = next(model.parameters())
+        x0 = torch.zeros(Si.input_shape, dtype=p.dtype, device=p.device)
+        J = torch.func.jacrev(lambda v: gated_forward(model, Si, v[None])[0].reshape(-1))(x0)
+        return J.reshape(A.shape).detach().double().cpu().numpy(), c, kept
+    return f
+
+
+# -- nets: supports, fingerprints, refusals (killed by tests) ----------------------------------
+
+def _force_kw(name: str, value):
+    def make(orig):
+        def f(*a, **k):
+            k[name] = value
+            return orig(*a, **k)
+        return f
+    return make
+
+
+def _const(value):
+    def make(orig):
+        def f(*a, **k):
+            return value
+        return f
+    return make
+
+
+def _noop(orig):
+    def f(*a, **k):
+        return None
+    return f
+
+
+def _for_any_weights_keeps_digest(orig):
+    def f(self):
+        from altheory.nets.support import MultiLayerSupport
+
+        return MultiLayerSupport(self.layers, self.n, self.input_shape, self.model_signature,
+                                 self.input_digest, param_signature=self.param_signature,
+                                 weights_digest=self.weights_digest)
+    return f
+
+
+def _state_without_buffers(orig):
+    def f(model):
+        yield from model.named_parameters()
+    return f
+
+
+def _digest_raw_dtype(orig):
+    def f(x):
+        import hashlib
+
+        import torch
+
+        x = torch.as_tensor(x).detach().cpu().contiguous()
+        return hashlib.sha1(repr(tuple(x.shape)).encode() + x.numpy().tobytes()).hexdigest()[:16]
+    return f
+
+
+def _check_supported_skips_other(orig):
+    """check_supported without its ``kind == "other"`` branch (only BatchNorm without running
+    statistics is refused)."""
+    def f(graph, where):
+        from altheory.errors import UnsupportedModuleError
+        from altheory.nets.graph import SUPPORTED
+
+        need = {graph.output.name}
+        for node in reversed(graph.nodes):
+            if node.name in need:
+                need.update(node.inputs)
+        for node in graph.nodes:
+            if node.name in need and node.kind == "bn" and node.module.running_mean is None:
+                raise UnsupportedModuleError(f"{where}: cannot represent BatchNorm at {node.path!r}. "
+                                             f"Supported: {SUPPORTED}.")
+    return f
+
+
+def _check_eval_no_dropout(orig):
+    def f(model, where):
+        from torch import nn
+
+        from altheory.nets.support import _check_model
+
+        _check_model(model, where)
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+                raise ValueError(f"{where}: BatchNorm {name!r} is in training mode. Call model.eval().")
+    return f
+
+
+def _check_k_allows_zero(orig):
+    def f(k):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int >= 1 (entries kept); got {type(k).__name__}.")
+        if k < 0:
+            raise ValueError(f"k must be >= 1 (entries kept); got k={k}.")
+        return int(k)
+    return f
+
+
+def _check_dim_no_range(orig):
+    def f(dim, ndim, shape):
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"dim must be an int; got {type(dim).__name__}.")
+        return int(dim) % ndim
+    return f
+
+
+def _is_consistent_by_eq(orig):
+    def f(self, model, x):
+        from altheory.nets.support import support
+
+        return self == support(model, x)
+    return f
+
+
+def _fsn_same_batch_ignored(orig):
+    def f(self, same_weights=True, same_batch=True):
+        return orig(self, same_weights, False)
+    return f
+
+
+# -- the softmax head's certificate, checkpoints, resume, certify (killed by tests) -----------
+
+def _dual_point_not_rescaled(orig):
+    def f(Phi, Y, W, b, lam_b):
+        import torch
+
+        from altheory.solvers.softmax_head import _logits
+
+        return torch.softmax(_logits(Phi, W, b), 1)
+    return f
+
+
+def _head_certificate_gap_flipped(orig):
+    def f(*a, **k):
+        c = orig(*a, **k)
+        return {**c, "gap": c["dual"] - c["primal"]}
+    return f
+
+
+def _dual_quarter_lambda(orig):
+    """The dual's quadratic term divided by 4 lambda instead of 2 lambda."""
+    def f(Phi, Y, A, lam, lam_b):
+        return orig(Phi, Y, A, 2.0 * lam, 2.0 * lam_b)
+    return f
+
+
+def _status_always_optimal(orig):
+    def f(*a, **k):
+        r = orig(*a, **k)
+        return dataclasses.replace(r, status="optimal")
+    return f
+
+
+def _load_checkpoint_copy(*, weights_only: bool = True, check_keys: bool = True):
+    """``load_checkpoint`` with ``torch.load(weights_only=...)`` and/or without the key check."""
+    def make(orig):
+        def f(path, map_location="cpu"):
+            import pickle
+            import zipfile
+            from pathlib import Path
+
+            import torch
+
+            from altheory.train.checkpoint import CHECKPOINT_KEYS
+
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"no checkpoint at {path}")
+            try:
+                state = torch.load(path, map_location=map_location, weights_only=weights_only)
+            except pickle.UnpicklingError as exc:
+                raise ValueError(f"checkpoint {path} holds objects other than tensors: {exc}") from None
+            except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+                raise ValueError(f"checkpoint {path} is truncated or not a torch checkpoint "
+                                 f"({type(exc).__name__})") from None
+            if check_keys and (not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS)):
+                raise ValueError(f"{path} is a torch file but not a checkpoint of altheory train")
+            return state
+        return f
+    return make
+
+
+def _load_run_without_mean(orig):
+    """load_run reads the preprocessing under another key: the saved channel means are lost."""
+    def f(*a, **k):
+        run = orig(*a, **k)
+        pre = {key: v for key, v in run.preprocessing.items() if key != "mean"}
+        try:
+            return dataclasses.replace(run, preprocessing=pre)
+        except TypeError:
+            run.preprocessing = pre
+            return run
+    return f
+
+
+# -- io (killed by tests/test_io.py) -----------------------------------------------------------
+
+def _output_path_accepts_non_regular(orig):
+    def f(path, *, create_parent=True):
+        from pathlib import Path
+
+        from altheory.io import check_output_dir
+
+        p = Path(path)
+        check_output_dir(p.parent if str(p.parent) else Path("."), create=create_parent)
+        return p
+    return f
+
+
+def _atomic_write_leaves_temp(orig):
+    def f(path, data):
+        import tempfile
+
+        from altheory.io import check_output_path
+
+        p = check_output_path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        return p
+    return f
+
+
 _OFF_CALL, _OFF_VG = _objective_offset(1e-3)
+_STEP = "altheory.nets.operators.Linearization._adjoint_step"
+_OPS = "tests/test_operators.py"
+_BAD = "tests/test_bad_inputs.py::test_bad_call_raises_with_fix"
+_CERT = "tests/test_certify_run.py"
 
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
@@ -477,11 +872,131 @@ MUTANTS: list[Mutant] = [
     Mutant("support-preserving-unconstrained", ("C9",), "the support-preserving step solves the "
            "unconstrained layer problem",
            [("func", "altheory.alternation.alternation.support_preserving_layer_step", _sp_unconstrained)]),
+    # C1: the adjoint (fast) composition, per node kind and per adjoint kernel
+    Mutant("adjoint-mask-dropped", ("C1",), "the transpose of PHT/ReLU passes the rows unmasked",
+           [("method", _STEP, _step_override("act", lambda o, s, n, R, p, c: [(n.inputs[0], R)]))]),
+    Mutant("adjoint-residual-one-branch", ("C1",), "a residual addition sends its adjoint to one "
+           "input only", [("method", _STEP, _step_override("add", lambda o, s, n, R, p, c: [(n.inputs[0], R)]))]),
+    Mutant("adjoint-bn-shift-forgotten", ("C1",), "c_S misses the eval batch-norm shifts",
+           [("method", _STEP, _step_override("bn", lambda o, s, n, R, p, c: o(s, n, R, p, _zeros_like(c))))]),
+    Mutant("adjoint-conv-bias-forgotten", ("C1",), "c_S misses the convolution biases",
+           [("method", _STEP, _step_override("conv", lambda o, s, n, R, p, c: o(s, n, R, p, _zeros_like(c))))]),
+    Mutant("conv-adjoint-no-output-padding", ("C1",), "strided conv adjoint with output_padding 0 "
+           "(zeros where the last input rows are read)",
+           [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_no_output_padding)]),
+    Mutant("conv-adjoint-flipped-kernel", ("C1",), "transposed convolution with the kernel flipped",
+           [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_flipped)]),
+    Mutant("conv-adjoint-same-crop-at-end", ("C1",), "asymmetric 'same' padding cropped from the "
+           "wrong side", [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_same_crop_at_end)]),
+    Mutant("maxpool-adjoint-overwrites", ("C1",), "max-pool adjoint scatter_ instead of scatter_add_",
+           [("func", "altheory.nets.operators.maxpool_adjoint", _maxpool_adjoint_overwrites)]),
+    # ---- kind "tests": guards that altheory verify does not exercise; a named test kills them ----
+    # operators (tests/test_operators.py)
+    Mutant("A-by-jacrev", (), "A_S computed with torch.func.jacrev instead of the composition "
+           "(right numbers: C1's verdict passes; the no-autograd test kills it)",
+           [("method", "altheory.nets.operators.Linearization.compose", _compose_by_jacrev)],
+           killed_by_tests=(f"{_OPS}::test_c1_adjoint_composition_uses_no_autograd",)),
+    Mutant("maxpool-adjoint-scatter-tested", (), "max-pool adjoint scatter_ instead of scatter_add_ "
+           "(the test imports maxpool_adjoint by name: proves patches reach test modules)",
+           [("func", "altheory.nets.operators.maxpool_adjoint", _maxpool_adjoint_overwrites)],
+           killed_by_tests=(f"{_OPS}::test_c1_maxpool_adjoint_adds_when_two_windows_pick_the_same_input",)),
+    Mutant("avgpool-adjoint-no-divisor", (), "the average-pool adjoint without the window divisors",
+           [("func", "altheory.nets.operators.pool_adjoint", _pool_adjoint_no_divisor)],
+           killed_by_tests=(f"{_OPS}::test_c1_avgpool_adjoint_is_rows_times_the_pool_matrix",)),
+    Mutant("conv-adjoint-ignores-dilation", (), "conv_adjoint runs with dilation 1",
+           [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_no_dilation)],
+           killed_by_tests=(f"{_OPS}::test_c1_conv_adjoint_geometries_that_need_care",)),
+    # nets: fingerprints and refusals (tests/test_bad_inputs.py, tests/test_support.py)
+    Mutant("support-check-skips-fingerprint", (), "check_support_for never compares the weights "
+           "fingerprint (a support from other weights accepted)",
+           [("func", "altheory.nets.support.check_support_for", _force_kw("same_weights", False))],
+           killed_by_tests=(f"{_BAD}[gated-other-weights]",)),
+    Mutant("support-check-ignores-same-weights", (), "check_support_for ignores same_weights=False "
+           "(the opt-out refused)",
+           [("func", "altheory.nets.support.check_support_for", _force_kw("same_weights", True))],
+           killed_by_tests=("tests/test_bad_inputs.py::test_fingerprint_opt_out_holds_a_support_while_weights_change",)),
+    Mutant("param-signature-dropped", (), "the parameter-signature check never fires (a constant "
+           "architecture hash)", [("func", "altheory.nets.support._param_signature", _const("arch"))],
+           killed_by_tests=(f"{_BAD}[gated-other-arch]",)),
+    Mutant("for-any-weights-keeps-digest", (), "S.for_any_weights() keeps the weights digest",
+           [("method", "altheory.nets.support.MultiLayerSupport.for_any_weights", _for_any_weights_keeps_digest)],
+           killed_by_tests=("tests/test_bad_inputs.py::test_fingerprint_opt_out_holds_a_support_while_weights_change",)),
+    Mutant("fingerprint-leaves-out-buffers", (), "the weights fingerprint hashes parameters only "
+           "(BatchNorm running statistics ignored)",
+           [("func", "altheory.nets.support._state", _state_without_buffers)],
+           killed_by_tests=("tests/test_support.py::test_fingerprint_follows_values_not_objects",)),
+    Mutant("batch-digest-raw-dtype", (), "the batch digest hashes the raw dtype bytes (a float32 "
+           "batch differs from its float64 cast)",
+           [("func", "altheory.nets.support._digest", _digest_raw_dtype)],
+           killed_by_tests=("tests/test_support.py::test_float32_batch_is_the_same_batch_in_float64",)),
+    Mutant("check-supported-skips-other", (), "check_supported skips kind == 'other' (GELU run as is)",
+           [("func", "altheory.nets.graph.check_supported", _check_supported_skips_other)],
+           killed_by_tests=(f"{_BAD}[support-GELU]",)),
+    Mutant("support-without-check-supported", (), "altheory.nets.support never calls "
+           "check_supported (support() and check_support_for)",
+           [("local", "altheory.nets.support.check_supported", _noop)],
+           killed_by_tests=(f"{_BAD}[support-GELU]",)),
+    Mutant("check-eval-no-dropout", (), "_check_eval without its Dropout branch",
+           [("func", "altheory.nets.support._check_eval", _check_eval_no_dropout)],
+           killed_by_tests=(f"{_BAD}[support-dropout-training]",)),
+    Mutant("topk-k-zero-allowed", (), "_check_k tests k < 0 instead of k < 1",
+           [("func", "altheory.nets.activations._check_k", _check_k_allows_zero)],
+           killed_by_tests=(f"{_BAD}[topk-k-zero]",)),
+    Mutant("topk-dim-no-range-check", (), "_check_dim wraps any dim modulo ndim",
+           [("func", "altheory.nets.activations._check_dim", _check_dim_no_range)],
+           killed_by_tests=(f"{_BAD}[topk-dim-out-of-range]",)),
+    Mutant("is-consistent-by-eq", (), "S.is_consistent is self == support(model, x) (False, not "
+           "ValueError, for another architecture)",
+           [("method", "altheory.nets.support.MultiLayerSupport.is_consistent", _is_consistent_by_eq)],
+           killed_by_tests=(f"{_BAD}[S-is-consistent-other-arch]",)),
+    Mutant("fsn-ignores-batch-digest", (), "FixedSupportNetwork never compares the batch digest",
+           [("method", "altheory.solvers.problems.FixedSupportNetwork.__post_init__", _fsn_same_batch_ignored)],
+           killed_by_tests=(f"{_BAD}[fsn-other-batch]",)),
+    # the softmax head's certificate (tests/test_certify_run.py)
+    Mutant("dual-point-not-rescaled", (), "the dual point is the softmax, not rescaled to the class "
+           "frequencies (D = -inf with an unpenalised bias)",
+           [("func", "altheory.solvers.softmax_head._dual_point", _dual_point_not_rescaled)],
+           killed_by_tests=(f"{_CERT}::test_dual_point_is_feasible",)),
+    Mutant("head-gap-sign-flipped", (), "head_certificate's gap = D - P",
+           [("func", "altheory.solvers.softmax_head.head_certificate", _head_certificate_gap_flipped)],
+           killed_by_tests=(f"{_CERT}::test_certificate_bounds_true_suboptimality",)),
+    Mutant("dual-quarter-lambda", (), "the dual's quadratic term over 4 lambda, not 2 lambda",
+           [("func", "altheory.solvers.softmax_head._dual", _dual_quarter_lambda)],
+           killed_by_tests=(f"{_CERT}::test_dual_at_the_optimum_is_the_optimum",)),
+    Mutant("head-status-always-optimal", (), "the head solver reports 'optimal' whatever its gap",
+           [("func", "altheory.solvers.softmax_head.solve_softmax_head", _status_always_optimal)],
+           killed_by_tests=(f"{_CERT}::test_certify_main_exit_statuses",)),
+    Mutant("certify-ignores-saved-mean", (), "load_run loses the saved channel means, so certify "
+           "never compares them with the data found",
+           [("func", "altheory.train.runs.load_run", _load_run_without_mean)],
+           killed_by_tests=(f"{_CERT}::test_certify_refuses_other_data",)),
+    # checkpoints and resume (tests/test_certify_run.py)
+    Mutant("checkpoint-unpickles-anything", (), "load_checkpoint with torch.load(weights_only=False)",
+           [("func", "altheory.train.checkpoint.load_checkpoint", _load_checkpoint_copy(weights_only=False))],
+           killed_by_tests=(f"{_CERT}::test_crafted_checkpoint_is_refused_without_running_code",)),
+    Mutant("checkpoint-keys-unchecked", (), "load_checkpoint accepts any torch file (no key check)",
+           [("func", "altheory.train.checkpoint.load_checkpoint", _load_checkpoint_copy(check_keys=False))],
+           killed_by_tests=(f"{_CERT}::test_truncated_or_foreign_checkpoint_one_line",)),
+    Mutant("resume-config-diff-ignored", (), "--resume accepts a changed config",
+           [("func", "altheory.train.loop._check_resume", _noop)],
+           killed_by_tests=(f"{_CERT}::test_resume_refuses_changes_with_one_line",)),
+    # io (tests/test_io.py)
+    Mutant("output-path-accepts-non-regular", (), "check_output_path accepts a folder, FIFO or "
+           "socket as the target",
+           [("func", "altheory.io.check_output_path", _output_path_accepts_non_regular)],
+           killed_by_tests=("tests/test_io.py::test_check_output_path_refuses_non_regular_targets",)),
+    Mutant("atomic-write-leaves-temp", (), "write_bytes_atomic leaves its temp file on an error",
+           [("func", "altheory.io.write_bytes_atomic", _atomic_write_leaves_temp)],
+           killed_by_tests=("tests/test_io.py::test_atomic_write_replaces_and_removes_its_temp_file_on_error",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)
 QUICK_SUBSET = ("maxpool-margin-x4", "lifted-bound-halved", "support-preserving-no-slack",
-                "fast-group-lasso-stops-1e-3", "reduced-rank-plus-one")
+                "fast-group-lasso-stops-1e-3", "reduced-rank-plus-one",
+                # kind tests (about 2 s each): a patch that must reach a test module's import,
+                # a fingerprint guard, and the atomic writer's clean-up
+                "maxpool-adjoint-scatter-tested", "support-check-skips-fingerprint",
+                "atomic-write-leaves-temp")
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,11 +1021,124 @@ def run_mutant(mutant: Mutant, *, seed: int = 0) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+class _Recorder:
+    """A pytest plugin that keeps the outcome of every test phase (for a one-line verdict)."""
+
+    def __init__(self):
+        self.failed: list[tuple[str, str]] = []   # (node id, message) of failed test calls
+        self.errors: list[tuple[str, str]] = []   # setup/teardown errors, collection errors
+        self.passed = 0
+        self.skipped = 0
+
+    @staticmethod
+    def _message(report) -> str:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(report.longrepr)
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        return (lines[0] if lines else "?")[:200]
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed:
+            (self.failed if report.when == "call" else self.errors).append(
+                (report.nodeid, self._message(report)))
+        elif report.skipped:
+            self.skipped += 1
+        elif report.when == "call":
+            self.passed += 1
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.errors.append((report.nodeid or "<collection>", self._message(report)))
+
+
+def run_tests(node_ids, *, log: str | None = None) -> dict:
+    """Run pytest on ``node_ids`` in this process (``-x -q``, no cache); its outcome.
+
+    Test modules already imported are dropped from ``sys.modules`` first, so that pytest imports
+    them afresh and their ``from altheory... import name`` lines bind whatever is patched now.
+    pytest's output goes to ``log`` (default: discarded). Returns ``exit_code``, ``failed``
+    (node id and message of each failed test call), ``errors``, ``passed``, ``skipped``.
+    """
+    import pytest
+
+    for name, m in list(sys.modules.items()):
+        if m is not None and _is_test_module(m):
+            del sys.modules[name]
+    rec = _Recorder()
+    cwd = os.getcwd()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.chdir(_REPO)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        code = int(pytest.main([*node_ids, "-x", "-q", "-p", "no:cacheprovider"], plugins=[rec]))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+        os.chdir(cwd)
+    return {"exit_code": code, "failed": rec.failed, "errors": rec.errors, "passed": rec.passed,
+            "skipped": rec.skipped}
+
+
+def run_tests_mutant(mutant: Mutant, *, log: str | None = None) -> dict:
+    """Run the tests that should kill ``mutant`` with it applied (in this process: run it in a
+    forked child, as :func:`run_in_child` does, since pytest imports the test modules).
+
+    Killed: pytest exits 1 *because a test call failed*. Exit 2 and above (collection error,
+    interrupted, usage), or 1 from a setup error only, is an ``error``, not a kill; exit 0 (or
+    every test skipped) is SURVIVED."""
+    t0 = time.perf_counter()
+    with applied(mutant):
+        r = run_tests(list(mutant.killed_by_tests), log=log)
+    killed = r["exit_code"] == 1 and bool(r["failed"])
+    error = None
+    if not killed and r["exit_code"] != 0:
+        error = f"pytest exit {r['exit_code']}: " + "; ".join(f"{n}: {m}" for n, m in r["errors"][:2])
+    elif not killed and r["passed"] == 0:
+        error = f"no test ran ({r['skipped']} skipped)"
+    return {"name": mutant.name, "kind": "tests", "claims": [], "tests": list(mutant.killed_by_tests),
+            "killed": killed, "error": error, "exit_code": r["exit_code"],
+            "killer": r["failed"][0][0] if killed else None,
+            "message": r["failed"][0][1] if killed else None,
+            "seconds": time.perf_counter() - t0}
+
+
 def _child(args):
     name, seed = args
     if name == "<baseline>":
         return _baseline(seed)
-    return run_mutant(next(m for m in MUTANTS if m.name == name), seed=seed)
+    if name == "<baseline-tests>":
+        return _baseline_tests()
+    m = next(m for m in MUTANTS if m.name == name)
+    if m.kind == "tests":
+        return run_tests_mutant(m)
+    return {**run_mutant(m, seed=seed), "kind": "verify", "error": None}
+
+
+def run_in_child(name: str, *, seed: int = 0) -> dict:
+    """Run one mutant (or ``"<baseline-tests>"``) in a forked child process; its result."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_child, ((name, seed),))
+
+
+def _baseline_tests() -> dict:
+    """Every test a mutant names, unmutated: all must pass (else a kill would prove nothing)."""
+    ids = sorted({t for m in MUTANTS for t in m.killed_by_tests})
+    t0 = time.perf_counter()
+    r = run_tests(ids)
+    ok = r["exit_code"] == 0 and r["passed"] > 0
+    return {"name": "<baseline-tests>", "ok": ok, "n": len(ids), "passed": r["passed"],
+            "skipped": r["skipped"], "exit_code": r["exit_code"],
+            "failed": r["failed"][:2] + r["errors"][:2], "seconds": time.perf_counter() - t0}
 
 
 def _baseline(seed: int) -> dict:
@@ -518,7 +1146,8 @@ def _baseline(seed: int) -> dict:
 
     from altheory.claims.report import exit_code, run_claims
 
-    claims = sorted({c for m in MUTANTS for c in m.claims}, key=lambda c: int(c[1:]))
+    claims = sorted({c for m in MUTANTS if m.kind == "verify" for c in m.claims},
+                    key=lambda c: int(c[1:]))
     quiet = Console(file=open(os.devnull, "w"), width=160)
     t0 = time.perf_counter()
     reports = run_claims(claims, profile="quick", seed=seed, console=quiet)
@@ -527,24 +1156,29 @@ def _baseline(seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Run the mutation suite against altheory verify (quick).")
-    p.add_argument("--only", default=None, help="comma-separated mutant names (default: all)")
+    p = argparse.ArgumentParser(description="Run the mutation suite: kind 'verify' against altheory "
+                                "verify (quick), kind 'tests' against the pytest node ids it names.")
+    p.add_argument("--kind", choices=("verify", "tests", "all"), default="all",
+                   help="which mutants to run (default: all)")
+    p.add_argument("--only", default=None, help="comma-separated mutant names (default: all of --kind)")
     p.add_argument("--jobs", type=int, default=2, help="parallel forked workers (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the claim checks")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
-    p.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    p.add_argument("--no-baseline", action="store_true", help="skip the unmutated runs")
     args = p.parse_args(argv)
+    pool_of = [m for m in MUTANTS if args.kind in ("all", m.kind)]
     if args.list:
-        for m in MUTANTS:
-            print(f"{m.name:<36} {','.join(m.claims):<6} {m.description}")
+        for m in pool_of:
+            by = ",".join(m.claims) if m.kind == "verify" else " ".join(m.killed_by_tests)
+            print(f"{m.name:<36} {m.kind:<6} {m.description} [{by}]")
         return 0
-    names = [m.name for m in MUTANTS]
+    names = [m.name for m in pool_of]
     if args.only is not None:
         sel = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = [s for s in sel if s not in names]
         if not sel or unknown:
-            print(f"mutants.py: --only must name known mutants; got {args.only!r} "
-                  f"(unknown: {unknown}). See --list.", file=sys.stderr)
+            print(f"mutants.py: --only must name known mutants of kind {args.kind!r}; got "
+                  f"{args.only!r} (unknown: {unknown}). See --list.", file=sys.stderr)
             return 2
         names = sel
     if args.jobs < 1:
@@ -555,28 +1189,48 @@ def main(argv: list[str] | None = None) -> int:
     import cvxpy  # noqa: F401
     import multiprocessing as mp
 
+    kinds = {next(m for m in MUTANTS if m.name == n).kind for n in names}
+    baselines = [] if args.no_baseline else (["<baseline-tests>"] if "tests" in kinds else []) + (
+        ["<baseline>"] if "verify" in kinds else [])
     t0 = time.perf_counter()
-    todo = ([] if args.no_baseline else ["<baseline>"]) + names
+    # the slowest first (the verify baseline and the trainer's tests), so two workers end together
+    slow = {"<baseline>": 0, "<baseline-tests>": 1}
+    todo = baselines + sorted(names, key=lambda n: slow.get(n, 2))
     ctx = mp.get_context("fork")
-    killed = 0
+    killed = errors = 0
     baseline_ok = True
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
-        for r in pool.imap(_child, [(n, args.seed) for n in todo]):
+        for r in pool.imap_unordered(_child, [(n, args.seed) for n in todo]):
             if r["name"] == "<baseline>":
-                baseline_ok = r["exit_code"] == 0
-                print(f"{'baseline (no mutant)':<38} {'green' if baseline_ok else 'NOT GREEN'}: "
+                baseline_ok &= r["exit_code"] == 0
+                print(f"{'baseline (no mutant, verify)':<38} {'green' if r['exit_code'] == 0 else 'NOT GREEN'}: "
                       f"{r['verdicts']} ({r['seconds']:.1f}s)", flush=True)
                 continue
+            if r["name"] == "<baseline-tests>":
+                baseline_ok &= r["ok"]
+                why = "" if r["ok"] else f" (exit {r['exit_code']}: {r['failed']})"
+                print(f"{'baseline (no mutant, tests)':<38} {'green' if r['ok'] else 'NOT GREEN'}: "
+                      f"{r['passed']} passed, {r['skipped']} skipped of {r['n']} node ids{why} "
+                      f"({r['seconds']:.1f}s)", flush=True)
+                continue
             killed += r["killed"]
-            how = (f"killed by {r['killer']} ({r['verdicts'][r['killer']]})" if r["killed"]
-                   else "SURVIVED")
-            print(f"{r['name']:<38} {how:<32} claims {','.join(r['claims']):<6} "
-                  f"{r['seconds']:.1f}s", flush=True)
+            errors += r["error"] is not None
+            if r["kind"] == "verify":
+                how = (f"killed by {r['killer']} ({r['verdicts'][r['killer']]})" if r["killed"]
+                       else "SURVIVED")
+                print(f"{r['name']:<38} {how:<32} claims {','.join(r['claims']):<6} "
+                      f"{r['seconds']:.1f}s", flush=True)
+            elif r["killed"]:
+                print(f"{r['name']:<38} killed by {r['killer']}  [{r['message']}]  "
+                      f"{r['seconds']:.1f}s", flush=True)
+            else:
+                how = f"ERROR ({r['error']})" if r["error"] else "SURVIVED " + " ".join(r["tests"])
+                print(f"{r['name']:<38} {how}  {r['seconds']:.1f}s", flush=True)
     wall = time.perf_counter() - t0
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"wall {wall:.0f}s on {args.jobs} workers, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}")
-    print(f"killed {killed}/{len(names)}")
+    print(f"killed {killed}/{len(names)}" + (f" ({errors} errors)" if errors else ""))
     return 0 if (killed == len(names) and baseline_ok) else 1
 
 
