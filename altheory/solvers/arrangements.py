@@ -336,6 +336,9 @@ def program_to_network(V, W, *, rtol: float = 1e-7) -> tuple[np.ndarray, np.ndar
     Blocks with norm ``<= rtol * max norm`` are dropped (interior-point solutions are never
     exactly zero). Returns ``(W1 (m*, d), w2 (m*,))``.
     """
+    if np.ndim(V) != 2 or np.ndim(W) != 2 or np.shape(V)[1] != np.shape(W)[1]:
+        raise ValueError(f"V and W must be arrays of shape (p, d) with the same d; got shapes "
+                         f"{np.shape(V)} and {np.shape(W)}. Pass the blocks of relu_program.")
     V = check_matrix(V, "V")
     W = check_matrix(W, "W")
     nv = np.linalg.norm(V, axis=1)
@@ -352,6 +355,11 @@ def program_to_network(V, W, *, rtol: float = 1e-7) -> tuple[np.ndarray, np.ndar
 def relu_objective(X, y, W1, w2, lam: float, *, loss: str = "squared") -> float:
     r"""Objective of the two-layer ReLU net :math:`\ell(\sum_j (Xw_{1j})_+ w_{2j})
     + \tfrac\lambda2(\|W_1\|_F^2 + \|w_2\|^2)` (numpy, float64)."""
+    if (np.ndim(X) != 2 or np.ndim(W1) != 2 or np.shape(W1)[1] != np.shape(X)[1]
+            or np.shape(w2) != np.shape(W1)[:1]):
+        raise ValueError(f"relu_objective expects X (n, d), W1 (p, d) and w2 (p,); got shapes "
+                         f"{np.shape(X)}, {np.shape(W1)} and {np.shape(w2)}.")
+    lam = check_lam(lam)
     X = check_matrix(X, "X")
     pred = np.maximum(X @ np.asarray(W1, np.float64).T, 0.0) @ np.asarray(w2, np.float64)
     return loss_np(pred, np.asarray(y, np.float64), loss) + 0.5 * lam * float(
