@@ -1,21 +1,39 @@
-r"""Mutation suite: every verdict of ``altheory verify`` must be able to fail (docs/claims.md).
+r"""Mutation suite: every check of the project must be able to fail (docs/claims.md).
 
-Each mutant is a realistic bug in the code under test (operators, margins, solvers, the fast
-solver's certificate, enumeration, closed forms, the lifted bound, alternation steps, end-point
-classification), applied *in process* by replacing a function object wherever the package holds
-it (no file is edited), and run against the claims it touches on the quick profile, exactly as
-``altheory verify --claims ...`` runs them (:func:`altheory.claims.report.run_claims`, strict
-exit status). A mutant is *killed* when that exit status is non-zero; the line names the claim
-whose verdict killed it (FAIL, ERROR or UNVERIFIED), or says SURVIVED.
+Each mutant is a realistic bug in the code under test, applied *in process* by replacing a
+function object wherever the package (and any imported test module) holds it — no file is
+edited — in a forked child, so a patch never outlives its run. Two kinds:
+
+``verify``
+    Bugs in what the claims compute (operators and their adjoint composition, margins, solvers,
+    the fast solver's certificate, enumeration, closed forms, the lifted bound, alternation
+    steps, end-point classification), run against the claims they touch on the quick profile,
+    exactly as ``altheory verify --claims ...`` runs them (:func:`altheory.claims.report.run_claims`,
+    strict exit status). Killed when that exit status is non-zero; the line names the claim whose
+    verdict killed it (FAIL, ERROR or UNVERIFIED).
+``tests``
+    Bugs in guards that ``altheory verify`` does not exercise (refusals of bad input,
+    fingerprints, checkpoint safety, resume, atomic writes, and A_S computed by autograd, whose
+    numbers are right): the patch is applied, then ``pytest.main([node ids..., "-x", "-q"])`` runs
+    in the same child. The test modules are imported by that pytest run, after the patch, so a
+    test's ``from altheory.x import f`` binds the mutant (modules of ``tests/`` imported earlier
+    are dropped from ``sys.modules`` first, and their globals are patched too). Killed only when
+    pytest exits 1 because a test call failed; exit 2 and above (collection error, unknown node
+    id) is an ERROR line. The line names the failing test and the first lines of its message.
+
+Not expressible in process (so not registered): SIGINT not handled by the trainer
+(tests/test_certify_run.py::test_sigint_writes_a_checkpoint runs ``altheory.train.cli`` in a
+subprocess, which no in-process patch reaches).
 
 Usage::
 
-    python proofs_checks/mutants.py [--only NAME,...] [--jobs 2] [--list] [--no-baseline]
+    python proofs_checks/mutants.py [--kind verify|tests|all] [--only NAME,...] [--jobs 2]
+                                    [--list] [--no-baseline]
 
 One line per mutant, then ``killed K/N`` and the wall time (with the load average); exit status
-0 only when every mutant is killed (and the unmutated baseline is green). Each mutant runs in a
-forked child process, so a patch never outlives its run; :func:`applied` restores the originals
-for in-process use (tests).
+0 only when every mutant is killed and the unmutated baselines are green (the claims pass, and
+every test a mutant names passes). :func:`applied` restores the originals for in-process use
+(tests); :func:`run_in_child` runs one mutant in a forked child.
 """
 
 from __future__ import annotations
@@ -537,6 +555,63 @@ def _zeros_like(c):
     return torch.zeros_like(c)
 
 
+def _compose_adjoint_blocks_from_row_0(orig):
+    """The adjoint composition with every block of rows seeded from row 0 of I_k (the block
+    offset forgotten): right for one block, wrong as soon as ``max_rows < k``."""
+    def f(self, keep, max_rows):
+        import torch
+
+        from altheory.nets.operators import _ADJOINT_BUDGET_BYTES
+
+        out = self.graph.output
+        first = out.inputs[0]
+        k = self.numel[first]
+        d = self.numel[self.graph.nodes[0].name]
+        need = self._needed()
+        nodes = [n for n in reversed(self.graph.nodes[:-1]) if n.name in need]
+        if max_rows is None:
+            widest = max(self.numel[n.name] for n in nodes if n.name in self.numel)
+            max_rows = max(1, int(_ADJOINT_BUDGET_BYTES // (3 * 8 * widest)))
+        dev = self._device()
+        prep = {n.name: self._adjoint_prep(n, dev) for n in nodes}
+        A = np.zeros((k, d))
+        c = np.zeros(k)
+        kept = {v: np.zeros((k, self.numel[v])) for v in keep if v in need and v in self.numel}
+        for r0 in range(0, k, max_rows):
+            r1 = min(k, r0 + max_rows)
+            rows = r1 - r0
+            cb = torch.zeros(rows, dtype=torch.float64, device=dev)
+            eye = torch.zeros(rows, k, dtype=torch.float64, device=dev)
+            eye[torch.arange(rows, device=dev), torch.arange(0, rows, device=dev)] = 1.0  # the bug
+            R = {first: eye.reshape(rows, *self.shapes[first])}
+            for node in nodes:
+                Rn = R.pop(node.name, None)
+                if Rn is None:
+                    continue
+                if node.name in kept:
+                    kept[node.name][r0:r1] = Rn.reshape(rows, -1).cpu().numpy()
+                if node.kind == "input":
+                    A[r0:r1] = Rn.reshape(rows, -1).cpu().numpy()
+                    continue
+                for u, contrib in self._adjoint_step(node, Rn, prep[node.name], cb):
+                    R[u] = R[u] + contrib if u in R else contrib
+            c[r0:r1] = cb.cpu().numpy()
+        return A, c, kept
+    return f
+
+
+def _resume_without_epoch_sums(orig):
+    """On a mid-epoch resume the epoch's running sums are not restored (they start at zero; its
+    steps and flips are)."""
+    def f(*a, **k):
+        ck = orig(*a, **k)
+        part = ck.get("epoch_partial") if isinstance(ck, dict) else None
+        if part is not None:
+            ck = {**ck, "epoch_partial": {**part, "sums": part["sums"] * 0}}
+        return ck
+    return f
+
+
 def _compose_by_jacrev(orig):
     """A_S computed by ``torch.func.jacrev`` of the gated network (right numbers, but autograd:
     not C1's composition from weights and masks)."""
@@ -549,7 +624,9 @@ def _compose_by_jacrev(orig):
         model, Si = self.graph.model, self.S.subset([self.i])
         p = next(model.parameters())
         x0 = torch.zeros(Si.input_shape, dtype=p.dtype, device=p.device)
-        J = torch.func.jacrev(lambda v: gated_forward(model, Si, v[None])[0].reshape(-1))(x0)
+        gated_forward(model, Si, x0[None])  # the support checks, outside the transform
+        J = torch.func.jacrev(lambda v: gated_forward(model, Si, v[None], same_weights=False)[0]
+                              .reshape(-1))(x0)
         return J.reshape(A.shape).detach().double().cpu().numpy(), c, kept
     return f
 
@@ -652,6 +729,30 @@ def _check_dim_no_range(orig):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"dim must be an int; got {type(dim).__name__}.")
         return int(dim) % ndim
+    return f
+
+
+def _topk_no_width_check(orig):
+    """topk_mask without its ``k > size`` refusal (top-k silently becomes ReLU)."""
+    def f(z, k, dim=-1):
+        import torch
+
+        from altheory.nets.activations import _check_dim, _check_k, _check_z
+
+        k = _check_k(k)
+        z = _check_z(z)
+        is_torch = isinstance(z, torch.Tensor)
+        if np.ndim(z) == 0:
+            raise ValueError("topk_mask needs at least one dimension; got a scalar.")
+        t = z if is_torch else torch.from_numpy(np.array(z, copy=True))
+        dim = _check_dim(dim, t.ndim, t.shape)
+        size = t.shape[dim]
+        order = torch.sort(t, dim=dim, descending=True, stable=True).indices
+        rank = torch.empty_like(order)
+        ar = torch.arange(size, device=t.device).view([-1 if i == dim else 1 for i in range(t.ndim)])
+        rank.scatter_(dim, order, ar.expand_as(order))
+        s = (rank < k) & (t > 0)
+        return s if is_torch else s.numpy()
     return f
 
 
@@ -906,6 +1007,10 @@ MUTANTS: list[Mutant] = [
     Mutant("conv-adjoint-ignores-dilation", (), "conv_adjoint runs with dilation 1",
            [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_no_dilation)],
            killed_by_tests=(f"{_OPS}::test_c1_conv_adjoint_geometries_that_need_care",)),
+    Mutant("row-blocks-from-row-0", (), "every block of rows of the adjoint composition seeded "
+           "from row 0 (the block offset forgotten)",
+           [("method", "altheory.nets.operators.Linearization._compose_adjoint", _compose_adjoint_blocks_from_row_0)],
+           killed_by_tests=(f"{_OPS}::test_c1_row_blocks_and_kept_adjoints_do_not_change_the_result",)),
     # nets: fingerprints and refusals (tests/test_bad_inputs.py, tests/test_support.py)
     Mutant("support-check-skips-fingerprint", (), "check_support_for never compares the weights "
            "fingerprint (a support from other weights accepted)",
@@ -945,6 +1050,9 @@ MUTANTS: list[Mutant] = [
     Mutant("topk-dim-no-range-check", (), "_check_dim wraps any dim modulo ndim",
            [("func", "altheory.nets.activations._check_dim", _check_dim_no_range)],
            killed_by_tests=(f"{_BAD}[topk-dim-out-of-range]",)),
+    Mutant("topk-k-above-width-allowed", (), "topk_mask without its k > width refusal",
+           [("func", "altheory.nets.activations.topk_mask", _topk_no_width_check)],
+           killed_by_tests=(f"{_BAD}[topk-k-above-width]",)),
     Mutant("is-consistent-by-eq", (), "S.is_consistent is self == support(model, x) (False, not "
            "ValueError, for another architecture)",
            [("method", "altheory.nets.support.MultiLayerSupport.is_consistent", _is_consistent_by_eq)],
@@ -980,6 +1088,10 @@ MUTANTS: list[Mutant] = [
     Mutant("resume-config-diff-ignored", (), "--resume accepts a changed config",
            [("func", "altheory.train.loop._check_resume", _noop)],
            killed_by_tests=(f"{_CERT}::test_resume_refuses_changes_with_one_line",)),
+    Mutant("resume-forgets-epoch-sums", (), "a mid-epoch resume restarts the epoch's loss and "
+           "accuracy sums at zero (steps and flips restored)",
+           [("local", "altheory.train.loop.load_checkpoint", _resume_without_epoch_sums)],
+           killed_by_tests=(f"{_CERT}::test_mid_epoch_resume_metrics",)),
     # io (tests/test_io.py)
     Mutant("output-path-accepts-non-regular", (), "check_output_path accepts a folder, FIFO or "
            "socket as the target",
@@ -1035,7 +1147,7 @@ class _Recorder:
         crash = getattr(report.longrepr, "reprcrash", None)
         text = crash.message if crash is not None else str(report.longrepr)
         lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-        return (lines[0] if lines else "?")[:200]
+        return (" ".join(lines[:3]) if lines else "?")[:200]
 
     def pytest_runtest_logreport(self, report):
         if report.failed:
