@@ -419,6 +419,35 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
     >>> r.objective < 1e-12
     True
     """
+    _check_descend_args(obj, method, lr, batch_size, seed, max_iter, tol_grad)
+    th = _start_point(obj, theta0, seed)
+    history: list[float] = []
+    t0 = time.perf_counter()
+    full_grad = _full_grad_fn(obj)
+    if method == "gd":
+        th, it, stopped, message = _run_gd(obj, th, full_grad, lr=lr, max_iter=max_iter,
+                                           tol_grad=tol_grad, record_every=record_every,
+                                           history=history)
+    elif method in ("sgd", "adam"):
+        th, it, stopped, message = _run_sgd_adam(obj, th, full_grad, method=method, lr=lr,
+                                                 max_iter=max_iter, tol_grad=tol_grad,
+                                                 batch_size=batch_size, seed=seed,
+                                                 record_every=record_every, history=history)
+    elif method == "lbfgs":
+        th, it, stopped, message = _run_lbfgs(obj, th, full_grad, max_iter=max_iter,
+                                              tol_grad=tol_grad)
+    else:  # pragma: no cover  (guarded by _check_method)
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+
+    f, g = full_grad(th)
+    gn = float(g.norm())
+    stopped = _final_stop(stopped, float(f), gn, tol_grad)
+    return DescentResult(method, int(seed), float(f), gn, int(it), time.perf_counter() - t0,
+                         th.numpy().copy(), history, stopped, message)
+
+
+def _check_descend_args(obj, method, lr, batch_size, seed, max_iter, tol_grad) -> None:
+    """Validate the arguments of :func:`descend` (raise ``TypeError``/``ValueError`` on a bad one)."""
     if not callable(obj) or not all(hasattr(obj, a) for a in ("n", "dim")):
         raise TypeError(f"obj must be an MLPObjective (or a callable with .n and .dim); got {type(obj).__name__}.")
     _check_method(method)
@@ -432,18 +461,22 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
         raise ValueError(f"max_iter must be an int >= 0; got {max_iter!r}.")
     if not tol_grad > 0:
         raise ValueError(f"tol_grad must be > 0; got {tol_grad}.")
+
+
+def _start_point(obj, theta0, seed: int) -> torch.Tensor:
+    """The start of :func:`descend` as a float64 tensor of shape (dim,) (``obj.init(seed)`` if None)."""
     if theta0 is None:
         theta0 = obj.init(seed)
     th = torch.as_tensor(np.asarray(theta0) if not isinstance(theta0, torch.Tensor) else theta0,
                          dtype=_DT).detach().clone()
     if th.shape != (obj.dim,):
         raise ValueError(f"theta0 must have shape ({obj.dim},); got {tuple(th.shape)}.")
-    history: list[float] = []
-    t0 = time.perf_counter()
-    stopped = "max_iter"
-    message = ""
-    it = 0
+    return th
 
+
+def _full_grad_fn(obj):
+    """``full_grad(x, idx=None) -> (f, g)`` as tensors: ``obj.value_and_grad`` when the objective
+    has it (numpy backward pass), torch autograd on ``obj(x, idx)`` otherwise."""
     fast = getattr(obj, "value_and_grad", None)
 
     def full_grad(x, idx=None):
@@ -455,129 +488,154 @@ def descend(obj: MLPObjective, theta0=None, *, method: str = "lbfgs", max_iter: 
         (g,) = torch.autograd.grad(f, x)
         return f.detach(), g
 
-    if method == "gd":
-        step = 1.0 if lr is None else float(lr)
+    return full_grad
+
+
+def _run_gd(obj, th, full_grad, *, lr, max_iter, tol_grad, record_every, history):
+    """Full-batch GD with Armijo backtracking (step x2 after an accepted step).
+
+    Returns ``(theta, iterations, stopped, message)``; appends to ``history``.
+    """
+    stopped, it = "max_iter", 0
+    step = 1.0 if lr is None else float(lr)
+    f, g = full_grad(th)
+    for it in range(1, max_iter + 1):
+        gn2 = float(g @ g)
+        if math.sqrt(gn2) <= tol_grad:
+            stopped = "tol"
+            break
+        while True:
+            cand = th - step * g
+            fc = obj.value(cand) if hasattr(obj, "value") else float(obj(cand))
+            if fc <= float(f) - 0.5 * step * gn2:
+                break
+            step *= 0.5
+            if step < 1e-20:
+                stopped = "line-search"
+                break
+        if stopped == "line-search":
+            break
+        th = cand
         f, g = full_grad(th)
-        for it in range(1, max_iter + 1):
-            gn2 = float(g @ g)
-            if math.sqrt(gn2) <= tol_grad:
-                stopped = "tol"
-                break
-            while True:
-                cand = th - step * g
-                fc = obj.value(cand) if hasattr(obj, "value") else float(obj(cand))
-                if fc <= float(f) - 0.5 * step * gn2:
+        step *= 2.0
+        if record_every and it % record_every == 0:
+            history.append(float(f))
+    return th, it, stopped, ""
+
+
+def _run_sgd_adam(obj, th, full_grad, *, method, lr, max_iter, tol_grad, batch_size, seed,
+                  record_every, history):
+    """Mini-batch SGD (momentum 0.9, divergence guard) or full-batch Adam, cosine-decayed step.
+
+    Written out (not torch.optim): constructing a torch optimizer imports torch._dynamo, ~7 s on
+    this machine, more than a whole quick claim check may take. Returns ``(theta, iterations,
+    stopped, message)``; appends to ``history`` (SGD only, at the end).
+    """
+    stopped, message, it = "max_iter", "", 0
+    base = (0.05 if method == "sgd" else 0.01) if lr is None else float(lr)
+    gen = np.random.default_rng(seed)
+    n = obj.n
+    bs = max(1, n // 8) if batch_size is None else int(batch_size)
+    x = th.clone()
+    m1 = torch.zeros_like(x)
+    m2 = torch.zeros_like(x)
+    b1, b2, eps = 0.9, 0.999, 1e-12
+    t_adam = 0
+    halvings = 0
+    f_start = obj.value(x) if hasattr(obj, "value") else float(obj(x))
+    for it in range(1, max_iter + 1):
+        step = base * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, max_iter)))
+        if method == "sgd":
+            perm = gen.permutation(n)
+            x_epoch, m_epoch = x.clone(), m1.clone()
+            with np.errstate(over="ignore", invalid="ignore"):  # the guard below handles it
+                for s0 in range(0, n, bs):
+                    idx = torch.from_numpy(perm[s0:s0 + bs])
+                    _, g = full_grad(x, idx)
+                    m1 = 0.9 * m1 + g
+                    x = x - step * (0.5 ** halvings) * m1
+                f_epoch = obj.value(x) if hasattr(obj, "value") else float(obj(x))
+            if not (math.isfinite(f_epoch) and f_epoch <= 10.0 * f_start + 1e-300):
+                # the epoch exploded: undo it, halve the step, reset the momentum
+                x, m1 = x_epoch, torch.zeros_like(m_epoch)
+                halvings += 1
+                if halvings > 30:
+                    stopped = "diverged"
                     break
-                step *= 0.5
-                if step < 1e-20:
-                    stopped = "line-search"
-                    break
-            if stopped == "line-search":
-                break
-            th = cand
-            f, g = full_grad(th)
-            step *= 2.0
-            if record_every and it % record_every == 0:
-                history.append(float(f))
-    elif method in ("sgd", "adam"):
-        # written out (not torch.optim): constructing a torch optimizer imports torch._dynamo,
-        # ~7 s on this machine, more than a whole quick claim check may take
-        base = (0.05 if method == "sgd" else 0.01) if lr is None else float(lr)
-        gen = np.random.default_rng(seed)
-        n = obj.n
-        bs = max(1, n // 8) if batch_size is None else int(batch_size)
-        x = th.clone()
-        m1 = torch.zeros_like(x)
-        m2 = torch.zeros_like(x)
-        b1, b2, eps = 0.9, 0.999, 1e-12
-        t_adam = 0
-        halvings = 0
-        f_start = obj.value(x) if hasattr(obj, "value") else float(obj(x))
-        for it in range(1, max_iter + 1):
-            step = base * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(1, max_iter)))
-            if method == "sgd":
-                perm = gen.permutation(n)
-                x_epoch, m_epoch = x.clone(), m1.clone()
-                with np.errstate(over="ignore", invalid="ignore"):  # the guard below handles it
-                    for s0 in range(0, n, bs):
-                        idx = torch.from_numpy(perm[s0:s0 + bs])
-                        _, g = full_grad(x, idx)
-                        m1 = 0.9 * m1 + g
-                        x = x - step * (0.5 ** halvings) * m1
-                    f_epoch = obj.value(x) if hasattr(obj, "value") else float(obj(x))
-                if not (math.isfinite(f_epoch) and f_epoch <= 10.0 * f_start + 1e-300):
-                    # the epoch exploded: undo it, halve the step, reset the momentum
-                    x, m1 = x_epoch, torch.zeros_like(m_epoch)
-                    halvings += 1
-                    if halvings > 30:
-                        stopped = "diverged"
-                        break
-                    continue
-                if it % 10 == 0 or it == max_iter:
-                    _, g = full_grad(x)
-                    if float(g.norm()) <= tol_grad:
-                        stopped = "tol"
-                        break
-            else:
+                continue
+            if it % 10 == 0 or it == max_iter:
                 _, g = full_grad(x)
                 if float(g.norm()) <= tol_grad:
                     stopped = "tol"
                     break
-                t_adam += 1
-                m1 = b1 * m1 + (1 - b1) * g
-                m2 = b2 * m2 + (1 - b2) * g * g
-                mh = m1 / (1 - b1 ** t_adam)
-                vh = m2 / (1 - b2 ** t_adam)
-                x = x - step * mh / (vh.sqrt() + eps)
-            if not torch.isfinite(x).all():
-                stopped = "nan"
-                break
-        if method == "sgd":
-            message = f"step halved {halvings} times by the divergence guard"
-            if record_every and it % record_every == 0:
-                history.append(obj.value(x))
-        th = x.detach()
-    elif method == "lbfgs":
-        # scipy's L-BFGS-B (no bounds), memory 50, its stopping rule max|g_i| <= gtol set to
-        # tol_grad / sqrt(dim) so that it implies ||g||_2 <= tol_grad
-        from scipy.optimize import minimize
-
-        def fun(v):
-            f, g = full_grad(torch.from_numpy(v))
-            return float(f), g.numpy().astype(np.float64)
-
-        if max_iter > 0:
-            out = minimize(fun, th.numpy().copy(), jac=True, method="L-BFGS-B",
-                           options={"maxiter": int(max_iter), "maxfun": int(2 * max_iter + 20),
-                                    "maxcor": 50, "ftol": 0.0,
-                                    "gtol": tol_grad / math.sqrt(max(1, obj.dim))})
-            th = torch.from_numpy(np.asarray(out.x, dtype=np.float64))
-            it = int(out.nit)
-            message = str(out.message)
-            msg = message.upper()
-            if "ABNORMAL" in msg:
-                stopped = "line-search"
-            elif "PGTOL" in msg or "PROJECTED GRADIENT" in msg:
+        else:
+            _, g = full_grad(x)
+            if float(g.norm()) <= tol_grad:
                 stopped = "tol"
-            elif "REDUCTION" in msg:
-                stopped = "stalled"
-            elif "EVALUATIONS" in msg:
-                stopped = "max_fun"
-            else:
-                stopped = "max_iter"
-    else:  # pragma: no cover  (guarded by _check_method)
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+                break
+            t_adam += 1
+            m1 = b1 * m1 + (1 - b1) * g
+            m2 = b2 * m2 + (1 - b2) * g * g
+            mh = m1 / (1 - b1 ** t_adam)
+            vh = m2 / (1 - b2 ** t_adam)
+            x = x - step * mh / (vh.sqrt() + eps)
+        if not torch.isfinite(x).all():
+            stopped = "nan"
+            break
+    if method == "sgd":
+        message = f"step halved {halvings} times by the divergence guard"
+        if record_every and it % record_every == 0:
+            history.append(obj.value(x))
+    return x.detach(), it, stopped, message
 
-    f, g = full_grad(th)
-    gn = float(g.norm())
-    if not (math.isfinite(float(f)) and math.isfinite(gn)) and stopped != "diverged":
-        stopped = "nan"
-    elif gn <= tol_grad:
-        stopped = "tol"
-    elif stopped == "tol":  # scipy's max-norm test passed but the 2-norm one did not
-        stopped = "stalled"
-    return DescentResult(method, int(seed), float(f), gn, int(it), time.perf_counter() - t0,
-                         th.numpy().copy(), history, stopped, message)
+
+def _run_lbfgs(obj, th, full_grad, *, max_iter, tol_grad):
+    """scipy's L-BFGS-B (no bounds), memory 50, on ``full_grad``.
+
+    Its stopping rule max|g_i| <= gtol is set to tol_grad / sqrt(dim) so that it implies
+    ||g||_2 <= tol_grad. Returns ``(theta, iterations, stopped, message)``, ``stopped`` read
+    from scipy's message.
+    """
+    from scipy.optimize import minimize
+
+    stopped, message, it = "max_iter", "", 0
+
+    def fun(v):
+        f, g = full_grad(torch.from_numpy(v))
+        return float(f), g.numpy().astype(np.float64)
+
+    if max_iter > 0:
+        out = minimize(fun, th.numpy().copy(), jac=True, method="L-BFGS-B",
+                       options={"maxiter": int(max_iter), "maxfun": int(2 * max_iter + 20),
+                                "maxcor": 50, "ftol": 0.0,
+                                "gtol": tol_grad / math.sqrt(max(1, obj.dim))})
+        th = torch.from_numpy(np.asarray(out.x, dtype=np.float64))
+        it = int(out.nit)
+        message = str(out.message)
+        msg = message.upper()
+        if "ABNORMAL" in msg:
+            stopped = "line-search"
+        elif "PGTOL" in msg or "PROJECTED GRADIENT" in msg:
+            stopped = "tol"
+        elif "REDUCTION" in msg:
+            stopped = "stalled"
+        elif "EVALUATIONS" in msg:
+            stopped = "max_fun"
+        else:
+            stopped = "max_iter"
+    return th, it, stopped, message
+
+
+def _final_stop(stopped: str, f: float, gn: float, tol_grad: float) -> str:
+    """The stop reason of :func:`descend` once the full-batch objective ``f`` and gradient norm
+    ``gn`` at the end point are known (they override the method's own verdict)."""
+    if not (math.isfinite(f) and math.isfinite(gn)) and stopped != "diverged":
+        return "nan"
+    if gn <= tol_grad:
+        return "tol"
+    if stopped == "tol":  # scipy's max-norm test passed but the 2-norm one did not
+        return "stalled"
+    return stopped
 
 
 def balance(obj: MLPObjective, theta) -> np.ndarray:
