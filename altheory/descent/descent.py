@@ -238,6 +238,21 @@ class MLPObjective:
         if th.shape != (self.dim,):
             raise ValueError(f"theta must have shape ({self.dim},); got {th.shape}.")
         np_ = self._np_cache()
+        Ws, bs = self._np_params(th, np_)
+        idx_np = None if idx is None else np.asarray(idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx)
+        X = np_["X"] if idx_np is None else np_["X"][idx_np]
+        Y = np_["Y"] if idx_np is None else np_["Y"][idx_np]
+        out, acts, gates = self._np_forward(X, Ws, bs, np_["M"], idx_np)
+        f, g = self._np_loss(out, Y)
+        if self.lam > 0:
+            f += 0.5 * self.lam * float(sum(np.sum(W * W) for W in Ws))
+        if not need_grad:
+            return f, None
+        return f, self._np_backward(g, Ws, bs, acts, gates)
+
+    def _np_params(self, th: np.ndarray, np_: dict) -> tuple[list, list | None]:
+        """Every layer's weights (and biases) as numpy arrays: the trained ones read from ``th``
+        (views, no copy), the fixed ones from the cache."""
         Ws = list(np_["W"])
         bs = None if np_["b"] is None else list(np_["b"])
         off = 0
@@ -249,17 +264,19 @@ class MLPObjective:
                 h = self.shapes[t][0]
                 bs[t] = th[off:off + h]
                 off += h
-        idx_np = None if idx is None else np.asarray(idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx)
-        X = np_["X"] if idx_np is None else np_["X"][idx_np]
-        Y = np_["Y"] if idx_np is None else np_["Y"][idx_np]
+        return Ws, bs
+
+    def _np_forward(self, X, Ws, bs, M, idx_np) -> tuple[np.ndarray, list, list]:
+        """The forward pass in numpy: the output, every layer's input (``acts``, ``X`` first) and
+        every hidden layer's gate (the fixed mask ``M`` rows ``idx_np``, or ``1[z > tau]``)."""
         acts, gates = [X], []
         a = X
         for l in range(self.L - 1):
             z = a @ Ws[l].T
             if bs is not None:
                 z = z + bs[l]
-            if np_["M"] is not None:
-                m = np_["M"][l] if idx_np is None else np_["M"][l][idx_np]
+            if M is not None:
+                m = M[l] if idx_np is None else M[l][idx_np]
             else:
                 m = (z > self.tau).astype(np.float64)
             a = z * m
@@ -268,6 +285,11 @@ class MLPObjective:
         out = a @ Ws[-1].T
         if bs is not None:
             out = out + bs[-1]
+        return out, acts, gates
+
+    def _np_loss(self, out: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        """The mean loss of ``out`` against ``Y`` and its gradient with respect to ``out`` (numpy;
+        for ``hinge`` the subgradient with 0 at the kink)."""
         n = Y.shape[0]
         Y2 = Y.reshape(n, -1)
         if self.loss == "squared":
@@ -290,10 +312,11 @@ class MLPObjective:
             g = (e / se - Y2) / n
         else:  # pragma: no cover  (validated in __init__)
             raise ValueError(f"loss must be one of squared, logistic, hinge, softmax; got {self.loss!r}.")
-        if self.lam > 0:
-            f += 0.5 * self.lam * float(sum(np.sum(W * W) for W in Ws))
-        if not need_grad:
-            return f, None
+        return f, g
+
+    def _np_backward(self, g, Ws, bs, acts, gates) -> np.ndarray:
+        """The backward pass in numpy from ``g`` (the loss gradient with respect to the output):
+        the gradient of the trained layers (weight decay included), flattened as ``theta``."""
         gW: list = [None] * self.L
         gb: list = [None] * self.L
         delta = g
@@ -310,7 +333,7 @@ class MLPObjective:
             parts.append(np.asarray(gw).ravel())
             if bs is not None:
                 parts.append(gb[t])
-        return f, np.concatenate(parts)
+        return np.concatenate(parts)
 
     def _np_cache(self) -> dict:
         c = getattr(self, "_np", None)
