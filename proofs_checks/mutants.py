@@ -792,7 +792,7 @@ def _head_certificate_gap_flipped(orig):
 def _dual_quarter_lambda(orig):
     """The dual's quadratic term divided by 4 lambda instead of 2 lambda."""
     def f(Phi, Y, A, lam, lam_b):
-        return orig(Phi, Y, A, 2.0 * lam, 2.0 * lam_b)
+        return orig(Phi, Y, A, 2.0 * lam, lam_b)
     return f
 
 
