@@ -39,7 +39,7 @@ CASES = [
     (["verify", "--seed", "abc"], "expected an integer >= 0; got 'abc'"),
     (["verify", "--json", "/dev/null"], "not a regular file (a character device)"),
     (["verify", "--json", "{tmp}/dir"], "not a regular file (a directory)"),
-    (["verify", "--json", "{tmp}/file.txt/v.json"], "cannot be written"),
+    (["verify", "--json", "{tmp}/file.txt/v.json"], "to be a folder; got a regular file"),
     (["verify", "--json", ""], "--json is empty"),
     (["verify", "--reports-dir", "{tmp}/file.txt"], "exists and is not a directory"),
     (["verify", "--strict", "--allow-unverified"], "contradict"),
@@ -60,7 +60,7 @@ CASES = [
     (["sweep", "c7", *C7, "seed=0", "--n_jobs", "0"], "expected an integer >= 1, or -1"),
     (["sweep", "c9", "n=1"], "invalid choice: 'c9'"),
     (["sweep", "c7", *C7, "seed=0", "--out", "{tmp}/dir"], "expected a .csv file path"),
-    (["sweep", "c7", *C7, "seed=0", "--out", "{tmp}/file.txt/t.csv"], "cannot be written"),
+    (["sweep", "c7", *C7, "seed=0", "--out", "{tmp}/file.txt/t.csv"], "to be a folder; got a regular file"),
     (["sweep", "c7", *C7, "seed=0", "--backend", "dask"], "needs a cluster"),
     (["sweep", "c7", *C7, "seed=0", "--scheduler", "local", "--backend", "loky"], "cannot be combined"),
     # --- alternate -----------------------------------------------------------------------------
