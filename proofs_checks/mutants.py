@@ -266,6 +266,15 @@ def _relu_program_objective(orig):
     return f
 
 
+def _pe_dual_bound_low(orig):
+    """The certified Pilanci-Ergen solve reports a dual bound 1e-3 below its value (and still
+    says optimal): a certificate that claims more than it proves."""
+    def f(*a, **k):
+        r = orig(*a, **k)
+        return dataclasses.replace(r, dual_objective=r.objective - 1e-3 * abs(r.objective))
+    return f
+
+
 def _program_to_network_no_sqrt(orig):
     def f(V, W, **k):
         W1, w2 = orig(V, W, **k)
@@ -940,6 +949,9 @@ MUTANTS: list[Mutant] = [
     # C5: exact convex program
     Mutant("enumerate-drops-pattern", ("C5",), "the arrangement enumeration loses one pattern",
            [("func", "altheory.solvers.arrangements.enumerate_patterns", _enumerate_drops_one)]),
+    Mutant("pe-dual-bound-low", ("C5",), "the certified Pilanci-Ergen dual bound 1e-3 too low, "
+           "labelled optimal", [("func", "altheory.solvers.fast.solve_pilanci_ergen",
+                                 _pe_dual_bound_low)]),
     Mutant("relu-program-objective-low", ("C5",), "the convex program's objective reported 10% low",
            [("func", "altheory.solvers.arrangements.relu_program", _relu_program_objective)]),
     Mutant("program-to-network-no-sqrt", ("C5",), "the map to a network without the sqrt balance",
