@@ -74,11 +74,7 @@ def configure_threads(policy: ThreadPolicy | None = None) -> dict[str, str | Non
                          "(from the argument or ALTHEORY_THREADS). Use 'passive' on a shared "
                          "machine, 'native' to leave OpenMP's defaults alone.")
     late = "torch" in sys.modules
-    if policy == "passive":
+    if policy == "passive":  # "native" leaves the environment as it is
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    elif policy == "native":
-        pass
-    else:  # pragma: no cover - guarded above
-        raise ValueError(f"unknown thread policy {policy!r}")
     return {"policy": policy, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "late": "yes" if late else "no"}

@@ -891,6 +891,37 @@ _OPS = "tests/test_operators.py"
 _BAD = "tests/test_bad_inputs.py::test_bad_call_raises_with_fix"
 _CERT = "tests/test_certify_run.py"
 
+# fast solver: checks guarded by tests/test_fast_solver.py and tests/test_arrangements.py
+def _certificate_gap_tenth(orig):
+    """The group-lasso certificate reports a tenth of its duality gap."""
+    def f(*a, **k):
+        primal, dual, gap, scores = orig(*a, **k)
+        return primal, primal - gap / 10, gap / 10, scores
+    return f
+
+
+def _cone_bound_low(orig):
+    """The Pilanci-Ergen cone term bounded at 0.9 of its value (no longer an upper bound)."""
+    def f(*a, **k):
+        return 0.9 * orig(*a, **k)
+    return f
+
+
+def _project_identity(orig):
+    """The projection onto the pattern cone returns the point unchanged."""
+    def f(C, v):
+        return v
+    return f
+
+
+def _threads_always_all(orig):
+    """The thread rule ignores the work size and the probe: always every thread."""
+    def f(work, dev="cpu", **k):
+        import os as _os
+        return int(_os.cpu_count() or 1)
+    return f
+
+
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
     Mutant("linearize-drops-bias", ("C1",), "linearize returns c_S = 0 (biases forgotten)",
@@ -1112,6 +1143,18 @@ MUTANTS: list[Mutant] = [
     Mutant("atomic-write-leaves-temp", (), "write_bytes_atomic leaves its temp file on an error",
            [("func", "altheory.io.write_bytes_atomic", _atomic_write_leaves_temp)],
            killed_by_tests=("tests/test_io.py::test_atomic_write_replaces_and_removes_its_temp_file_on_error",)),
+    Mutant("fast-certificate-gap-tenth", (), "the group-lasso duality gap reported 10x too small",
+           [("func", "altheory.solvers.fast._certificate", _certificate_gap_tenth)],
+           killed_by_tests=("tests/test_fast_solver.py::test_certificate_bounds_true_gap_of_any_point",)),
+    Mutant("pe-cone-bound-low", (), "the Pilanci-Ergen cone bound 10% below the support function",
+           [("func", "altheory.solvers.fast._pe_cone_bound", _cone_bound_low)],
+           killed_by_tests=("tests/test_arrangements.py::test_cone_bound_is_the_support_function",)),
+    Mutant("pe-project-identity", (), "the projection onto the pattern cone does nothing",
+           [("func", "altheory.solvers.fast._pe_project", _project_identity)],
+           killed_by_tests=("tests/test_arrangements.py::test_projection_lands_in_the_cone_and_is_nearest",)),
+    Mutant("threads-always-all", (), "the solver's thread rule always takes every thread",
+           [("func", "altheory.solvers.fast.solver_threads", _threads_always_all)],
+           killed_by_tests=("tests/test_fast_solver.py::test_solver_threads_rule",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)

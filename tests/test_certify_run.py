@@ -33,23 +33,9 @@ from altheory.train.config import parse_overrides
 from altheory.train.distributed import DistInfo
 from altheory.train.pipeline import build_data
 
+from _train_helpers import _one_thread, tiny  # noqa: F401  (autouse fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(arch="resnet8", width=4, image_size=8, synthetic_n=32, synthetic_classes=3,
-                batch_size=8, epochs=1, device="cpu", dtype="float64", lr=0.05, progress=False,
-                tensorboard=False, out_dir=str(tmp_path / "run"), tau=0.05, head_samples=32)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def one_line(exc: BaseException) -> str:

@@ -27,24 +27,10 @@ from altheory.train.head import head_objective, solve_head
 from altheory.train.methods import Gating, GatedPHT, wrap_activations
 from altheory.train.models import build_model
 
+from _train_helpers import _one_thread, tiny  # noqa: F401  (autouse fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("sgd", "alt", "alt-inner")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(arch="resnet8", width=4, image_size=8, synthetic_n=32, synthetic_classes=3,
-                batch_size=8, epochs=1, device="cpu", dtype="float64", lr=0.05, progress=False,
-                tensorboard=False, out_dir=str(tmp_path / "run"), tau=0.05, head_samples=32)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def final_state(cfg: TrainConfig) -> dict:
