@@ -675,6 +675,17 @@ def _for_any_weights_keeps_digest(orig):
     return f
 
 
+def _fingerprint_aligned_words(orig):
+    def f(t):
+        import torch
+
+        from altheory.nets.support import _weighted_sum
+
+        x = t.detach().to(torch.float64).cpu().contiguous().view(-1)
+        return _weighted_sum(x.view(torch.int64)), 0, 0
+    return f
+
+
 def _state_without_buffers(orig):
     def f(model):
         yield from model.named_parameters()
@@ -1073,6 +1084,11 @@ MUTANTS: list[Mutant] = [
            "(BatchNorm running statistics ignored)",
            [("func", "altheory.nets.support._state", _state_without_buffers)],
            killed_by_tests=("tests/test_support.py::test_fingerprint_follows_values_not_objects",)),
+    Mutant("fingerprint-aligned-words", (), "the weights fingerprint sums the float64 words on "
+           "their boundaries (a sign flip is 2^63: an even number of them cancels)",
+           [("func", "altheory.nets.support._tensor_fingerprint", _fingerprint_aligned_words)],
+           killed_by_tests=("tests/test_support.py::test_fixed_support_network_checks_then_holds",
+                            "tests/test_fingerprint.py")),
     Mutant("batch-digest-raw-dtype", (), "the batch digest hashes the raw dtype bytes (a float32 "
            "batch differs from its float64 cast)",
            [("func", "altheory.nets.support._digest", _digest_raw_dtype)],

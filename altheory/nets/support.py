@@ -35,6 +35,7 @@ its path, here as there, instead of an empty support that would claim the networ
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -294,19 +295,75 @@ def _param_signature(model: nn.Module) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _weights_digest(model: nn.Module) -> str:
-    """Hash of the values of the parameters and floating buffers, as float64 on the CPU.
+_BLOCK = 4096
+# odd 64-bit multipliers, fixed forever (changing them changes every stored fingerprint)
+_ODD = torch.randint(-2**62, 2**62, (_BLOCK,), dtype=torch.int64,
+                     generator=torch.Generator().manual_seed(20261201)) | 1
 
-    Robust to a deep copy, a float32 -> float64 cast (exact) and a device move; any change of a
-    value changes it. Cost: one pass over the weights, every time a consumer checks a support:
-    0.1 s for ResNet-18 in float64, 0.4-0.8 s in float32 (the cast; measured on 2 shared cores).
+
+def _weighted_sum(words: torch.Tensor) -> int:
+    r""":math:`\sum_r (2r + 1)\, a_r \sum_q a_q\, w_{rB+q} \bmod 2^{64}` over int64 ``words``."""
+    n = words.numel()
+    if n <= _BLOCK:
+        return int((words * _ODD[:n]).sum().item())
+    n_full = n // _BLOCK
+    rows = torch.mv(words[: n_full * _BLOCK].view(n_full, _BLOCK), _ODD)
+    tail = words[n_full * _BLOCK:]
+    rows = torch.cat([rows, (tail * _ODD[: tail.numel()]).sum().reshape(1)])
+    r = torch.arange(rows.numel(), dtype=torch.int64)
+    return int((rows * _ODD[r % _BLOCK] * (2 * r + 1)).sum().item())
+
+
+def _tensor_fingerprint(t: torch.Tensor) -> tuple[int, int, int]:
+    r"""A position-weighted sum, modulo :math:`2^{64}`, of the float64 bit patterns of ``t``,
+    read 4 bytes off their word boundaries; with the first and the last entry's patterns.
+
+    The entries, as float64, are one byte string; :math:`w_k` is the 64-bit word at byte
+    :math:`8k + 4`: the high half of entry :math:`k` in its low 32 bits, the low half of entry
+    :math:`k+1` in its high 32 bits. In blocks of :math:`B = 4096` (:math:`k = rB + q`) with fixed
+    odd 64-bit multipliers :math:`a_q`:
+
+    .. math:: F = \sum_r (2r + 1)\, a_r \sum_q a_q\, w_{rB+q} \pmod{2^{64}}.
+
+    Every multiplier is odd, hence invertible modulo :math:`2^{64}`. A change of *one* entry
+    moves one word, or two words by :math:`\delta_1 2^{32}` and :math:`\delta_2`,
+    :math:`0 < |\delta_2| < 2^{32}`, which cannot cancel: it always changes :math:`F` or an end
+    entry (a tested property, not a probability). Why off the boundaries: aligned, a sign flip
+    is a change of :math:`2^{63}`, seen modulo :math:`2^{64}` only through the parity of the
+    multipliers, so negating a whole layer could cancel; here the sign bit sits at bit 31, the
+    low mantissa at bit 32 and up, and several changes cancel only if a signed sum of
+    multipliers vanishes modulo :math:`2^{32}` or more. A check against mistakes, not a
+    cryptographic hash. Integer sums are exact and order-free: the result does not depend on
+    the number of threads.
+
+    Cost: one int64 matrix-vector product in torch; for ResNet-18 in float64 on one thread
+    about a third of SHA-1 over the same bytes (measured side by side).
+    """
+    x = t.detach().to(torch.float64).cpu().contiguous().view(-1)
+    if x.numel() == 0:
+        return 0, 0, 0
+    aligned = x.view(torch.int64)
+    ends = int(aligned[0]), int(aligned[-1])
+    if x.numel() == 1:
+        return 0, *ends
+    with warnings.catch_warnings():  # frombuffer warns that the buffer is shared: it is, read-only
+        warnings.simplefilter("ignore")
+        shifted = torch.frombuffer(memoryview(x.numpy()).cast("B"), dtype=torch.int64, offset=4,
+                                   count=x.numel() - 1)
+    return _weighted_sum(shifted), *ends
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """Fingerprint of the values of the parameters and floating buffers, as float64.
+
+    Robust to a deep copy, a float32 -> float64 cast (exact) and a device move; a change of any
+    single value changes it (see :func:`_tensor_fingerprint`). Cost: one pass over the weights,
+    every time a consumer checks a support: 14 ms for ResNet-18 in float64 on one thread (SHA-1
+    over the same bytes: 48 ms); in float32 the cast to float64 comes on top.
     """
     h = hashlib.sha1()
     for name, t in _state(model):
-        h.update(f"{name}:{tuple(t.shape)};".encode())
-        if t.numel():
-            h.update(memoryview(t.detach().to(torch.float64).cpu().contiguous().numpy()
-                                .reshape(-1)).cast("B"))
+        h.update(f"{name}:{tuple(t.shape)}:{_tensor_fingerprint(t)};".encode())
     return h.hexdigest()[:16]
 
 
