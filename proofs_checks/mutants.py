@@ -686,6 +686,17 @@ def _fingerprint_aligned_words(orig):
     return f
 
 
+def _mask_any_values(orig):
+    def f(m, l, shape):
+        import numpy as np
+
+        m = np.asarray(m)
+        if m.shape != shape:
+            return orig(m, l, shape)
+        return m
+    return f
+
+
 def _state_without_buffers(orig):
     def f(model):
         yield from model.named_parameters()
@@ -1089,6 +1100,10 @@ MUTANTS: list[Mutant] = [
            [("func", "altheory.nets.support._tensor_fingerprint", _fingerprint_aligned_words)],
            killed_by_tests=("tests/test_support.py::test_fixed_support_network_checks_then_holds",
                             "tests/test_fingerprint.py")),
+    Mutant("objective-mask-any-values", (), "MLPObjective takes any numbers as a mask (a "
+           "pre-activation passed as its support)",
+           [("func", "altheory.descent.descent._check_mask", _mask_any_values)],
+           killed_by_tests=("tests/test_descent.py::test_objective_bad_calls",)),
     Mutant("batch-digest-raw-dtype", (), "the batch digest hashes the raw dtype bytes (a float32 "
            "batch differs from its float64 cast)",
            [("func", "altheory.nets.support._digest", _digest_raw_dtype)],

@@ -138,6 +138,9 @@ def test_descend_bad_calls(kwargs, exc, match):
     (dict(weights=np.zeros((2, 2))), TypeError, "weights must be"),
     (dict(weights=[np.zeros((3, 2)), np.zeros((1, 4))]), ValueError, "columns"),
     (dict(masks=[np.ones((4, 3), bool)]), ValueError, "masks\\[0\\] must have shape"),
+    (dict(masks=[np.full((5, 3), 0.7)]), ValueError, "masks\\[0\\] must be a support"),
+    (dict(masks=[np.array([["a"] * 3] * 5)]), ValueError, "masks\\[0\\] must be a support"),
+    (dict(masks=[np.full((5, 3), np.nan)]), ValueError, "masks\\[0\\] must be a support"),
     (dict(trainable=[5]), ValueError, "trainable"),
     (dict(tau=-1.0), ValueError, "tau"),
 ])

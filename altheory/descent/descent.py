@@ -53,6 +53,19 @@ METHODS: tuple[str, ...] = ("gd", "sgd", "adam", "lbfgs")
 _DT = torch.float64
 
 
+def _check_mask(m, l: int, shape: tuple[int, int]) -> np.ndarray:
+    """``masks[l]`` as an array of shape ``(n, h_{l+1})`` holding a support: bool, or 0/1 numbers."""
+    m = np.asarray(m)
+    if m.shape != shape:
+        raise ValueError(f"masks[{l}] must have shape (n, h_{l + 1}) = {shape}; got {m.shape}.")
+    if m.dtype != bool and not (np.issubdtype(m.dtype, np.number) and np.isin(m, (0, 1)).all()):
+        bad = (np.unique(m[~np.isin(m, (0, 1))])[:3] if np.issubdtype(m.dtype, np.number)
+               else f"dtype {m.dtype}")
+        raise ValueError(f"masks[{l}] must be a support: bool, or the numbers 0 and 1 only; got "
+                         f"{bad} (a pre-activation instead of its mask?). Pass the mask: (z > tau).")
+    return m
+
+
 class MLPObjective:
     r"""Objective of a bias-free MLP as a function of a flat vector of its trainable weights.
 
@@ -115,10 +128,7 @@ class MLPObjective:
                 raise ValueError(f"masks must have L-1 = {self.L - 1} entries; got {len(masks)}.")
             ms = []
             for l, m in enumerate(masks):
-                m = np.asarray(m)
-                if m.shape != (self.X.shape[0], self.shapes[l][0]):
-                    raise ValueError(f"masks[{l}] must have shape (n, h_{l + 1}) = "
-                                     f"{(self.X.shape[0], self.shapes[l][0])}; got {m.shape}.")
+                m = _check_mask(m, l, (self.X.shape[0], self.shapes[l][0]))
                 ms.append(torch.from_numpy(m.astype(np.float64)))
             self.masks = ms
         else:
