@@ -11,7 +11,7 @@ a result. Not a timed test: run it by hand,
 
     python paper_repro/bench_solvers.py [--sizes small] [--out paper_repro/results/bench_solvers.json]
 
-Measured (2-core shared CPU machine, one run each) — see the report of issue 3 and the JSON.
+Measured (2-core shared CPU machine, one run each): see the JSON.
 """
 
 from __future__ import annotations

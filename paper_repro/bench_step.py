@@ -11,7 +11,7 @@ For each architecture and each of eager / compiled, four loops run on the same s
   the gate's convolutions: no normalisation kernels in the gate forward);
 * ``alt-inner``: ``--inner-steps`` steps per batch with one gate forward per batch.
 
-Targets (the issue): ``sgd`` >= 0.9x the images/s of ``relu-plain``; the cost of an ``alt`` step
+Targets: ``sgd`` >= 0.9x the images/s of ``relu-plain``; the cost of an ``alt`` step
 <= 1.4x that of an ``sgd`` step. The table prints both ratios per configuration.
 
 GPU: ``python paper_repro/bench_step.py`` (ResNet-18 and -50, 224 px, batch 128, bf16 autocast,

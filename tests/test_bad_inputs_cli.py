@@ -1,4 +1,4 @@
-"""Issue #9, the command line: every bad value is refused before any work, with one line on
+"""Bad input on the command line: every bad value is refused before any work, with one line on
 stderr and exit status 2 (argparse's style), never a traceback; outputs are checked first.
 
 Each case is ``(argv, fragment)``: ``altheory <argv>`` must exit 2, print ``fragment`` on stderr

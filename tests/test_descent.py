@@ -185,7 +185,7 @@ def test_numpy_gradient_matches_torch_reference(loss, k, gated, with_bias, train
         np.testing.assert_allclose(g2, g.numpy(), rtol=1e-11, atol=1e-12)
 
 
-# ---- polish: balancing and saddle-free Newton (issue 13) ----------------------------------------
+# ---- polish: balancing and saddle-free Newton --------------------------------------------------
 
 def _two_layer(lam, seed=0):
     from altheory.descent.descent import MLPObjective

@@ -152,7 +152,7 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         else:
             report.add(Instance(s, {**sizes, "check": "balanced-map"}, f"solver-{res.status}",
                                 None, TOL_MAP, base))
-        # the fast certified solver against the cvxpy reference (issue 6), where it applies
+        # the fast certified solver against the cvxpy reference, where it applies
         if lam > 0 and loss in ("squared", "logistic"):
             report.add(_fast_vs_cvxpy(P, res, s, sizes))
         # descent on the gated network; end points certified raw or after a Newton polish
