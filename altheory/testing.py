@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torch import nn
 
-from altheory.nets.architectures import NetSpec, build, draw_spec
+from altheory.nets.architectures import ACTIVATIONS, NetSpec, build, draw_spec
 
 __all__ = ["Case", "net_specs", "networks", "networks_and_inputs", "inputs_for"]
 
@@ -71,7 +71,7 @@ def _check_positive_int(name: str, v, minimum: int = 1) -> None:
 def net_specs(*, family: str = "any", max_depth: int = 3, max_width: int = 6, max_channels: int = 4,
               image_size: tuple[int, int] = (5, 9), max_out: int = 3,
               activations: tuple[str, ...] = ("threshold", "topk", "relu"),
-              residual: bool = True) -> st.SearchStrategy[NetSpec]:
+              residual: bool = True, concat: bool = False) -> st.SearchStrategy[NetSpec]:
     """Strategy of network specs.
 
     Parameters
@@ -81,12 +81,17 @@ def net_specs(*, family: str = "any", max_depth: int = 3, max_width: int = 6, ma
     max_width, max_channels : int, widths of MLP layers and channels of CNN layers.
     image_size : (lo, hi) range of the input's height and width.
     max_out : int, most outputs k.
-    activations : subset of ("threshold", "topk", "relu").
+    activations : subset of ("threshold", "topk", "relu", "leaky", "prelu", "relu6",
+        "hardtanh"): PHT in threshold and top-k form, ReLU, LeakyReLU, PReLU (two states, a slope
+        on the off side), ReLU6 and Hardtanh (three states: lower constant, identity, upper
+        constant).
     residual : bool, allow torchvision BasicBlock / Bottleneck blocks.
+    concat : bool, allow a DenseNet-like ``torch.cat`` block along the channels (CNNs).
 
     Examples
     --------
     >>> spec = net_specs(family="mlp", max_depth=1).example()  # doctest: +SKIP
+    >>> spec = net_specs(family="cnn", activations=("relu6", "leaky"), concat=True).example()  # doctest: +SKIP
     """
     if family not in ("mlp", "cnn", "any"):
         raise ValueError(f"family must be 'mlp', 'cnn' or 'any'; got {family!r}.")
@@ -103,16 +108,19 @@ def net_specs(*, family: str = "any", max_depth: int = 3, max_width: int = 6, ma
     if isinstance(activations, str) or not isinstance(activations, (tuple, list)):
         raise TypeError(f"activations must be a tuple of names, e.g. ('relu',); got "
                         f"{type(activations).__name__} {activations!r}.")
-    bad = set(activations) - {"threshold", "topk", "relu"}
+    bad = set(activations) - set(ACTIVATIONS)
     if not activations or bad:
-        raise ValueError(f"activations must be a non-empty subset of ('threshold', 'topk', 'relu'); "
+        raise ValueError(f"activations must be a non-empty subset of {ACTIVATIONS}; "
                          f"got {activations}.")
+    if not isinstance(concat, bool):
+        raise TypeError(f"concat must be a bool; got {type(concat).__name__}.")
 
     @st.composite
     def _specs(draw):
         return draw_spec(_HypothesisChooser(draw), family=family, max_depth=max_depth,
                          max_width=max_width, max_channels=max_channels, image_size=image_size,
-                         max_out=max_out, activations=tuple(activations), residual=residual)
+                         max_out=max_out, activations=tuple(activations), residual=residual,
+                         concat=concat)
 
     return _specs()
 

@@ -177,8 +177,15 @@ BAD = [
      "GELU at '1'"),  # was: silent
     ("support-Softmax", lambda: support(with_module(nn.Softmax(-1)), X()), UnsupportedModuleError,
      "Softmax at '1'"),  # was: silent
-    ("support-ReLU6", lambda: support(with_module(nn.ReLU6()), X()), UnsupportedModuleError,
-     "ReLU6 at '1'"),  # was: silent
+    ("support-Hardswish", lambda: support(with_module(nn.Hardswish()), X()), UnsupportedModuleError,
+     "Hardswish at '1'"),  # was ReLU6, supported since issue 10 (three-state support)
+    ("support-SiLU", lambda: support(with_module(nn.SiLU()), X()), UnsupportedModuleError,
+     "SiLU at '1'"),
+    ("support-cat-batch-dim", lambda: support(Functional(lambda z: torch.cat([z, z], 0)).double(),
+                                              X()), UnsupportedModuleError, "batch dimension"),
+    ("support-functional-dropout-training",
+     lambda: support(Functional(lambda z: F.dropout(z, 0.5, training=True)).double(), X()),
+     UnsupportedModuleError, "training=True"),
     ("support-Sigmoid", lambda: support(with_module(nn.Sigmoid()), X()), UnsupportedModuleError,
      "Sigmoid at '1'"),  # was: silent
     ("support-LayerNorm", lambda: support(with_module(nn.LayerNorm(4)), X()),

@@ -30,9 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from altheory.nets.activations import topk_mask
 from altheory.nets.architectures import build, random_inputs, sample_spec
-from altheory.nets.graph import _activation_params
+from altheory.nets.graph import act_select
 from altheory.nets.operators import Linearization
 from altheory.nets.support import support
 from altheory.claims import ClaimReport, Condition, Instance, register
@@ -44,10 +43,11 @@ def _predicted_selection(node, lin: Linearization, z: np.ndarray) -> np.ndarray:
     """The selection a first-layer node makes on the flat input ``z`` (its own rule)."""
     shape = lin.shapes[node.inputs[0]]
     zt = torch.from_numpy(z.reshape(1, *shape))
-    if node.kind == "act":
-        tau, k, dim = _activation_params(node)
-        s = (zt > tau) if k is None else topk_mask(zt, k, dim)
-        return s.numpy().ravel()
+    if node.kind == "act":  # each activation's own rule (three states: 0 lower, 1 identity, 2 upper)
+        s, up = act_select(node, zt)
+        if up is None:
+            return s.numpy().ravel()
+        return (s.numpy().astype(np.int8) + 2 * up.numpy().astype(np.int8)).ravel()
     m = node.module
     _, idx = F.max_pool2d(zt, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode,
                           return_indices=True)

@@ -69,3 +69,49 @@ def adjoint_reference(M: np.ndarray, R: np.ndarray) -> np.ndarray:
     of :mod:`altheory.nets.operators` compute without forming ``M``)."""
     R = np.asarray(R, dtype=np.float64).reshape(R.shape[0], -1)
     return np.stack([M.T @ r for r in R]) if R.shape[0] else np.zeros((0, M.shape[1]))
+
+
+def piecewise_reference(z: np.ndarray, kind: str, *, slope: float = 0.0, lo: float = 0.0,
+                        hi: float = 6.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A piecewise-linear activation one entry at a time: ``(value, derivative, state)``.
+
+    ``kind="leaky"``: ``z`` if ``z > 0`` else ``slope * z`` (state 1 / 0); ``kind="clamp"``
+    (Hardtanh(lo, hi), ReLU6 = clamp 0..6): ``lo`` if ``z <= lo`` (state 0), ``z`` if
+    ``lo < z < hi`` (state 1), ``hi`` if ``z >= hi`` (state 2). The derivative is autograd's
+    (1 only strictly inside the identity region).
+    """
+    zf = np.asarray(z, dtype=np.float64).ravel()
+    val, der, state = [], [], []
+    for v in zf:
+        if kind == "leaky":
+            on = v > 0
+            val.append(v if on else slope * v)
+            der.append(1.0 if on else slope)
+            state.append(int(on))
+        elif kind == "clamp":
+            if v <= lo:
+                val.append(lo), der.append(0.0), state.append(0)
+            elif v >= hi:
+                val.append(hi), der.append(0.0), state.append(2)
+            else:
+                val.append(v), der.append(1.0), state.append(1)
+        else:
+            raise ValueError(f"kind must be 'leaky' or 'clamp'; got {kind!r}.")
+    shape = np.shape(z)
+    return (np.array(val).reshape(shape), np.array(der).reshape(shape),
+            np.array(state, dtype=np.int8).reshape(shape))
+
+
+def cat_operator_reference(in_shapes: list[tuple[int, ...]], axis: int) -> list[np.ndarray]:
+    """Dense 0/1 blocks of ``torch.cat`` along per-sample ``axis`` (0-based, batch excluded),
+    column by column: block ``u`` maps input ``u``'s basis vector to its place in the output."""
+    d = [int(np.prod(s)) for s in in_shapes]
+    blocks = []
+    for u, s in enumerate(in_shapes):
+        cols = []
+        for j in range(d[u]):
+            parts = [torch.zeros((1, *t), dtype=torch.float64) for t in in_shapes]
+            parts[u].view(-1)[j] = 1.0
+            cols.append(torch.cat(parts, dim=axis + 1).reshape(-1).numpy())
+        blocks.append(np.stack(cols, axis=1))
+    return blocks

@@ -262,12 +262,18 @@ class PHT(nn.Module):
 
 
 def replace_relu(model: nn.Module, tau: float = 0.0, *, k: int | None = None, dim: int = 1,
-                 inplace: bool = False) -> nn.Module:
+                 inplace: bool = False, relu6: bool = False) -> nn.Module:
     r"""Swap every ``nn.ReLU`` of ``model`` for :class:`PHT` (threshold ``tau`` or top-``k``).
 
     Works on any model whose ReLUs are modules (every torchvision classifier, ``nn.Sequential``
     stacks). Functional ``F.relu`` calls inside ``forward`` are not modules and are left alone;
     :func:`altheory.support` still records them as ReLU (``tau=0``) supports.
+
+    ``nn.ReLU6`` (mobilenet_v2's activation), ``nn.LeakyReLU``, ``nn.PReLU`` and ``nn.Hardtanh``
+    are left alone by default: they are not ReLUs (ReLU6 caps at 6, a third state), and altheory
+    represents each of them exactly as it is (three-state and sloped supports,
+    :mod:`altheory.nets.graph`). ``relu6=True`` swaps ReLU6 modules for PHT as well, dropping
+    the cap — the "PHT mobilenet_v2" of claim C1's thorough profile.
 
     Parameters
     ----------
@@ -275,6 +281,8 @@ def replace_relu(model: nn.Module, tau: float = 0.0, *, k: int | None = None, di
     tau, k, dim : see :class:`PHT`
     inplace : bool, default False
         Modify ``model`` itself; otherwise a deep copy is modified and returned.
+    relu6 : bool, default False
+        Replace ``nn.ReLU6`` modules too (by default they are kept, cap included).
 
     Returns
     -------
@@ -289,11 +297,13 @@ def replace_relu(model: nn.Module, tau: float = 0.0, *, k: int | None = None, di
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     PHT(tau, k=k, dim=dim)  # validate the arguments even when the model holds no ReLU
+    if not isinstance(relu6, bool):
+        raise TypeError(f"relu6 must be a bool; got {type(relu6).__name__}.")
     if not inplace:
         model = copy.deepcopy(model)
     for name, child in list(model.named_children()):
-        if isinstance(child, nn.ReLU):
+        if isinstance(child, nn.ReLU) or (relu6 and isinstance(child, nn.ReLU6)):
             setattr(model, name, PHT(tau, k=k, dim=dim))
         else:
-            replace_relu(child, tau, k=k, dim=dim, inplace=True)
+            replace_relu(child, tau, k=k, dim=dim, inplace=True, relu6=relu6)
     return model

@@ -10,7 +10,10 @@ Covered: Linear, Conv2d (kernel 1–3, stride 1–2, padding 0–2 or ``'same'``
 groups), BatchNorm2d in eval with random running statistics, AvgPool2d (ceil mode,
 count_include_pad, divisor_override), AdaptiveAvgPool2d, MaxPool2d (padding, dilation, ceil mode),
 torchvision BasicBlock and Bottleneck residual blocks (with and without downsampling), PHT in
-threshold and top-k form, and ReLU.
+threshold and top-k form, and ReLU; on request (``activations=``, ``concat=True``: issue 10)
+LeakyReLU, PReLU (a slope per channel), ReLU6 and Hardtanh, and a DenseNet-like concatenation
+block (``torch.cat`` of the input and two convolutions along the channels). The defaults draw
+exactly the specs they drew before these were added: a seed keeps its network.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from altheory.nets.activations import PHT, replace_relu
 __all__ = ["NetSpec", "build", "draw_spec", "sample_spec", "NumpyChooser"]
 
 Family = Literal["mlp", "cnn", "any"]
+ACTIVATIONS = ("threshold", "topk", "relu", "leaky", "prelu", "relu6", "hardtanh")
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,10 @@ class NetSpec:
     ----------
     input_shape : per-sample input shape, ``(d,)`` or ``(C, H, W)``.
     layers : tuple of ``(kind, params)`` pairs, kinds ``linear, conv, bn, act, maxpool, avgpool,
-        adaptiveavgpool, basicblock, bottleneck, flatten``.
-    activation : ``("threshold", tau)``, ``("topk", k)`` or ``("relu", 0)``.
+        adaptiveavgpool, basicblock, bottleneck, cat, flatten``.
+    activation : ``("threshold", tau)``, ``("topk", k)``, ``("relu", 0)``, ``("leaky", slope)``,
+        ``("prelu", 0)`` (slopes drawn with the weights, one per channel), ``("relu6", 0)`` or
+        ``("hardtanh", v)`` (Hardtanh(-v, v)).
     seed : seed of the weight initialisation.
     """
 
@@ -66,7 +72,38 @@ def _act(activation: tuple[str, float], width: int) -> nn.Module:
         return PHT(k=min(int(v), width), dim=1)
     if kind == "relu":
         return nn.ReLU()
-    raise ValueError(f"activation kind must be 'threshold', 'topk' or 'relu'; got {kind!r}.")
+    if kind == "leaky":
+        return nn.LeakyReLU(float(v))
+    if kind == "prelu":
+        return nn.PReLU(width)
+    if kind == "relu6":
+        return nn.ReLU6()
+    if kind == "hardtanh":
+        return nn.Hardtanh(-float(v), float(v))
+    raise ValueError(f"activation kind must be one of {ACTIVATIONS}; got {kind!r}.")
+
+
+class ConcatBlock(nn.Module):
+    """DenseNet-like: ``torch.cat([x (if keep), conv3x3(x), conv1x1(x)], dim=1)``."""
+
+    def __init__(self, c_in: int, a: int, b: int, keep: bool):
+        super().__init__()
+        self.keep = keep
+        self.a = nn.Conv2d(c_in, a, 3, padding=1)
+        self.b = nn.Conv2d(c_in, b, 1, bias=False)
+
+    def forward(self, x):
+        parts = [self.a(x), self.b(x)]
+        return torch.cat([x, *parts] if self.keep else parts, dim=1)
+
+
+def _swap_relu(module: nn.Module, make) -> None:
+    """Replace every ``nn.ReLU`` inside ``module`` by ``make()`` (in place)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.ReLU):
+            setattr(module, name, make())
+        else:
+            _swap_relu(child, make)
 
 
 def build(spec: NetSpec) -> nn.Module:
@@ -119,6 +156,11 @@ def build(spec: NetSpec) -> nn.Module:
                 m = replace_relu(m, tau=float(act[1]), inplace=True)
             elif act[0] == "topk":  # the narrowest activation of a block has `planes` channels
                 m = replace_relu(m, k=min(int(act[1]), int(p["planes"])), dim=1, inplace=True)
+            elif act[0] != "relu":  # one module for every width of the block: PReLU(1)
+                _swap_relu(m, lambda: _act(act, 1))
+        elif kind == "cat":
+            m = ConcatBlock(p["in"], p["a"], p["b"], p["keep"])
+            width = p["a"] + p["b"] + (p["in"] if p["keep"] else 0)
         elif kind == "flatten":
             m = nn.Flatten()
         else:
@@ -170,8 +212,13 @@ def _pool_out(h: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
 
 def draw_spec(ch, *, family: Family = "any", max_depth: int = 3, max_width: int = 6,
               max_channels: int = 4, image_size: tuple[int, int] = (5, 9), max_out: int = 3,
-              activations: tuple[str, ...] = ("threshold", "topk", "relu"), residual: bool = True) -> NetSpec:
-    """Draw one :class:`NetSpec` using chooser ``ch`` (``int(lo, hi)``, ``choice``, ``bool``)."""
+              activations: tuple[str, ...] = ("threshold", "topk", "relu"), residual: bool = True,
+              concat: bool = False) -> NetSpec:
+    """Draw one :class:`NetSpec` using chooser ``ch`` (``int(lo, hi)``, ``choice``, ``bool``).
+
+    ``activations`` is a subset of ``ACTIVATIONS``; ``concat=True`` adds the concatenation block
+    to the CNN operations. With the defaults, the draws are those made before either existed.
+    """
     if family == "any":
         family = ch.choice(("mlp", "cnn"))
     if family not in ("mlp", "cnn"):
@@ -181,10 +228,14 @@ def draw_spec(ch, *, family: Family = "any", max_depth: int = 3, max_width: int 
         activation = ("threshold", ch.choice((0.0, 0.05, 0.2)))
     elif act_kind == "topk":
         activation = ("topk", ch.int(1, 3))
-    elif act_kind == "relu":
-        activation = ("relu", 0.0)
+    elif act_kind in ("relu", "prelu", "relu6"):
+        activation = (act_kind, 0.0)
+    elif act_kind == "leaky":
+        activation = ("leaky", ch.choice((0.01, 0.1, 0.3, -0.2)))
+    elif act_kind == "hardtanh":
+        activation = ("hardtanh", ch.choice((0.25, 0.5, 1.0)))
     else:
-        raise ValueError(f"activations must be among 'threshold', 'topk', 'relu'; got {act_kind!r}.")
+        raise ValueError(f"activations must be among {ACTIVATIONS}; got {act_kind!r}.")
     layers: list[tuple[str, dict]] = []
     k_out = ch.int(1, max_out)
     if family == "mlp":
@@ -200,8 +251,14 @@ def draw_spec(ch, *, family: Family = "any", max_depth: int = 3, max_width: int 
         C, H, W = ch.int(1, max_channels), ch.int(*image_size), ch.int(*image_size)
         shape = (C, H, W)
         for _ in range(ch.int(1, max_depth)):
-            op = ch.choice(("conv", "conv", "block", "pool") if residual else ("conv", "conv", "pool"))
-            if op == "conv":
+            ops = ("conv", "conv", "block", "pool") if residual else ("conv", "conv", "pool")
+            op = ch.choice(ops + ("cat",) if concat else ops)
+            if op == "cat":
+                a, b, keep = ch.int(1, max_channels), ch.int(1, max_channels), ch.bool()
+                layers.append(("cat", {"in": C, "a": a, "b": b, "keep": keep}))
+                C = a + b + (C if keep else 0)
+                layers.append(("act", {}))
+            elif op == "conv":
                 k, s, dil = ch.int(1, 3), ch.int(1, 2), ch.int(1, 2)
                 same = s == 1 and ch.bool() and ch.bool()
                 p = "same" if same else ch.int(0, 2)

@@ -14,11 +14,32 @@ classifies each node. :func:`execute` runs the graph in one of two modes:
 
 Support keys are module paths, with ``#j`` appended for the j-th reuse of one module in the
 same forward pass (torchvision's BasicBlock applies ``relu`` twice: ``layer1.0.relu`` and
-``layer1.0.relu#1``). Functional ReLUs are keyed by their fx node name.
+``layer1.0.relu#1``). Functional selections (``F.relu``, ``.relu()``, ``F.relu6``,
+``F.leaky_relu``, ``F.hardtanh``, ``F.max_pool2d``) are keyed by their fx node name.
+
+Activations, by the states of their support (:func:`act_kind`):
+
+* ``"pht"`` — PHT (threshold and top-k) and ReLU: two states, the off side is an exact zero;
+  :math:`D = \mathrm{diag}(s)`.
+* ``"leaky"`` — LeakyReLU (slope ``a`` fixed) and PReLU (slope per channel, a parameter of the
+  model): two states, ``s = 1[z > 0]``, the off side is ``a z``;
+  :math:`D = \mathrm{diag}(s + a (1 - s))`; margin :math:`\min |z|`.
+* ``"clamp"`` — Hardtanh(lo, hi) and ReLU6 (= Hardtanh(0, 6)): three states, lower constant
+  (``z <= lo``), identity (``lo < z < hi``: the ``mask``) and upper constant (``z >= hi``: the
+  ``upper`` mask); :math:`D = \mathrm{diag}(s)` and the constants ``lo``/``hi`` go into the bias
+  :math:`c`; margin :math:`\min(|z - lo|, |z - hi|)`. The regions follow autograd's
+  ``hardtanh_backward`` (derivative 1 only strictly inside), so :math:`A_S` is autograd's
+  Jacobian.
+
+Graph operations beyond the affine modules: ``torch.cat`` / ``torch.stack`` along a per-sample
+dimension (kind ``"cat"``), the functional pools ``F.max_pool2d``, ``F.avg_pool2d``,
+``F.adaptive_avg_pool2d`` (a module of the same parameters is built from the call's constant
+arguments), ``torch.flatten`` and the reshape methods, ``F.dropout(training=False)``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 from dataclasses import dataclass, field
@@ -34,18 +55,86 @@ __all__ = ["Node", "Graph", "trace", "execute", "Selection", "check_supported", 
 
 Kind = Literal[
     "input", "linear", "conv", "bn", "avgpool", "adaptiveavgpool", "maxpool", "act",
-    "reshape", "identity", "add", "output", "other",
+    "reshape", "identity", "add", "cat", "output", "other",
 ]
+ActKind = Literal["pht", "leaky", "clamp"]
 
 _RESHAPE_METHODS = {"view", "reshape", "flatten", "contiguous"}
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
-_RELU_FUNCTIONS = {F.relu, torch.relu}
-_RELU_METHODS = {"relu"}
+_RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
+_RELU_METHODS = {"relu", "relu_"}
+_CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
+_STACK_FUNCTIONS = {torch.stack}
 
 SUPPORTED = ("Linear, Conv2d, BatchNorm1d/2d (eval, running statistics), AvgPool2d, "
-             "AdaptiveAvgPool2d, MaxPool2d, Flatten/reshape, Identity, Dropout (eval), residual "
-             "addition, ReLU (module, F.relu, torch.relu, .relu()), PHT")
+             "AdaptiveAvgPool2d, MaxPool2d (modules or F.avg_pool2d, F.adaptive_avg_pool2d, "
+             "F.max_pool2d), Flatten/reshape (torch.flatten, .view, .reshape, .flatten), Identity, "
+             "Dropout (eval), residual addition, torch.cat/torch.stack along a per-sample "
+             "dimension, ReLU (module, F.relu, torch.relu, .relu()), PHT, LeakyReLU (module, "
+             "F.leaky_relu), PReLU (module), ReLU6 and Hardtanh (modules, F.relu6, F.hardtanh)")
+
+
+# signatures of the functional forms, to read their constant arguments (fx keeps args/kwargs
+# as written in forward())
+def _sig_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                    return_indices=False): ...
+def _sig_avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                    count_include_pad=True, divisor_override=None): ...
+def _sig_adaptive_avg_pool2d(input, output_size): ...
+def _sig_relu(input, inplace=False): ...
+def _sig_leaky_relu(input, negative_slope=0.01, inplace=False): ...
+def _sig_hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False): ...
+def _sig_cat(tensors, dim=0): ...
+def _sig_dropout(input, p=0.5, training=True, inplace=False): ...
+
+
+def _functional_module(fn: fx.Node) -> tuple[Kind, nn.Module | None, str]:
+    """(kind, module of the same parameters, why) for a functional pool / activation / dropout;
+    kind ``"other"`` with the reason when an argument is not a constant or not supported."""
+    target = fn.target
+    table = {F.max_pool2d: _sig_max_pool2d, F.avg_pool2d: _sig_avg_pool2d,
+             F.adaptive_avg_pool2d: _sig_adaptive_avg_pool2d, F.relu6: _sig_relu,
+             F.leaky_relu: _sig_leaky_relu, F.hardtanh: _sig_hardtanh, F.dropout: _sig_dropout}
+    sig = table[target]
+    name = getattr(target, "__name__", str(target))
+    try:
+        bound = inspect.signature(sig).bind(*fn.args, **fn.kwargs)
+    except TypeError as exc:
+        return "other", None, f"function {name}() called with arguments altheory cannot read ({exc})"
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+    a.pop("input")
+    nodes = [k for k, v in a.items()
+             if any(isinstance(u, fx.Node) for u in (v if isinstance(v, (tuple, list)) else (v,)))]
+    if nodes:
+        return "other", None, (f"function {name}() with argument(s) {nodes} computed in forward() "
+                               "(only constant arguments are supported)")
+    if sig is _sig_max_pool2d:
+        if a["return_indices"]:
+            return "other", None, "F.max_pool2d(return_indices=True) returns a tuple"
+        return "maxpool", nn.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                                       ceil_mode=a["ceil_mode"]), ""
+    if sig is _sig_avg_pool2d:
+        return "avgpool", nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                                       a["count_include_pad"], a["divisor_override"]), ""
+    if sig is _sig_adaptive_avg_pool2d:
+        return "adaptiveavgpool", nn.AdaptiveAvgPool2d(a["output_size"]), ""
+    if target is F.relu6:
+        return "act", nn.ReLU6(), ""
+    if sig is _sig_leaky_relu:
+        return "act", nn.LeakyReLU(float(a["negative_slope"])), ""
+    if sig is _sig_hardtanh:
+        lo, hi = float(a["min_val"]), float(a["max_val"])
+        if not lo < hi:
+            return "other", None, f"F.hardtanh with min_val={lo} >= max_val={hi}"
+        return "act", nn.Hardtanh(lo, hi), ""
+    if sig is _sig_dropout:
+        if a["training"] and a["p"] > 0:
+            return "other", None, ("F.dropout(training=True) zeroes random entries; pass "
+                                   "training=self.training and call model.eval()")
+        return "identity", None, ""
+    raise AssertionError(name)  # pragma: no cover - the table above is exhaustive
 
 
 @dataclass
@@ -61,6 +150,8 @@ class Node:
     module : the ``nn.Module`` for module nodes, else None.
     key : support key for selection nodes (``act``, ``maxpool``), else None.
     why : for ``kind == "other"``, why the node has no explicit operator.
+    params : for ``kind == "cat"``: ``{"dim": int, "stack": bool}`` as written in forward()
+        (``dim`` counts the batch dimension; it is resolved against the shapes when used).
     """
 
     name: str
@@ -71,6 +162,7 @@ class Node:
     key: str | None = None
     why: str = ""
     fx_node: Any = field(default=None, repr=False)
+    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -154,7 +246,15 @@ def trace(model: nn.Module) -> Graph:
             elif fn.target in _RESHAPE_FUNCTIONS:
                 nodes.append(Node(fn.name, "reshape", inputs[:1], fname, fx_node=fn))
             elif fn.target in _RELU_FUNCTIONS:
-                nodes.append(Node(fn.name, "act", inputs, fname, nn.ReLU(), fn.name, fx_node=fn))
+                nodes.append(Node(fn.name, "act", inputs[:1], fname, nn.ReLU(), fn.name, fx_node=fn))
+            elif fn.target in _CAT_FUNCTIONS or fn.target in _STACK_FUNCTIONS:
+                nodes.append(_cat_node(fn, fname))
+            elif fn.target in (F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.relu6,
+                               F.leaky_relu, F.hardtanh, F.dropout):
+                kind, mod, why = _functional_module(fn)
+                key = fn.name if kind in ("act", "maxpool") else None
+                nodes.append(Node(fn.name, kind, inputs[:1] if kind != "other" else inputs, fname,
+                                  mod, key, why, fn))
             else:
                 nodes.append(Node(fn.name, "other", inputs, fname,
                                   why=f"function {fname}() has no explicit linear operator",
@@ -173,6 +273,48 @@ def trace(model: nn.Module) -> Graph:
             nodes.append(Node(fn.name, "other", inputs, str(fn.target),
                               why="reads a parameter or buffer directly in forward()", fx_node=fn))
     return Graph(model, nodes, gm)
+
+
+def _cat_node(fn: fx.Node, fname: str) -> Node:
+    """A ``torch.cat``/``torch.stack`` node: inputs in order (repeats kept), its ``dim``."""
+    try:
+        bound = inspect.signature(_sig_cat).bind(*fn.args, **fn.kwargs)
+    except TypeError as exc:
+        return Node(fn.name, "other", [a.name for a in fn.all_input_nodes], fname,
+                    why=f"{fname}() called with arguments altheory cannot read ({exc})", fx_node=fn)
+    bound.apply_defaults()
+    tensors, dim = bound.arguments["tensors"], bound.arguments["dim"]
+    inputs = [a.name for a in fn.all_input_nodes]
+    if (not isinstance(tensors, (list, tuple)) or not tensors
+            or not all(isinstance(t, fx.Node) for t in tensors)):
+        return Node(fn.name, "other", inputs, fname,
+                    why=f"{fname}() of something other than a list of tensors", fx_node=fn)
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        return Node(fn.name, "other", inputs, fname,
+                    why=f"{fname}() with a dim computed in forward() (only a constant int)", fx_node=fn)
+    if dim == 0:
+        return Node(fn.name, "other", inputs, fname,
+                    why=f"{fname}(dim=0) joins along the batch dimension, which mixes samples",
+                    fx_node=fn)
+    return Node(fn.name, "cat", [t.name for t in tensors], fname, fx_node=fn,
+                params={"dim": dim, "stack": fn.target in _STACK_FUNCTIONS})
+
+
+def cat_axis(node: Node, out_shape: tuple[int, ...]) -> int:
+    """The axis of a ``cat`` node in a batched tensor of per-sample shape ``out_shape`` (>= 1).
+
+    Raises UnsupportedModuleError for a (negative) ``dim`` that resolves to the batch axis.
+    """
+    from altheory.errors import UnsupportedModuleError
+
+    ndim = len(out_shape) + 1
+    dim = node.params["dim"]
+    if not -ndim <= dim < ndim or dim % ndim == 0:
+        raise UnsupportedModuleError(
+            f"{node.path}() at {node.name!r} with dim={dim} joins along the batch dimension of a "
+            f"{ndim}-d batch (or is out of range): only per-sample dimensions 1..{ndim - 1} are "
+            "supported.")
+    return dim % ndim
 
 
 def check_supported(graph: Graph, where: str) -> None:
@@ -208,7 +350,7 @@ def check_supported(graph: Graph, where: str) -> None:
 
 
 def _classify_module(mod: nn.Module) -> tuple[Kind, str]:
-    if isinstance(mod, (PHT, nn.ReLU)):
+    if isinstance(mod, (PHT, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Hardtanh)):  # ReLU6 is a Hardtanh
         return "act", ""
     if isinstance(mod, nn.Linear):
         return "linear", ""
@@ -235,20 +377,30 @@ def _classify_module(mod: nn.Module) -> tuple[Kind, str]:
 class Selection:
     """What one selection node recorded for a batch.
 
-    ``mask`` (activations): boolean tensor ``(n, *shape)``; ``indices`` (max pooling): int64
-    tensor ``(n, C, H_out, W_out)`` of flat positions in each input channel; ``margin``: float64
+    ``mask`` (activations): boolean tensor ``(n, *shape)`` (for a three-state ``"clamp"``
+    activation: the identity region); ``indices`` (max pooling): int64 tensor
+    ``(n, C, H_out, W_out)`` of flat positions in each input channel; ``margin``: float64
     tensor ``(n,)``, the largest :math:`r` such that every perturbation of the node's input with
-    :math:`\\|\\delta\\|_\\infty < r` keeps this selection; ``in_shape``: per-sample input shape.
+    :math:`\\|\\delta\\|_\\infty < r` keeps this selection; ``in_shape``: per-sample input shape;
+    ``upper`` (``"clamp"`` activations only): boolean tensor like ``mask``, the upper-constant
+    region (entries in neither are at the lower constant).
     """
 
     mask: torch.Tensor | None
     indices: torch.Tensor | None
     margin: torch.Tensor
     in_shape: tuple[int, ...]
+    upper: torch.Tensor | None = None
 
 
 def _threshold_margin(z: torch.Tensor, tau: float) -> torch.Tensor:
     return (z.detach().double() - tau).abs().flatten(1).amin(1)
+
+
+def _clamp_margin(z: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Distance to the nearer of the two breakpoints of a Hardtanh(lo, hi), per sample."""
+    z = z.detach().double()
+    return torch.minimum((z - lo).abs(), (z - hi).abs()).flatten(1).amin(1)
 
 
 def _topk_margin(z: torch.Tensor, s: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -268,13 +420,19 @@ def _topk_margin(z: torch.Tensor, s: torch.Tensor, k: int, dim: int) -> torch.Te
 
 
 def _maxpool_margin(x: torch.Tensor, mod: nn.MaxPool2d, out_hw: tuple[int, int],
-                    held: torch.Tensor | None = None) -> torch.Tensor:
+                    held: torch.Tensor | None = None,
+                    dominant: torch.Tensor | None = None) -> torch.Tensor:
     """Half the gap between the largest and second largest entry of every window.
 
     ``held`` (optional, bool like ``x``) marks the entries the preceding activation keeps; the
-    others are exact zeros that stay zero while that activation's support holds, so they never
-    compete: a window of such zeros selects a zero whichever index wins (no constraint), and a
-    kept entry only has to stay above them, which its own margin already guarantees.
+    others are constants below every kept entry (PHT/ReLU: exact zeros; Hardtanh: its lower
+    value) that stay so while that activation's support holds, so they never compete: a window
+    of such constants selects the constant whichever index wins (no constraint), and a kept
+    entry only has to stay above them, which its own margin already guarantees. ``dominant``
+    (optional, Hardtanh's upper region) marks constants above every kept entry: a window that
+    holds one outputs that constant whichever of them wins, whatever the kept entries do while
+    the activation's support holds (no constraint). Not for LeakyReLU/PReLU, whose off entries
+    ``a z`` move with ``z``.
     """
     k = _pair(mod.kernel_size)
     s = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
@@ -283,6 +441,8 @@ def _maxpool_margin(x: torch.Tensor, mod: nn.MaxPool2d, out_hw: tuple[int, int],
     x = x.detach().double()
     if held is not None:
         x = torch.where(held, x, torch.tensor(-math.inf, dtype=x.dtype))
+    if dominant is not None:  # +inf: the window's gap comes out inf below
+        x = torch.where(dominant, torch.tensor(math.inf, dtype=x.dtype), x)
     n, c, h, w = x.shape
     extra = [max(0, (out_hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - ((h, w)[i] + 2 * p[i]))
              for i in range(2)]
@@ -303,10 +463,93 @@ def _pair(v) -> tuple[int, int]:
 
 
 def _activation_params(node: Node) -> tuple[float, int | None, int]:
+    """``(tau, k, dim)`` of a ``"pht"`` activation (ReLU: ``(0.0, None, 1)``)."""
     mod = node.module
     if isinstance(mod, PHT):
         return mod.tau, mod.k, mod.dim
     return 0.0, None, 1
+
+
+def act_kind(node: Node) -> ActKind:
+    """``"pht"`` (PHT, ReLU), ``"leaky"`` (LeakyReLU, PReLU) or ``"clamp"`` (Hardtanh, ReLU6)."""
+    mod = node.module
+    if isinstance(mod, (PHT, nn.ReLU)):
+        return "pht"
+    if isinstance(mod, (nn.LeakyReLU, nn.PReLU)):
+        return "leaky"
+    if isinstance(mod, nn.Hardtanh):
+        return "clamp"
+    raise TypeError(f"node {node.name!r} is not a supported activation; got "
+                    f"{type(mod).__name__}.")
+
+
+def act_bounds(node: Node) -> tuple[float, float]:
+    """``(lo, hi)`` of a ``"clamp"`` activation (ReLU6: ``(0.0, 6.0)``)."""
+    return float(node.module.min_val), float(node.module.max_val)
+
+
+def act_slope(node: Node, z: torch.Tensor) -> torch.Tensor:
+    """The off-side slope ``a`` of a ``"leaky"`` activation, broadcastable against the batch
+    ``z`` (PReLU: its weight, one per channel along dim 1 or a single one; LeakyReLU: the
+    fixed ``negative_slope``). PReLU's slope stays a parameter (differentiable) here."""
+    mod = node.module
+    if isinstance(mod, nn.PReLU):
+        a = mod.weight.to(dtype=z.dtype, device=z.device)
+        if a.numel() == 1:
+            return a.reshape(())
+        return a.reshape((1, -1) + (1,) * (z.ndim - 2))
+    return torch.tensor(float(mod.negative_slope), dtype=z.dtype, device=z.device)
+
+
+def act_select(node: Node, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The support an activation node computes on ``z``: ``(mask, upper)``.
+
+    ``mask`` is ``1[z > tau]`` / the top-k set (``"pht"``), ``1[z > 0]`` (``"leaky"``) or the
+    identity region ``lo < z < hi`` (``"clamp"``); ``upper`` is ``z >= hi`` for ``"clamp"``
+    and None otherwise.
+    """
+    kind = act_kind(node)
+    if kind == "pht":
+        tau, k, dim = _activation_params(node)
+        return (z > tau) if k is None else topk_mask(z, k, dim), None
+    if kind == "leaky":
+        return z > 0, None
+    lo, hi = act_bounds(node)
+    return (z > lo) & (z < hi), z >= hi
+
+
+def act_margin(node: Node, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample margin of an activation's support on ``z`` (see :class:`Selection`)."""
+    kind = act_kind(node)
+    if kind == "pht":
+        tau, k, dim = _activation_params(node)
+        return _threshold_margin(z, tau) if k is None else _topk_margin(z, mask, k, dim)
+    if kind == "leaky":
+        return _threshold_margin(z, 0.0)
+    return _clamp_margin(z, *act_bounds(node))
+
+
+def act_apply(node: Node, z: torch.Tensor, mask: torch.Tensor,
+              upper: torch.Tensor | None) -> torch.Tensor:
+    """The activation with its support held: affine in ``z`` (derivative the diagonal D).
+
+    ``"pht"``: ``z`` on the mask, else 0 (:func:`select`); ``"leaky"``: ``z * (1 or a)``;
+    ``"clamp"``: ``z`` on the mask, ``hi`` on ``upper``, ``lo`` elsewhere. Each equals the
+    module's own output on the support it records (the same floating-point operations).
+    """
+    kind = act_kind(node)
+    if kind == "pht":
+        return select(z, mask)
+    if kind == "leaky":
+        one = torch.ones((), dtype=z.dtype, device=z.device)
+        return z * torch.where(mask, one, act_slope(node, z))
+    lo, hi = act_bounds(node)
+    if upper is None:
+        raise ValueError(f"activation {node.key!r} ({type(node.module).__name__}) has three "
+                         "states; its support needs the upper-region mask.")
+    const = torch.where(upper, torch.tensor(hi, dtype=z.dtype, device=z.device),
+                        torch.tensor(lo, dtype=z.dtype, device=z.device))
+    return torch.where(mask, z, const)
 
 
 def _fetch(arg, env):
@@ -348,17 +591,14 @@ def execute(graph: Graph, x: torch.Tensor, mode: Literal["record", "gated"] = "r
         elif node.kind == "act":
             z = env[node.inputs[0]]
             if mode == "record":
-                tau, k, dim = _activation_params(node)
-                if k is None:
-                    s = z > tau
-                    margin = _threshold_margin(z, tau)
-                else:
-                    s = topk_mask(z, k, dim)
-                    margin = _topk_margin(z, s, k, dim)
-                recorded[node.key] = Selection(s.detach(), None, margin, tuple(z.shape[1:]))
+                s, up = act_select(node, z)
+                s = s.detach()
+                up = None if up is None else up.detach()
+                margin = act_margin(node, z, s)
+                recorded[node.key] = Selection(s, None, margin, tuple(z.shape[1:]), up)
             else:
-                s = selections[node.key].mask
-            out = select(z, s)
+                s, up = selections[node.key].mask, selections[node.key].upper
+            out = act_apply(node, z, s, up)
         elif node.kind == "maxpool":
             z = env[node.inputs[0]]
             mod = node.module
@@ -366,8 +606,11 @@ def execute(graph: Graph, x: torch.Tensor, mode: Literal["record", "gated"] = "r
                 out, idx = F.max_pool2d(z, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
                                         ceil_mode=mod.ceil_mode, return_indices=True)
                 src = graph.node(node.inputs[0])
-                held = recorded[src.key].mask if src.kind == "act" else None
-                margin = _maxpool_margin(z, mod, tuple(out.shape[2:]), held)
+                held = dominant = None
+                # an activation's off entries compete only where they move with z (leaky: a z)
+                if src.kind == "act" and act_kind(src) in ("pht", "clamp"):
+                    held, dominant = recorded[src.key].mask, recorded[src.key].upper
+                margin = _maxpool_margin(z, mod, tuple(out.shape[2:]), held, dominant)
                 recorded[node.key] = Selection(None, idx.detach(), margin, tuple(z.shape[1:]))
             else:
                 idx = selections[node.key].indices

@@ -8,8 +8,13 @@ Given the support of sample :math:`i`, every node of the graph is an affine map 
 * BatchNorm (eval): :math:`M = \mathrm{diag}(\gamma/\sqrt{\sigma^2+\epsilon})`; average pooling:
   sparse averaging; reshapes, identity, dropout (eval): :math:`M = I`; residual addition:
   :math:`M = I` for both inputs;
-* PHT/ReLU: :math:`M = D^l_i = \mathrm{diag}(s^l_i)`; max pooling: the 0/1 selection matrix of the
-  recorded argmax positions.
+* PHT/ReLU: :math:`M = D^l_i = \mathrm{diag}(s^l_i)`; LeakyReLU/PReLU:
+  :math:`M = \mathrm{diag}(s + a(1 - s))` with the slope :math:`a` (PReLU: the model's current
+  per-channel weight, a constant of the operator); Hardtanh/ReLU6: :math:`M = \mathrm{diag}(s)`
+  (identity region) and the bias :math:`b` holds ``hi`` on the upper region and ``lo`` on the
+  lower one; max pooling: the 0/1 selection matrix of the recorded argmax positions;
+* ``torch.cat``/``torch.stack``: one block of rows per input (a 0/1 placement matrix); its
+  transpose action splits the rows (``torch.split`` / ``unbind``) back to the inputs.
 
 Composing them gives :math:`f(x_i) = A_S x_i + c_S` with
 :math:`A_S = W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1` (docs/claims.md C1). :func:`linearize` composes
@@ -55,7 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from altheory.errors import UnsupportedModuleError
-from altheory.nets.graph import Graph, Node, execute, trace
+from altheory.nets.graph import (SUPPORTED, Graph, Node, act_bounds, act_kind, act_slope, cat_axis,
+                                  execute, trace)
 from altheory.nets.support import MultiLayerSupport, _check_eval, _digest, check_support_for
 
 __all__ = ["Linearization", "linearize", "layer_operator", "conv_operator", "pool_operator"]
@@ -408,12 +414,35 @@ class Linearization:
         mod = type(node.module).__name__ if node.module is not None else node.path
         raise UnsupportedModuleError(
             f"cannot linearize {mod} at {node.path!r}: {node.why or 'unsupported operation'}. "
-            "Supported: Linear, Conv2d, BatchNorm1d/2d (eval), AvgPool2d, AdaptiveAvgPool2d, "
-            "MaxPool2d, Flatten/reshape, Identity, Dropout, residual addition, ReLU, PHT.")
+            f"Supported: {SUPPORTED}.")
 
     def _act_diagonal(self, node: Node) -> np.ndarray:
-        """Diagonal of :math:`D^l_i` for an activation node, float64 of the per-sample shape."""
-        return self.sample_support[node.key].mask(self.i).astype(np.float64)
+        r"""Diagonal of :math:`D^l_i` for an activation node, float64 of the per-sample shape:
+        the mask :math:`s` (PHT, ReLU; Hardtanh/ReLU6: the identity region), or
+        :math:`s + a(1 - s)` (LeakyReLU, PReLU: slope :math:`a` on the off side)."""
+        s = self.sample_support[node.key].mask(self.i)
+        if act_kind(node) == "leaky":
+            a = act_slope(node, torch.zeros((1, *s.shape), dtype=torch.float64))
+            a = np.broadcast_to(_np(a.reshape(a.shape[1:]) if a.ndim else a), s.shape)
+            return np.where(s, 1.0, a)
+        return s.astype(np.float64)
+
+    def _act_bias(self, node: Node) -> np.ndarray | None:
+        """The constant part of an activation node, float64 of the per-sample shape, or None:
+        ``hi`` on the upper region and ``lo`` on the lower one of a Hardtanh/ReLU6."""
+        if act_kind(node) != "clamp":
+            return None
+        L = self.sample_support[node.key]
+        s, up = L.mask(self.i), L.upper_mask(self.i)
+        lo, hi = act_bounds(node)
+        return np.where(s, 0.0, np.where(up, hi, lo))
+
+    def _cat_blocks(self, node: Node) -> tuple[int, list[int]]:
+        """Axis (batched, >= 1) of a cat/stack node and each input's extent along it."""
+        axis = cat_axis(node, self.shapes[node.name])
+        if node.params["stack"]:
+            return axis, [1] * len(node.inputs)
+        return axis, [self.shapes[u][axis - 1] for u in node.inputs]
 
     def _maxpool_indices(self, node: Node) -> np.ndarray:
         """Recorded argmax positions (C, H_out, W_out), int64, flat in each input channel."""
@@ -451,7 +480,18 @@ class Linearization:
             return [(a, None), (b, None)], None
         if kind == "act":
             m = self._act_diagonal(node).ravel()
-            return [(node.inputs[0], sp.diags(m, format="csr"))], None
+            b = self._act_bias(node)
+            return [(node.inputs[0], sp.diags(m, format="csr"))], None if b is None else b.ravel()
+        if kind == "cat":
+            axis, sizes = self._cat_blocks(node)
+            out_idx = np.arange(self.numel[node.name]).reshape(self.shapes[node.name])
+            parts = np.split(out_idx, np.cumsum(sizes)[:-1], axis=axis - 1)
+            ops = []
+            for u, part in zip(node.inputs, parts):
+                rows = part.ravel()  # the input's entries, in its own (C-order) layout
+                ops.append((u, sp.csr_matrix((np.ones(rows.size), (rows, np.arange(rows.size))),
+                                             shape=(self.numel[node.name], self.numel[u]))))
+            return ops, None
         if kind == "maxpool":
             idx = self._maxpool_indices(node)  # (C, Ho, Wo)
             C = idx.shape[0]
@@ -598,7 +638,11 @@ class Linearization:
         kind = node.kind
         f64 = dict(dtype=torch.float64, device=dev)
         if kind == "act":
-            return torch.from_numpy(self._act_diagonal(node)).to(**f64)
+            b = self._act_bias(node)
+            return (torch.from_numpy(self._act_diagonal(node)).to(**f64),
+                    None if b is None else torch.from_numpy(b).to(**f64))
+        if kind == "cat":
+            return self._cat_blocks(node)
         if kind == "maxpool":
             return torch.from_numpy(self._maxpool_indices(node)).to(device=dev)
         if kind == "bn":
@@ -625,7 +669,14 @@ class Linearization:
                 self._build(node)  # raises the explanation
             return [(a, Rn), (b, Rn)]
         if kind == "act":
-            return [(node.inputs[0], Rn * prep)]
+            diag, b = prep
+            if b is not None:
+                c += Rn.reshape(rows, -1) @ b.reshape(-1)
+            return [(node.inputs[0], Rn * diag)]
+        if kind == "cat":
+            axis, sizes = prep
+            parts = Rn.split(sizes, dim=axis)
+            return [(u, part.reshape(rows, *self.shapes[u])) for u, part in zip(node.inputs, parts)]
         if kind == "maxpool":
             return [(node.inputs[0], maxpool_adjoint(prep, Rn, tuple(in_shape)))]
         if kind == "linear":

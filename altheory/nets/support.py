@@ -2,7 +2,9 @@ r"""The multi-layer support :math:`S = \{s^l_i\}` of a network on a batch, and i
 
 For a PHT layer :math:`s^l_i = \mathbb{1}[z^l_i > \tau]` (top-k: the kept entries) and
 :math:`D^l_i = \mathrm{diag}(s^l_i)`; for a max-pooling layer the support is the selection of
-one input per window (argmax indices). With :math:`S` fixed the network is the gated network
+one input per window (argmax indices). LeakyReLU/PReLU have the two-state support
+:math:`s = \mathbb{1}[z > 0]`; Hardtanh and ReLU6 a three-state one, stored as the identity
+region (``mask``) and the upper-constant region (``upper``); see :mod:`altheory.nets.graph`. With :math:`S` fixed the network is the gated network
 
 .. math:: f_S(x_i; W) = W_L D^{L-1}_i W_{L-1} \cdots D^1_i W_1 x_i + \text{bias terms},
 
@@ -57,9 +59,12 @@ class LayerSupport:
     kind : ``"act"`` or ``"maxpool"``.
     shape : per-sample shape of the mask (act) or of the pooled output (maxpool).
     in_shape : per-sample shape of the layer's input.
-    packed : uint8 array (n, ceil(prod(shape)/8)) of packed mask bits, or None.
+    packed : uint8 array (n, ceil(prod(shape)/8)) of packed mask bits, or None. For a
+        three-state activation (Hardtanh, ReLU6) the mask is the identity region.
     indices : int32 array (n, *shape) of argmax positions per input channel, or None.
     margin : float64 array (n,), per-sample margin of this layer.
+    upper : uint8 array like ``packed``: the packed upper-constant region of a three-state
+        activation (entries in neither region are at the lower constant), else None.
     """
 
     key: str
@@ -69,6 +74,7 @@ class LayerSupport:
     packed: np.ndarray | None
     indices: np.ndarray | None
     margin: np.ndarray
+    upper: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -87,16 +93,32 @@ class LayerSupport:
         bits = np.unpackbits(rows, axis=-1, count=self.size).astype(bool)
         return bits.reshape(bits.shape[:-1] + self.shape)
 
+    def upper_mask(self, i: int | slice | None = None) -> np.ndarray:
+        """Boolean upper-constant region, shaped as :meth:`mask` (all False for a two-state
+        activation)."""
+        if self.upper is None:
+            return np.zeros_like(self.mask(i))
+        rows = self.upper if i is None else self.upper[i]
+        bits = np.unpackbits(rows, axis=-1, count=self.size).astype(bool)
+        return bits.reshape(bits.shape[:-1] + self.shape)
+
     def as_selection(self) -> Selection:
         if self.packed is not None:
+            up = None if self.upper is None else torch.from_numpy(self.upper_mask())
             return Selection(torch.from_numpy(self.mask()), None, torch.from_numpy(self.margin),
-                             self.in_shape)
+                             self.in_shape, up)
         return Selection(None, torch.from_numpy(self.indices.astype(np.int64)),
                          torch.from_numpy(self.margin), self.in_shape)
 
     def flat(self, i: int) -> np.ndarray:
-        """The support of sample ``i`` as one flat array (bool mask or int indices)."""
-        return self.mask(i).ravel() if self.packed is not None else self.indices[i].ravel()
+        """The support of sample ``i`` as one flat array: a bool mask (two-state activation),
+        int8 states 0 = lower, 1 = identity, 2 = upper (three-state activation), or int
+        indices (max pooling)."""
+        if self.packed is None:
+            return self.indices[i].ravel()
+        if self.upper is None:
+            return self.mask(i).ravel()
+        return (self.mask(i).astype(np.int8) + 2 * self.upper_mask(i).astype(np.int8)).ravel()
 
 
 class MultiLayerSupport:
@@ -202,7 +224,12 @@ class MultiLayerSupport:
         for key, a in self.layers.items():
             b = other.layers[key]
             if a.packed is not None:
-                out[key] = int(np.unpackbits(a.packed ^ b.packed, axis=-1, count=a.size).sum())
+                diff = a.packed ^ b.packed
+                if a.upper is not None or b.upper is not None:  # three states: either bit differs
+                    ua = a.upper if a.upper is not None else np.zeros_like(a.packed)
+                    ub = b.upper if b.upper is not None else np.zeros_like(b.packed)
+                    diff = diff | (ua ^ ub)
+                out[key] = int(np.unpackbits(diff, axis=-1, count=a.size).sum())
             else:
                 out[key] = int((a.indices != b.indices).sum())
         return out
@@ -230,7 +257,8 @@ class MultiLayerSupport:
         return self.hamming(support(model, x)) == 0
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
-        """The support of sample ``i``: per layer, a flat bool mask or int index array."""
+        """The support of sample ``i``: per layer, a flat bool mask, int8 states (three-state
+        activations, see :meth:`LayerSupport.flat`) or int index array."""
         i = self._check_index(i)
         return {k: l.flat(i) for k, l in self.layers.items()}
 
@@ -257,7 +285,8 @@ class MultiLayerSupport:
             layers[k] = LayerSupport(
                 l.key, l.kind, l.shape, l.in_shape,
                 None if l.packed is None else l.packed[idx],
-                None if l.indices is None else l.indices[idx], l.margin[idx])
+                None if l.indices is None else l.indices[idx], l.margin[idx],
+                None if l.upper is None else l.upper[idx])
         n = int(next(iter(layers.values())).margin.shape[0]) if layers else len(np.arange(self.n)[idx])
         return MultiLayerSupport(layers, n, self.input_shape, self.model_signature, "subset",
                                  param_signature=self.param_signature,
@@ -266,6 +295,7 @@ class MultiLayerSupport:
     def nbytes(self) -> int:
         """Bytes used by the stored masks and indices."""
         return int(sum((l.packed.nbytes if l.packed is not None else l.indices.nbytes)
+                       + (l.upper.nbytes if l.upper is not None else 0)
                        for l in self.layers.values()))
 
 
@@ -470,8 +500,11 @@ def support(model: nn.Module, x) -> MultiLayerSupport:
         n = x.shape[0]
         if sel.mask is not None:
             m = sel.mask.cpu().numpy().reshape(n, -1)
+            up = (None if sel.upper is None
+                  else np.packbits(sel.upper.cpu().numpy().reshape(n, -1), axis=-1))
             layers[node.key] = LayerSupport(node.key, "act", tuple(sel.mask.shape[1:]), sel.in_shape,
-                                            np.packbits(m, axis=-1), None, sel.margin.cpu().numpy())
+                                            np.packbits(m, axis=-1), None, sel.margin.cpu().numpy(),
+                                            up)
         else:
             layers[node.key] = LayerSupport(node.key, "maxpool", tuple(sel.indices.shape[1:]),
                                             sel.in_shape, None,
@@ -560,7 +593,8 @@ def gated_forward(model: nn.Module, S: MultiLayerSupport, x, *,
                          f"for a batch of shape {(S.n, *S.input_shape)}. Use S.subset(...) or the "
                          "batch the support came from.")
     sels = {k: Selection(None if v.mask is None else v.mask.to(x.device),
-                         None if v.indices is None else v.indices.to(x.device), v.margin, v.in_shape)
+                         None if v.indices is None else v.indices.to(x.device), v.margin, v.in_shape,
+                         None if v.upper is None else v.upper.to(x.device))
             for k, v in S.selections().items()}
     out, _ = _run(graph, x, "gated_forward", "gated", sels)
     return out
