@@ -15,10 +15,16 @@ Check, per instance (random network, input, direction :math:`\delta`):
   changes it is found by bisection and the support computed by the network there must equal the
   prediction (at least one flip, all detected).
 
-* *sharp margin* (:func:`sharp_margin`, thresholds and max pooling): along the direction that
+* *sharp margin* (:func:`sharp_margin`: thresholds, max pooling, LeakyReLU, and Hardtanh with
+  its two breakpoints): along the direction that
   attains the margin :math:`\mu` reported by :func:`altheory.nets.support.support`, the support
   is unchanged at :math:`t = (1 - 10^{-6})\mu` and changed at :math:`t = (1 + 10^{-6})\mu` — an
   inflated or deflated margin fails.
+
+Random networks come from two families: the original one (PHT, ReLU) and, as many again
+(seeds from base + 100 000), one that draws every piecewise-linear activation (LeakyReLU, PReLU,
+ReLU6, Hardtanh with three states) and ``torch.cat`` blocks; the crossing check predicts the
+support with each activation's own rule (three states for Hardtanh and ReLU6).
 
 An instance whose margin is 0 (e.g. max pooling over a window of exact zeros after a ReLU, where
 the argmax is a tie) has no certified region: *not-applicable*, reported with its count.
@@ -30,13 +36,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from altheory.nets.architectures import build, random_inputs, sample_spec
+from altheory.nets.architectures import ACTIVATIONS, build, random_inputs, sample_spec
 from altheory.nets.graph import act_select
 from altheory.nets.operators import Linearization
 from altheory.nets.support import support
 from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-10
+PL_SEED_OFFSET = 100_000  # seeds of the second family: every piecewise-linear activation + cat
 
 
 def _predicted_selection(node, lin: Linearization, z: np.ndarray) -> np.ndarray:
@@ -132,6 +139,18 @@ def _sharp_model(kind: str, rng: np.random.Generator):
         model = nn.Sequential(PHT(tau), nn.Linear(d, 2)).double().eval()
         x = torch.from_numpy(rng.standard_normal((1, d)))
         return model, x, {"kind": kind, "d": d, "tau": tau}
+    if kind == "leaky":
+        d = int(rng.integers(3, 12))
+        slope = float(rng.choice([0.1, -0.2, 0.5]))
+        model = nn.Sequential(nn.LeakyReLU(slope), nn.Linear(d, 2)).double().eval()
+        x = torch.from_numpy(rng.standard_normal((1, d)))
+        return model, x, {"kind": kind, "d": d, "slope": slope, "breakpoints": (0.0,)}
+    if kind == "hardtanh":  # three states: lower constant, identity, upper constant
+        d = int(rng.integers(3, 12))
+        lo, hi = [(-0.5, 0.5), (0.0, 1.0), (-1.0, 0.25)][int(rng.integers(3))]
+        model = nn.Sequential(nn.Hardtanh(lo, hi), nn.Linear(d, 2)).double().eval()
+        x = torch.from_numpy(rng.standard_normal((1, d)))
+        return model, x, {"kind": kind, "d": d, "lo": lo, "hi": hi, "breakpoints": (lo, hi)}
     if kind == "maxpool":
         k = int(rng.integers(2, 4))
         stride = int(rng.integers(1, k + 1))
@@ -145,7 +164,7 @@ def _sharp_model(kind: str, rng: np.random.Generator):
         x = torch.from_numpy(rng.standard_normal((1, c, h, h)))
         return model, x, {"kind": kind, "kernel": k, "stride": stride, "padding": pad,
                           "dilation": dil, "c": c, "h": h}
-    raise ValueError(f"kind must be 'threshold' or 'maxpool'; got {kind!r}.")
+    raise ValueError(f"kind must be 'threshold', 'leaky', 'hardtanh' or 'maxpool'; got {kind!r}.")
 
 
 def _attaining_move(kind: str, model, x: torch.Tensor, spec: dict) -> tuple[np.ndarray, float]:
@@ -158,6 +177,12 @@ def _attaining_move(kind: str, model, x: torch.Tensor, spec: dict) -> tuple[np.n
         v = np.zeros_like(xf)
         v[j] = -np.sign(gaps[j]) if gaps[j] != 0 else -1.0
         return v, float(abs(gaps[j]))
+    if kind in ("leaky", "hardtanh"):  # the entry nearest to any breakpoint, toward it
+        gaps = np.stack([xf - b for b in spec["breakpoints"]])
+        b, j = np.unravel_index(int(np.argmin(np.abs(gaps))), gaps.shape)
+        v = np.zeros_like(xf)
+        v[j] = -np.sign(gaps[b, j]) if gaps[b, j] != 0 else -1.0
+        return v, float(abs(gaps[b, j]))
     pool = model[0]
     n, c, h, w = x.shape
     k, st, p, d = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
@@ -217,10 +242,12 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
                          metric="relative error", conditions=[])
     count = 40 if profile == "quick" else 400
     zero_margin = 0
-    for j in range(count):
-        s = seed + j
+    for j in range(2 * count):
+        pl = j >= count  # the second family: every piecewise-linear activation and cat blocks
+        s = seed + (PL_SEED_OFFSET + j - count if pl else j)
         family = "mlp" if j % 2 == 0 else "cnn"
-        spec = sample_spec(s, family=family)
+        spec = (sample_spec(s, family=family, activations=ACTIVATIONS, concat=True) if pl
+                else sample_spec(s, family=family))
         model = build(spec)
         x = random_inputs(spec, 1, s)
         delta = np.random.default_rng(s).standard_normal(int(np.prod(spec.input_shape)))
@@ -233,18 +260,21 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         else:
             status = "not-applicable"
         zero_margin += r.get("inside") == "not-applicable"
-        report.add(Instance(s, {"family": family, "arch": spec.describe(), "d": int(delta.size)}, status,
-                            r.get("inside_error"), TOL, r))
-    # the margin itself, sharply: thresholds and max pooling
+        report.add(Instance(s, {"family": family + ("-pl" if pl else ""), "arch": spec.describe(),
+                                "d": int(delta.size)}, status, r.get("inside_error"), TOL, r))
+    # the margin itself, sharply: thresholds, max pooling, LeakyReLU, Hardtanh (two breakpoints)
     n_sharp = 10 if profile == "quick" else 100
-    for kind in ("threshold", "maxpool"):
+    for kind in ("threshold", "maxpool", "leaky", "hardtanh"):
         for j in range(n_sharp):
             s = seed + 10_000 + j
             r = sharp_margin(kind, s)
             report.add(Instance(s, {"check": "sharp-margin", "kind": kind}, r["status"],
                                 r.get("rel_error"), ETA, r))
+    count *= 2
     report.conditions.append(Condition("margin > 0", count - zero_margin > 0, f"{count - zero_margin}/{count}",
                                        "instances with a zero margin (ties) have no certified region"))
     report.notes.append(f"{zero_margin} of {count} instances had margin 0 (inside part not applicable); "
-                        "replay: sample_spec(seed, family=...), random_inputs(spec, 1, seed)")
+                        "replay: sample_spec(seed, family=...), random_inputs(spec, 1, seed); family "
+                        f"'-pl' (seed >= base + {PL_SEED_OFFSET}): sample_spec(seed, family=..., "
+                        "activations=ACTIVATIONS, concat=True)")
     return report
