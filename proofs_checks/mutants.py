@@ -1056,6 +1056,24 @@ MUTANTS: list[Mutant] = [
            "wrong side", [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_same_crop_at_end)]),
     Mutant("maxpool-adjoint-overwrites", ("C1",), "max-pool adjoint scatter_ instead of scatter_add_",
            [("func", "altheory.nets.operators.maxpool_adjoint", _maxpool_adjoint_overwrites)]),
+    # C1/C2: piecewise-linear activations beyond PHT and torch.cat (issue 10)
+    Mutant("clamp-margin-lower-breakpoint-only", ("C2",), "Hardtanh/ReLU6 margin |z - lo| only "
+           "(the upper breakpoint forgotten)",
+           [("func", "altheory.nets.graph._clamp_margin",
+             lambda orig: (lambda z, lo, hi: orig(z, lo, float("inf"))))]),
+    Mutant("leaky-slope-dropped-in-operator", ("C1",), "LeakyReLU/PReLU linearized as ReLU: D = "
+           "diag(s), the off-side slope a forgotten",
+           [("method", "altheory.nets.operators.Linearization._act_diagonal",
+             lambda orig: (lambda self, node: self.sample_support[node.key].mask(self.i).astype(np.float64)))]),
+    Mutant("cat-adjoint-offset-forgotten", ("C1",), "the adjoint of torch.cat sends every input the "
+           "first block of rows (split offsets forgotten)",
+           [("method", _STEP, _step_override("cat", lambda o, s, n, R, p, c: [
+               (u, R.narrow(p[0], 0, size).reshape(R.shape[0], *s.shapes[u])) for u, size in zip(n.inputs, p[1])]))]),
+    Mutant("clamp-upper-constant-not-in-c", ("C1",), "c_S misses the upper constant hi of "
+           "Hardtanh/ReLU6 (0 on the upper region)",
+           [("method", "altheory.nets.operators.Linearization._act_bias",
+             lambda orig: (lambda self, node: None if (b := orig(self, node)) is None else np.where(
+                 self.sample_support[node.key].upper_mask(self.i), 0.0, b)))]),
     # ---- kind "tests": guards that altheory verify does not exercise; a named test kills them ----
     # operators (tests/test_operators.py)
     Mutant("A-by-jacrev", (), "A_S computed with torch.func.jacrev instead of the composition "
