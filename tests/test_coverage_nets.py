@@ -21,6 +21,7 @@ from torch import nn
 
 from altheory import PHT, gated_forward, layer_operator, linearize, replace_relu, support
 from altheory.errors import UnsupportedModuleError
+from altheory.nets.architectures import calibrate_batchnorm
 from altheory.nets._reference import cat_operator_reference, linearize_reference, piecewise_reference
 from altheory.nets.graph import act_apply, act_select, trace
 from altheory.nets.operators import Linearization
@@ -265,32 +266,40 @@ def test_c1_replace_relu_keeps_relu6_unless_asked():
 
 # -- torchvision ---------------------------------------------------------------------------------
 
-def _tv(model):
+def _torchvision(make):
+    """float64, eval, batch norm calibrated on a random batch (at torchvision's initialisation a
+    PHT mobilenet_v2 is a constant network: A = J = 0 would prove nothing)."""
     torch.manual_seed(0)
-    return model.double().eval()
+    return calibrate_batchnorm(make().double(), seeded((16, 3, 32, 32), seed=1))
 
 
-@pytest.mark.parametrize("name,make", [
-    ("mobilenet_v2 (ReLU6)", lambda: tvm.mobilenet_v2(num_classes=10)),
-    ("mobilenet_v2 replace_relu (ReLU6 kept)", lambda: replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01)),
-    ("mobilenet_v2 PHT", lambda: replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01, relu6=True)),
+@pytest.mark.parametrize("name,make,upper", [
+    ("mobilenet_v2 (ReLU6)", lambda: tvm.mobilenet_v2(num_classes=10), True),
+    ("mobilenet_v2 replace_relu (ReLU6 kept)",
+     lambda: replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01), True),
+    ("mobilenet_v2 PHT", lambda: replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01, relu6=True),
+     False),
     ("densenet small PHT", lambda: replace_relu(tvm.DenseNet(growth_rate=8, block_config=(2, 2),
-                                                             num_init_features=16, num_classes=10), tau=0.01)),
+                                                             num_init_features=16, num_classes=10),
+                                                tau=0.01), False),
 ])
-def test_c1_torchvision_models_linearize_exactly(name, make):
-    torch.manual_seed(0)
-    model = make().double().eval()
+def test_c1_torchvision_models_linearize_exactly(name, make, upper):
+    model = _torchvision(make)
     x = seeded((1, 3, 32, 32))
-    err, _ = exact(model, x, methods=("adjoint",))
+    err, S = exact(model, x, methods=("adjoint",))
     assert err <= TOL, name
+    A, _ = linearize(model, S, 0)
+    assert np.linalg.norm(A) > 1e-3  # a live network, not a constant one
+    n_upper = sum(int(L.upper_mask(0).sum()) for L in S.layers.values() if L.packed is not None)
+    assert (n_upper > 0) == upper  # ReLU6's third state is exercised where there is one
 
 
 @pytest.mark.slow
 def test_c1_densenet121_linearizes_exactly():
-    torch.manual_seed(0)
-    model = replace_relu(tvm.densenet121(num_classes=10), tau=0.01).double().eval()
-    err, _ = exact(model, seeded((1, 3, 32, 32)), methods=("adjoint",))
+    model = _torchvision(lambda: replace_relu(tvm.densenet121(num_classes=10), tau=0.01))
+    err, S = exact(model, seeded((1, 3, 32, 32)), methods=("adjoint",))
     assert err <= TOL
+    assert np.linalg.norm(linearize(model, S, 0)[0]) > 1e-3
 
 
 # -- random networks with the new activations and cat blocks ------------------------------------

@@ -329,3 +329,23 @@ def random_inputs(spec: NetSpec, n: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randn((n, *spec.input_shape), generator=gen, dtype=torch.float64)
 
+
+
+def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to those of the batch ``x``; return the model
+    in eval mode (in place).
+
+    A torchvision model at its initialisation has running statistics (0, 1) that do not match
+    its activations: in mobilenet_v2 they shrink layer by layer, and a PHT threshold of 0.01
+    then zeroes every entry from the fifth block on (a constant network, whose Jacobian is 0:
+    a check of ``A = J`` on it proves nothing). Calibrated on one random batch, each
+    pre-activation has about unit variance, as after training.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one batch gives its own statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
