@@ -944,6 +944,46 @@ def _threads_always_all(orig):
     return f
 
 
+# -- the fast solver's Newton inner solve (killed by tests/test_fast_precond.py) -------------
+
+def _edited(old: str, new: str):
+    """A mutant made by editing the original function's source (``old`` must be in it: when a
+    refactor removes the guarded line, the mutant errors instead of passing unnoticed)."""
+    def make(orig):
+        import inspect
+        import textwrap
+
+        src = textwrap.dedent(inspect.getsource(orig))
+        if old not in src:
+            raise RuntimeError(f"the mutant's edit no longer applies to {orig.__qualname__}: {old!r}")
+        ns: dict = {}
+        exec(compile(src.replace(old, new), inspect.getsourcefile(orig) or "<mutant>", "exec"),
+             orig.__globals__, ns)
+        return ns[orig.__name__]
+    return make
+
+
+def _woodbury_no_correction(orig):
+    """The sample-space preconditioner applies only R~^{-1} (its Woodbury correction dropped)."""
+    def f(self, v):
+        return self._rinv(v)
+    return f
+
+
+def _pcg_always_converged(orig):
+    """The preconditioned CG reports convergence whatever its residual."""
+    def f(*a, **k):
+        x, it, _ = orig(*a, **k)
+        return x, it, True
+    return f
+
+
+# the projected Newton line search accepts the point with crossing groups zeroed unchecked
+_newton_projection_unchecked = _edited(
+    "            if Fc <= F + 1e-4 * a * slope:\n                return uc, zc, Fc, k, True",
+    "            return uc, zc, Fc, k, True")
+
+
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
     Mutant("linearize-drops-bias", ("C1",), "linearize returns c_S = 0 (biases forgotten)",
@@ -1204,6 +1244,17 @@ MUTANTS: list[Mutant] = [
     Mutant("threads-always-all", (), "the solver's thread rule always takes every thread",
            [("func", "altheory.solvers.fast.solver_threads", _threads_always_all)],
            killed_by_tests=("tests/test_fast_solver.py::test_solver_threads_rule",)),
+    Mutant("fast-woodbury-no-correction", (), "the sample-space Newton preconditioner without "
+           "its Woodbury correction (R~^{-1} alone)",
+           [("method", "altheory.solvers.fast._SampleSpacePrecond.__call__", _woodbury_no_correction)],
+           killed_by_tests=("tests/test_fast_precond.py::test_sample_space_preconditioner_is_the_inverse_of_its_matrix",)),
+    Mutant("fast-pcg-always-converged", (), "the Newton CG says it converged whatever its residual",
+           [("func", "altheory.solvers.fast._pcg", _pcg_always_converged)],
+           killed_by_tests=("tests/test_fast_precond.py::test_pcg_solves_the_newton_system_and_reports_convergence_honestly",)),
+    Mutant("fast-newton-projection-unchecked", (), "the Newton line search takes the point with "
+           "its crossing groups zeroed without the sufficient-decrease test",
+           [("func", "altheory.solvers.fast._newton_step", _newton_projection_unchecked)],
+           killed_by_tests=("tests/test_fast_precond.py::test_newton_step_is_a_descent_step_and_its_objective_is_exact",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)
