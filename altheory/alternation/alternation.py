@@ -439,6 +439,36 @@ def _side_margins(Z, masks, tau: float) -> tuple[float, float]:
     return on, off
 
 
+def _preserving_slacks(Zs_held, masks_held, tau: float, epsilon: float) -> tuple[float, float]:
+    r"""The slacks :math:`(\varepsilon, \varepsilon')` of the module docstring: ``epsilon`` capped
+    at half the current margin on each side, so the current weights stay feasible; no slack on
+    the dropped side for ReLU (``tau = 0``)."""
+    on, off = _side_margins(Zs_held, masks_held, tau)
+    eps_on = min(float(epsilon), 0.5 * on) if math.isfinite(on) else float(epsilon)
+    eps_on = max(eps_on, 0.0)
+    eps_off = 0.0
+    if tau > 0:
+        eps_off = max(min(float(epsilon), 0.5 * off), 0.0) if math.isfinite(off) else float(epsilon)
+    return eps_on, eps_off
+
+
+def _consistency_constraints(Ws, bs, X, masks, l: int, held: list[int], tau: float, eps_on: float,
+                             eps_off: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    r"""The consistency constraints of C9 on :math:`\theta_l`, one ``(C_m, d_m)`` per held layer
+    ``m``, read ``C_m @ theta >= d_m``: :math:`z^m \ge \tau + \varepsilon` on kept entries and
+    :math:`-z^m \ge -(\tau - \varepsilon')` on dropped ones (pre-activations from
+    :func:`preactivation_design`)."""
+    cons_parts = []
+    for m in held:
+        Psi, q0 = preactivation_design(Ws, bs, X, masks, l, m)
+        s = masks[m].reshape(-1)
+        # sign * (Psi theta + q0) >= bound, with sign +1 on kept entries and -1 on dropped ones
+        sign = np.where(s, 1.0, -1.0)
+        bound = np.where(s, tau + eps_on, -(tau - eps_off))
+        cons_parts.append((sign[:, None] * Psi, bound - sign * q0))
+    return cons_parts
+
+
 def support_preserving_layer_step(Ws, bs, X, Y, masks, l: int, *, tau: float, loss: str = "squared",
                                   lam: float = 0.0, epsilon: float = 1e-3,
                                   solver: str = "clarabel"):
@@ -467,20 +497,9 @@ def support_preserving_layer_step(Ws, bs, X, Y, masks, l: int, *, tau: float, lo
     Phi, o = layer_design(Ws, bs, X, masks, l)
     held = list(range(l, L - 1))
     Zs = forward_np(Ws, bs, X, masks=masks)
-    on, off = _side_margins([Zs[m] for m in held], [masks[m] for m in held], tau)
-    eps_on = min(float(epsilon), 0.5 * on) if math.isfinite(on) else float(epsilon)
-    eps_on = max(eps_on, 0.0)
-    eps_off = 0.0
-    if tau > 0:
-        eps_off = max(min(float(epsilon), 0.5 * off), 0.0) if math.isfinite(off) else float(epsilon)
-    cons_parts = []
-    for m in held:
-        Psi, q0 = preactivation_design(Ws, bs, X, masks, l, m)
-        s = masks[m].reshape(-1)
-        # sign * (Psi theta + q0) >= bound, with sign +1 on kept entries and -1 on dropped ones
-        sign = np.where(s, 1.0, -1.0)
-        bound = np.where(s, tau + eps_on, -(tau - eps_off))
-        cons_parts.append((sign[:, None] * Psi, bound - sign * q0))
+    eps_on, eps_off = _preserving_slacks([Zs[m] for m in held], [masks[m] for m in held], tau,
+                                         epsilon)
+    cons_parts = _consistency_constraints(Ws, bs, X, masks, l, held, tau, eps_on, eps_off)
     Y = np.asarray(Y, np.float64)
     total = Phi.size + sum(C.size for C, _ in cons_parts)
     if total > MAX_DESIGN_ENTRIES:
@@ -506,12 +525,17 @@ def support_preserving_layer_step(Ws, bs, X, Y, masks, l: int, *, tau: float, lo
     detail = {"eps_on": eps_on, "eps_off": eps_off, "constraints": 0 if C is None else C.shape[0],
               "solver": r.solver, "active": 0}
     if r.verified and C is not None:
-        slack = C @ np.asarray(r.weights["theta"], np.float64) - d_
-        scale = max(1.0, float(np.abs(d_).max()))
-        detail["active"] = int((slack <= 1e-7 * scale).sum())
+        detail["active"] = _active_constraints(C, d_, r.weights["theta"])
     if r.verified:
         Ws, bs = _unpack(r.weights["theta"], Ws, bs, l)
     return Ws, bs, StepInfo(l, r.status, time.perf_counter() - t0, 1, detail)
+
+
+def _active_constraints(C: np.ndarray, d_: np.ndarray, theta) -> int:
+    """How many of ``C @ theta >= d_`` bind: slack within ``1e-7`` of the bounds' scale."""
+    slack = C @ np.asarray(theta, np.float64) - d_
+    scale = max(1.0, float(np.abs(d_).max()))
+    return int((slack <= 1e-7 * scale).sum())
 
 
 def _torch_forward(params, X: torch.Tensor, *, tau: float, masks=None) -> torch.Tensor:
@@ -528,6 +552,64 @@ def _torch_forward(params, X: torch.Tensor, *, tau: float, masks=None) -> torch.
         else:
             a = z
     return a
+
+
+def _leaf_params(Ws, bs) -> list[torch.Tensor | None]:
+    """``[W_1, b_1, W_2, b_2, ...]`` as torch leaves that require grad (None for a missing bias)."""
+    params = []
+    for W, b in zip(Ws, bs):
+        params.append(torch.tensor(W, requires_grad=True))
+        params.append(None if b is None else torch.tensor(b, requires_grad=True))
+    return params
+
+
+def _lbfgs_steps(leaves, F, *, steps: int, lr: float | None, tol_grad: float) -> None:
+    """torch L-BFGS with strong Wolfe line search: ``steps`` iterations at most (lr 1.0)."""
+    opt = torch.optim.LBFGS(leaves, lr=1.0 if lr is None else lr, max_iter=steps,
+                            max_eval=int(steps * 1.25) + 1, tolerance_grad=tol_grad,
+                            tolerance_change=0.0, history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        v = F()
+        v.backward()
+        return v
+
+    opt.step(closure)
+
+
+def _adam_steps(leaves, F, *, steps: int, lr: float | None) -> None:
+    """``steps`` full-batch Adam steps (lr 1e-2 by default)."""
+    opt = torch.optim.Adam(leaves, lr=1e-2 if lr is None else lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        F().backward()
+        opt.step()
+
+
+def _gd_steps(leaves, F, *, steps: int, lr: float | None, tol_grad: float) -> None:
+    """``steps`` full-batch gradient steps with Armijo backtracking (first trial step ``lr``,
+    default 1.0, doubled after each accepted step); stops early when the gradient norm is at
+    most ``tol_grad``."""
+    step = 1.0 if lr is None else lr
+    for _ in range(steps):
+        for p in leaves:
+            p.grad = None
+        f = F()
+        f.backward()
+        gn2 = float(sum((p.grad ** 2).sum() for p in leaves))
+        if math.sqrt(gn2) <= tol_grad:
+            break
+        old = [p.detach().clone() for p in leaves]
+        while step > 1e-20:
+            with torch.no_grad():
+                for p, o_ in zip(leaves, old):
+                    p.copy_(o_ - step * p.grad)
+                fc = float(F())
+            if fc <= float(f) - 0.5 * step * gn2:
+                break
+            step *= 0.5
+        step *= 2.0
 
 
 @_in_single_thread
@@ -550,10 +632,7 @@ def descent_step(Ws, bs, X, Y, masks, *, loss: str = "squared", lam: float = 0.0
     Xt = torch.from_numpy(X)
     Yt = torch.from_numpy(np.asarray(Y, np.float64))
     Mt = [torch.from_numpy(m) for m in masks]
-    params = []
-    for W, b in zip(Ws, bs):
-        params.append(torch.tensor(W, requires_grad=True))
-        params.append(None if b is None else torch.tensor(b, requires_grad=True))
+    params = _leaf_params(Ws, bs)
     leaves = [p for p in params if p is not None]
     evals = [0]
 
@@ -566,43 +645,11 @@ def descent_step(Ws, bs, X, Y, masks, *, loss: str = "squared", lam: float = 0.0
         return val
 
     if method == "lbfgs":
-        opt = torch.optim.LBFGS(leaves, lr=1.0 if lr is None else lr, max_iter=steps,
-                                max_eval=int(steps * 1.25) + 1, tolerance_grad=tol_grad,
-                                tolerance_change=0.0, history_size=50, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            v = F()
-            v.backward()
-            return v
-
-        opt.step(closure)
+        _lbfgs_steps(leaves, F, steps=steps, lr=lr, tol_grad=tol_grad)
     elif method == "adam":
-        opt = torch.optim.Adam(leaves, lr=1e-2 if lr is None else lr)
-        for _ in range(steps):
-            opt.zero_grad()
-            F().backward()
-            opt.step()
+        _adam_steps(leaves, F, steps=steps, lr=lr)
     elif method == "gd":
-        step = 1.0 if lr is None else lr
-        for _ in range(steps):
-            for p in leaves:
-                p.grad = None
-            f = F()
-            f.backward()
-            gn2 = float(sum((p.grad ** 2).sum() for p in leaves))
-            if math.sqrt(gn2) <= tol_grad:
-                break
-            old = [p.detach().clone() for p in leaves]
-            while step > 1e-20:
-                with torch.no_grad():
-                    for p, o_ in zip(leaves, old):
-                        p.copy_(o_ - step * p.grad)
-                    fc = float(F())
-                if fc <= float(f) - 0.5 * step * gn2:
-                    break
-                step *= 0.5
-            step *= 2.0
+        _gd_steps(leaves, F, steps=steps, lr=lr, tol_grad=tol_grad)
     else:  # pragma: no cover  (validated above)
         raise ValueError(f"descent method must be one of {DESCENT_METHODS}; got {method!r}.")
     for p in leaves:
@@ -750,6 +797,241 @@ def _as_np(X) -> np.ndarray:
     return np.ascontiguousarray(X)
 
 
+def _check_alternation_args(model: nn.Module, X, Y, *, loss: str, lam: float, weight_step: str,
+                            max_rounds: int, tol: float, descent_method: str,
+                            epsilon: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Validate the arguments of :func:`alternate`, in the order it documents its refusals.
+
+    Returns
+    -------
+    lam : the checked weight decay (float)
+    Xn : X as a C-contiguous float64 array of shape (n, d)
+    Yn : the checked targets, shape (n,) or (n, k)
+    """
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not 0 <= tol < np.inf:
+        raise ValueError(f"tol must be a finite number >= 0 (relative decrease of the objective); got tol={tol!r}.")
+    parts0 = mlp_parts(model)
+    if weight_step not in WEIGHT_STEPS:
+        raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}; got {weight_step!r}.")
+    if weight_step == "support-preserving" and parts0.topk:
+        raise ValueError("weight_step='support-preserving' needs threshold PHT (tau); the top-k "
+                         "support is not described by linear constraints. Use 'exact' or 'descent'.")
+    if descent_method not in DESCENT_METHODS:
+        raise ValueError(f"descent_method must be one of {DESCENT_METHODS}; got {descent_method!r}.")
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, (int, np.integer)) or max_rounds < 1:
+        raise ValueError(f"max_rounds must be an int >= 1; got {max_rounds!r}.")
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon must be >= 0; got epsilon={epsilon}. Use 1e-3 for tau > 0.")
+    check_loss(loss)
+    lam = check_lam(lam)
+    Xn = _as_np(X)
+    Yn = check_targets(Y, loss)
+    if Yn.shape[0] != Xn.shape[0]:
+        raise ValueError(f"Y must have n={Xn.shape[0]} rows; got shape {Yn.shape}.")
+    k_out = parts0.linears[-1].out_features
+    if (1 if Yn.ndim == 1 else Yn.shape[1]) != k_out:
+        raise ValueError(f"Y has {1 if Yn.ndim == 1 else Yn.shape[1]} outputs per sample but the "
+                         f"model has {k_out}; give Y of shape (n,) for k=1 or (n, {k_out}).")
+    return lam, Xn, Yn
+
+
+@dataclass
+class _Run:
+    """The fixed problem and options of one :func:`alternate` call (the model is the one trained).
+
+    The step functions (:func:`descent_step`, :func:`exact_layer_step`,
+    :func:`support_preserving_layer_step`) are looked up in this module at every call, never
+    stored here, so that a patched module attribute takes effect (``proofs_checks/mutants.py``).
+    """
+
+    model: nn.Module
+    parts: _Parts
+    Xn: np.ndarray
+    Yn: np.ndarray
+    loss: str
+    lam: float
+    weight_step: str
+    descent_steps: int
+    descent_method: str
+    lr: float | None
+    epsilon: float
+    solver: str
+    Xt: torch.Tensor = field(init=False)
+    F0: float = field(init=False)     # F(0), the objective of the zero output
+    joint: bool = field(init=False)   # "exact" on two bias-free layers: the group-lasso step
+
+    def __post_init__(self) -> None:
+        self.Xt = torch.from_numpy(self.Xn)
+        self.F0 = zero_loss(self.Yn, self.loss)
+        Ws, bs = _get_params(self.parts)
+        self.joint = (_is_joint_two_layer(Ws, bs, self.Yn, self.loss, self.lam)
+                      and self.weight_step == "exact")
+
+    @property
+    def tau(self) -> float:
+        return self.parts.tau
+
+    def config(self, *, max_rounds: int, tol: float) -> dict:
+        """The resolved options and sizes, as :attr:`AlternationResult.config` records them."""
+        Ws, _ = _get_params(self.parts)
+        return dict(loss=self.loss, lam=self.lam, weight_step=self.weight_step,
+                    max_rounds=int(max_rounds), tol=tol, descent_steps=self.descent_steps,
+                    descent_method=self.descent_method, lr=self.lr, epsilon=self.epsilon,
+                    solver=self.solver, tau=self.tau, n=int(self.Xn.shape[0]),
+                    dims=[int(self.Xn.shape[1])] + [int(W.shape[0]) for W in Ws], F0=self.F0,
+                    joint=self.joint)
+
+    def true_objective(self, Ws, bs) -> tuple[float, float]:
+        """``(loss, objective)`` of the true PHT network with weights ``Ws, bs``.
+
+        For top-k PHT the support comes from :func:`altheory.support`, which needs the weights in
+        the model: they are written into it first.
+        """
+        if self.parts.topk:
+            _set_params(self.parts, Ws, bs)
+            S_ = support(self.model, self.Xt)
+            return objective_np(Ws, bs, self.Xn, self.Yn, loss=self.loss, lam=self.lam,
+                                masks=_masks(S_, self.parts))
+        return objective_np(Ws, bs, self.Xn, self.Yn, loss=self.loss, lam=self.lam, tau=self.tau)
+
+
+@dataclass
+class _State:
+    """What changes from round to round: the weights, the held support, the log so far."""
+
+    Ws: list[np.ndarray]
+    bs: list[np.ndarray | None]
+    S: MultiLayerSupport
+    rounds: list[RoundLog]
+    passes: int          # cumulative data passes (support and weight steps)
+    t_used: float        # cumulative seconds of the support and weight steps
+    seen: dict[str, int] = field(default_factory=dict)   # support digest -> round it was met
+
+
+@dataclass
+class _SubSteps:
+    """The sub-steps (layers, or one joint step) of one weight step, in the order taken."""
+
+    infos: list[StepInfo] = field(default_factory=list)
+    objectives: list[float] = field(default_factory=list)   # true objective after each
+    flips: list[int] = field(default_factory=list)          # support-preserving only
+    active: list[int] = field(default_factory=list)         # support-preserving only
+    margins: list[dict] = field(default_factory=list)       # support-preserving only
+
+
+def _initial_round(run: _Run, evaluate) -> _State:
+    """Round 0: the first support step (timed, one data pass) and the log of the initial point."""
+    Ws, bs = _get_params(run.parts)
+    t0 = time.perf_counter()
+    S = support(run.model, run.Xt)
+    t_used = time.perf_counter() - t0
+    l0, o0 = run.true_objective(Ws, bs)
+    first = RoundLog(0, l0, o0, o0, [], {k: 0 for k in run.parts.keys}, S.margin, True, [], 1,
+                     t_used, evaluate(run.model) if evaluate else {})
+    return _State(Ws, bs, S, [first], 1, t_used, {_support_digest(S): 0})
+
+
+def _weight_step(run: _Run, Ws, bs, masks) -> tuple[list, list, _SubSteps]:
+    """The weight step under the held support ``masks``: one descent or joint step, or a sweep
+    over the layers from the last to the first, the true objective measured after each."""
+    subs = _SubSteps()
+    if run.weight_step == "descent":
+        Ws, bs, info = descent_step(Ws, bs, run.Xn, run.Yn, masks, loss=run.loss, lam=run.lam,
+                                    steps=run.descent_steps, method=run.descent_method, lr=run.lr)
+        subs.infos.append(info)
+        subs.objectives.append(run.true_objective(Ws, bs)[1])
+    elif run.joint:
+        Ws, bs, info = joint_two_layer_step(Ws, bs, run.Xn, run.Yn, masks, loss=run.loss,
+                                            lam=run.lam)
+        subs.infos.append(info)
+        subs.objectives.append(run.true_objective(Ws, bs)[1])
+    else:
+        for l in reversed(range(run.parts.L)):
+            if run.weight_step == "exact":
+                Ws, bs, info = exact_layer_step(Ws, bs, run.Xn, run.Yn, masks, l, loss=run.loss,
+                                                lam=run.lam, solver=run.solver)
+            else:
+                Ws, bs, info = _measured_support_preserving_step(run, Ws, bs, masks, l, subs)
+            subs.infos.append(info)
+            subs.objectives.append(run.true_objective(Ws, bs)[1])
+    return Ws, bs, subs
+
+
+def _measured_support_preserving_step(run: _Run, Ws, bs, masks, l: int, subs: _SubSteps):
+    """:func:`support_preserving_layer_step` on layer ``l``, with the invariant of C9 measured
+    here (not by the step): flips between the held support and the new weights' own support,
+    the binding constraints, and the held layers' margins on each side before and after."""
+    tau = run.tau
+    held = list(range(l, run.parts.L - 1))
+    Zb = forward_np(Ws, bs, run.Xn, masks=masks)
+    on_b, off_b = _side_margins([Zb[m] for m in held], [masks[m] for m in held], tau)
+    Ws, bs, info = support_preserving_layer_step(
+        Ws, bs, run.Xn, run.Yn, masks, l, tau=tau, loss=run.loss, lam=run.lam,
+        epsilon=run.epsilon, solver=run.solver)
+    Zl = forward_np(Ws, bs, run.Xn, tau=tau)
+    subs.flips.append(int(sum(int(((z > tau) != m).sum()) for z, m in zip(Zl[:-1], masks))))
+    on_a, off_a = _side_margins([Zl[m] for m in held], [masks[m] for m in held], tau)
+    subs.active.append(int(info.detail.get("active", 0)))
+    subs.margins.append({"layer": l, "on_before": on_b, "off_before": off_b,
+                         "on_after": on_a, "off_after": off_a})
+    return Ws, bs, info
+
+
+def _run_round(run: _Run, state: _State, rnd: int, evaluate, progress) -> float:
+    """Round ``rnd``: a weight step under the held support, then the support step of the new
+    weights (both timed); appends the round's :class:`RoundLog` and moves ``state`` on.
+
+    Returns the fixed-support objective of the previous round, for the stopping rule.
+    """
+    t0 = time.perf_counter()
+    masks = _masks(state.S, run.parts)
+    Ws, bs, subs = _weight_step(run, state.Ws, state.bs, masks)
+    state.passes += sum(i.passes for i in subs.infos)
+    _set_params(run.parts, Ws, bs)
+    fixed = objective_np(Ws, bs, run.Xn, run.Yn, loss=run.loss, lam=run.lam, masks=masks)[1]
+    S_new = support(run.model, run.Xt)
+    state.passes += 1
+    state.t_used += time.perf_counter() - t0
+    flips = S_new.flips(state.S)
+    lo, ob = run.true_objective(Ws, bs)
+    prev_fixed = state.rounds[-1].fixed_objective if rnd > 1 else state.rounds[0].objective
+    state.rounds.append(RoundLog(rnd, lo, ob, fixed, subs.objectives, flips, S_new.margin,
+                                 sum(flips.values()) == 0, [i.status for i in subs.infos],
+                                 state.passes, state.t_used, evaluate(run.model) if evaluate else {},
+                                 subs.flips, subs.active, subs.margins))
+    if progress is not None:
+        progress.update(1)
+        progress.set_postfix(loss=f"{lo:.4g}", flips=sum(flips.values()))
+    state.Ws, state.bs, state.S = Ws, bs, S_new
+    return prev_fixed
+
+
+def _stop_reason(run: _Run, state: _State, prev_fixed: float, *, tol: float, stop_on_cycle: bool,
+                 time_budget: float) -> str | None:
+    """Why the loop stops after the last round (``AlternationResult.stopped``), or None to go on.
+
+    In order: a sub-step whose solve failed; a stable support whose fixed-support objective
+    decreased by at most ``tol * F(0)``; with ``stop_on_cycle``, a new support met before; the
+    time budget spent. Records the new support's digest when the loop goes on past the cycle test.
+    """
+    last = state.rounds[-1]
+    bad = [s for s in last.statuses if s not in ("optimal", "descent")]
+    if bad:
+        return f"solver-{bad[0]}"
+    n_flips = sum(last.flips.values())
+    if n_flips == 0 and prev_fixed - last.fixed_objective <= tol * run.F0:
+        return "support-stable"
+    digest = _support_digest(state.S)
+    if stop_on_cycle and n_flips > 0 and digest in state.seen:
+        # S_new was already visited (round seen[digest]): a deterministic weight step that
+        # depends only on the support would repeat the same cycle forever
+        return f"cycle-{last.round - state.seen[digest]}"
+    state.seen[digest] = last.round
+    if state.t_used > time_budget:
+        return "time-budget"
+    return None
+
+
 def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0,
               weight_step: str = "exact", max_rounds: int = 20, tol: float = 1e-9,
               descent_steps: int = 50, descent_method: str = "lbfgs", lr: float | None = None,
@@ -797,135 +1079,23 @@ def alternate(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0
     >>> res.rounds[-1].objective <= res.rounds[0].objective
     True
     """
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not 0 <= tol < np.inf:
-        raise ValueError(f"tol must be a finite number >= 0 (relative decrease of the objective); got tol={tol!r}.")
-    parts0 = mlp_parts(model)
-    if weight_step not in WEIGHT_STEPS:
-        raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}; got {weight_step!r}.")
-    if weight_step == "support-preserving" and parts0.topk:
-        raise ValueError("weight_step='support-preserving' needs threshold PHT (tau); the top-k "
-                         "support is not described by linear constraints. Use 'exact' or 'descent'.")
-    if descent_method not in DESCENT_METHODS:
-        raise ValueError(f"descent_method must be one of {DESCENT_METHODS}; got {descent_method!r}.")
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, (int, np.integer)) or max_rounds < 1:
-        raise ValueError(f"max_rounds must be an int >= 1; got {max_rounds!r}.")
-    if not epsilon >= 0:
-        raise ValueError(f"epsilon must be >= 0; got epsilon={epsilon}. Use 1e-3 for tau > 0.")
-    check_loss(loss)
-    lam = check_lam(lam)
-    Xn = _as_np(X)
-    Yn = check_targets(Y, loss)
-    if Yn.shape[0] != Xn.shape[0]:
-        raise ValueError(f"Y must have n={Xn.shape[0]} rows; got shape {Yn.shape}.")
-    k_out = parts0.linears[-1].out_features
-    if (1 if Yn.ndim == 1 else Yn.shape[1]) != k_out:
-        raise ValueError(f"Y has {1 if Yn.ndim == 1 else Yn.shape[1]} outputs per sample but the "
-                         f"model has {k_out}; give Y of shape (n,) for k=1 or (n, {k_out}).")
+    lam, Xn, Yn = _check_alternation_args(model, X, Y, loss=loss, lam=lam, weight_step=weight_step,
+                                          max_rounds=max_rounds, tol=tol,
+                                          descent_method=descent_method, epsilon=epsilon)
     model = model if inplace else copy.deepcopy(model)
-    parts = mlp_parts(model)
-    tau = parts.tau
-    Xt = torch.from_numpy(Xn)
-    F0 = zero_loss(Yn, loss)
-    Ws, bs = _get_params(parts)
-    config = dict(loss=loss, lam=lam, weight_step=weight_step, max_rounds=int(max_rounds), tol=tol,
-                  descent_steps=descent_steps, descent_method=descent_method, lr=lr,
-                  epsilon=epsilon, solver=solver, tau=tau, n=int(Xn.shape[0]),
-                  dims=[int(Xn.shape[1])] + [int(W.shape[0]) for W in Ws], F0=F0,
-                  joint=_is_joint_two_layer(Ws, bs, Yn, loss, lam) and weight_step == "exact")
-
-    def true_obj(Ws_, bs_):
-        if parts.topk:
-            _set_params(parts, Ws_, bs_)
-            S_ = support(model, Xt)
-            return objective_np(Ws_, bs_, Xn, Yn, loss=loss, lam=lam, masks=_masks(S_, parts))
-        return objective_np(Ws_, bs_, Xn, Yn, loss=loss, lam=lam, tau=tau)
-
-    t_used = 0.0
-    passes = 0
-    t0 = time.perf_counter()
-    S = support(model, Xt)
-    passes += 1
-    t_used += time.perf_counter() - t0
-    l0, o0 = true_obj(Ws, bs)
-    rounds = [RoundLog(0, l0, o0, o0, [], {k: 0 for k in parts.keys}, S.margin, True, [], passes,
-                       t_used, evaluate(model) if evaluate else {})]
+    run = _Run(model, mlp_parts(model), Xn, Yn, loss, lam, weight_step, descent_steps,
+               descent_method, lr, epsilon, solver)
+    config = run.config(max_rounds=max_rounds, tol=tol)
+    state = _initial_round(run, evaluate)
     stopped = "max-rounds"
-    seen = {_support_digest(S): 0}
     for rnd in range(1, int(max_rounds) + 1):
-        t0 = time.perf_counter()
-        masks = _masks(S, parts)
-        infos: list[StepInfo] = []
-        step_objs: list[float] = []
-        step_flips: list[int] = []
-        step_active: list[int] = []
-        step_margins: list[dict] = []
-        if weight_step == "descent":
-            Ws, bs, info = descent_step(Ws, bs, Xn, Yn, masks, loss=loss, lam=lam,
-                                        steps=descent_steps, method=descent_method, lr=lr)
-            infos.append(info)
-            step_objs.append(true_obj(Ws, bs)[1])
-        elif config["joint"]:
-            Ws, bs, info = joint_two_layer_step(Ws, bs, Xn, Yn, masks, loss=loss, lam=lam)
-            infos.append(info)
-            step_objs.append(true_obj(Ws, bs)[1])
-        else:
-            for l in reversed(range(parts.L)):
-                if weight_step == "exact":
-                    Ws, bs, info = exact_layer_step(Ws, bs, Xn, Yn, masks, l, loss=loss, lam=lam,
-                                                    solver=solver)
-                else:
-                    held = list(range(l, parts.L - 1))
-                    Zb = forward_np(Ws, bs, Xn, masks=masks)
-                    on_b, off_b = _side_margins([Zb[m] for m in held], [masks[m] for m in held], tau)
-                    Ws, bs, info = support_preserving_layer_step(
-                        Ws, bs, Xn, Yn, masks, l, tau=tau, loss=loss, lam=lam, epsilon=epsilon,
-                        solver=solver)
-                    # the invariant of C9: the held support is still the weights' own support,
-                    # measured here (not by the step): flips, and the margins on each side
-                    Zl = forward_np(Ws, bs, Xn, tau=tau)
-                    step_flips.append(int(sum(int(((z > tau) != m).sum())
-                                              for z, m in zip(Zl[:-1], masks))))
-                    on_a, off_a = _side_margins([Zl[m] for m in held], [masks[m] for m in held], tau)
-                    step_active.append(int(info.detail.get("active", 0)))
-                    step_margins.append({"layer": l, "on_before": on_b, "off_before": off_b,
-                                         "on_after": on_a, "off_after": off_a})
-                infos.append(info)
-                step_objs.append(true_obj(Ws, bs)[1])
-        passes += sum(i.passes for i in infos)
-        _set_params(parts, Ws, bs)
-        fixed = objective_np(Ws, bs, Xn, Yn, loss=loss, lam=lam, masks=masks)[1]
-        S_new = support(model, Xt)
-        passes += 1
-        t_used += time.perf_counter() - t0
-        flips = S_new.flips(S)
-        lo, ob = true_obj(Ws, bs)
-        prev_fixed = rounds[-1].fixed_objective if rnd > 1 else rounds[0].objective
-        rounds.append(RoundLog(rnd, lo, ob, fixed, step_objs, flips, S_new.margin,
-                               sum(flips.values()) == 0, [i.status for i in infos], passes, t_used,
-                               evaluate(model) if evaluate else {}, step_flips, step_active,
-                               step_margins))
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(loss=f"{lo:.4g}", flips=sum(flips.values()))
-        bad = [i.status for i in infos if i.status not in ("optimal", "descent")]
-        S = S_new
-        if bad:
-            stopped = f"solver-{bad[0]}"
+        prev_fixed = _run_round(run, state, rnd, evaluate, progress)
+        why = _stop_reason(run, state, prev_fixed, tol=tol, stop_on_cycle=stop_on_cycle,
+                           time_budget=time_budget)
+        if why is not None:
+            stopped = why
             break
-        if sum(flips.values()) == 0 and prev_fixed - fixed <= tol * F0:
-            stopped = "support-stable"
-            break
-        digest = _support_digest(S)
-        if stop_on_cycle and sum(flips.values()) > 0 and digest in seen:
-            # S_new was already visited (round seen[digest]): a deterministic weight step that
-            # depends only on the support would repeat the same cycle forever
-            stopped = f"cycle-{rnd - seen[digest]}"
-            break
-        seen[digest] = rnd
-        if t_used > time_budget:
-            stopped = "time-budget"
-            break
-    return AlternationResult(model, rounds, stopped, S, config)
+    return AlternationResult(model, state.rounds, stopped, state.S, config)
 
 
 # --------------------------------------------------------------------------------------------

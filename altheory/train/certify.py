@@ -110,6 +110,157 @@ def _stats(margins: np.ndarray) -> dict:
             "zero_margin_frac": float((margins <= 0).mean()) if margins.size else math.nan}
 
 
+def _check_certify_args(subset, batch_size, tol, max_iter, device) -> None:
+    """Refuse bad arguments of :func:`certify_run` before any work."""
+    if isinstance(subset, bool) or not isinstance(subset, int) or subset < 0:
+        raise ValueError(f"subset must be an int >= 0 (0 = every training sample); got {subset!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}.")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be > 0; got {tol!r}.")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter must be an int >= 0; got {max_iter!r}.")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch.cuda.is_available() is False; use device='cpu'.")
+
+
+def _head_lam(cfg, lam):
+    """The head problem's ridge on W: ``lam``, or the run's ``weight_decay`` when None; > 0."""
+    lam = cfg.weight_decay if lam is None else lam
+    if not (isinstance(lam, (int, float)) and lam > 0):
+        raise ValueError(f"lam must be > 0 (the head problem's ridge on W); got lam={lam!r}"
+                         + (" (the run's weight_decay is 0): pass lam, e.g. --lam=5e-4." if cfg.weight_decay == 0
+                            else "."))
+    return lam
+
+
+def _training_data(run, device: str):
+    """The run's training data in float64 on ``device``, refused when its channel means differ
+    from the ones saved with the run (not the data it was trained on)."""
+    from altheory.train.distributed import DistInfo
+    from altheory.train.pipeline import build_data
+
+    cfg = run.config
+    data_cfg = dataclasses.replace(cfg, device=device, channels_last=False)
+    info = DistInfo(0, 1, 0, torch.device(device), False)
+    data = build_data(data_cfg, info, torch.float64)
+    saved = run.preprocessing.get("mean")
+    if saved is not None and hasattr(data, "mean"):
+        now = data.mean.flatten().cpu().numpy()
+        if not np.allclose(now, np.asarray(saved), rtol=1e-6, atol=1e-9):
+            raise ValueError(f"the training data found for {cfg.dataset} (data_dir={cfg.data_dir!r}) has "
+                             f"channel means {now.tolist()}, not the run's {saved}: not the data the run "
+                             "was trained on.")
+    return data
+
+
+def _features_and_support(model, data, n: int, batch_size: int):
+    r"""One pass over the first ``n`` training samples: the head's inputs :math:`\phi_i`, the
+    labels, and per selection layer the margins, kept entries and kind of the support.
+
+    Returns
+    -------
+    feats, ys : lists of the per-batch features (the head's inputs) and labels
+    margins : layer key -> list of per-batch margin arrays
+    kept : layer key -> kept entries in total (layers with a packed mask only)
+    meta : layer key -> ``{"kind", "entries"}``
+    """
+    from altheory.nets.support import support
+    from altheory.train.models import final_linear
+
+    head = final_linear(model)
+    feats, ys = [], []
+    capture = [False]  # the hook keeps the features of the model's own forward only
+    hook = head.register_forward_hook(lambda mod, inp, o: feats.append(inp[0].detach()) if capture[0] else None)
+    margins: dict[str, list] = {}
+    kept: dict[str, int] = {}
+    meta: dict[str, dict] = {}
+    try:
+        for x, y in data.eval_batches("train", limit=n, shard=False, batch_size=batch_size):
+            capture[0] = True
+            model(x)
+            capture[0] = False
+            ys.append(y)
+            S = support(model, x)
+            for key, L in S.layers.items():
+                margins.setdefault(key, []).append(L.margin)
+                if key not in meta:
+                    meta[key] = {"kind": L.kind, "entries": L.size}
+                if L.packed is not None:
+                    kept[key] = kept.get(key, 0) + int(np.unpackbits(L.packed, axis=-1, count=L.size).sum())
+    finally:
+        hook.remove()
+    return feats, ys, margins, kept, meta
+
+
+def _layer_stats(margins: dict, kept: dict, meta: dict) -> dict:
+    """Per selection layer: kind, entries per sample, density (kept fraction, None without a
+    packed mask) and the margin statistics of :func:`_stats`."""
+    layers = {}
+    for key, ms in margins.items():
+        m = np.concatenate(ms)
+        row = dict(meta[key])
+        row["density"] = kept[key] / (m.size * row["entries"]) if key in kept else None
+        row.update(_stats(m))
+        layers[key] = row
+    return layers
+
+
+def _measure_support(model, data, n: int, batch_size: int):
+    """The features and labels of the first ``n`` training samples, the per-layer support
+    statistics (:func:`_layer_stats`) and the seconds of that pass."""
+    t0 = time.perf_counter()
+    feats, ys, margins, kept, meta = _features_and_support(model, data, n, batch_size)
+    t_feat = time.perf_counter() - t0
+    Phi, y = torch.cat(feats).double(), torch.cat(ys).long()
+    return Phi, y, _layer_stats(margins, kept, meta), t_feat
+
+
+def _certify_head(Phi, y, head, *, lam: float, lam_b: float, tol: float, max_iter: int, dev):
+    """The trained head's certificate, the exact head (warm-started from the trained one), and the
+    training accuracies of both: ``(certificate, solution, acc_trained, acc_exact)``."""
+    from altheory.solvers.softmax_head import head_certificate, solve_softmax_head
+
+    k = head.out_features
+    W_tr = head.weight.detach().double()
+    b_tr = (head.bias.detach().double() if head.bias is not None
+            else torch.zeros(k, dtype=torch.float64, device=dev))
+    cert = head_certificate(Phi, y, W_tr, b_tr, lam, lam_b=lam_b, num_classes=k)
+    sol = solve_softmax_head(Phi, y, k, lam=lam, lam_b=lam_b, tol=tol, max_iter=max_iter, W0=W_tr, b0=b_tr)
+    W_ex, b_ex = torch.from_numpy(sol.W).to(dev), torch.from_numpy(sol.b).to(dev)
+    return cert, sol, _accuracy(Phi, y, W_tr, b_tr), _accuracy(Phi, y, W_ex, b_ex)
+
+
+def _accuracy(Phi, y, W, b) -> float:
+    """Training accuracy of the head ``(W, b)`` on the features ``Phi``."""
+    return float(((Phi @ W.T + b).argmax(1) == y).double().mean())
+
+
+def _run_summary(run) -> dict:
+    """The run's essentials for the report: data, architecture, method, epochs, final val acc."""
+    cfg = run.config
+    return {**{k: getattr(cfg, k) for k in ("dataset", "train_subset", "arch", "width", "method",
+                                             "activation", "tau", "topk", "epochs", "weight_decay",
+                                             "optimizer")},
+            "final_val_acc": run.metrics[-1]["val_acc"] if run.metrics else None,
+            "eval_subset": cfg.eval_subset}
+
+
+def _print_report(say, rep: CertifyReport, sol, tol: float) -> None:
+    """One line per selection layer, then the head's bracket, gaps, accuracies and solver."""
+    for key, r in rep.layers.items():
+        dens = "      -" if r["density"] is None else f"{r['density']:.4f}"
+        say(f"  {key:<24} {r['kind']:<7} density {dens}  margin min {r['margin_min']:.3e}  "
+            f"q01 {r['margin_q01']:.3e}  q50 {r['margin_q50']:.3e}  zero {r['zero_margin_frac']:.4f}")
+    say(f"head: F_trained {rep.F_trained:.10f}; F* in [{rep.F_star_lower:.10f}, {rep.F_star_upper:.10f}]; "
+        f"normalised gap of the trained head in [{rep.gap_lower:.3e}, {rep.gap_certified:.3e}]; "
+        f"train acc trained {rep.acc_trained:.4f} exact {rep.acc_exact:.4f}; solver {sol.status} "
+        f"(rel gap {sol.rel_gap:.1e} <= tol {tol:g}: {sol.rel_gap <= tol}, {sol.iters} Newton its, "
+        f"{sol.seconds:.1f}s)")
+
+
 @torch.no_grad()
 def certify_run(run_dir, *, subset: int = 0, lam: float | None = None, lam_b: float = 0.0,
                 tol: float = 1e-10, max_iter: int = 100, device: str = "cpu", batch_size: int = 256,
@@ -139,120 +290,40 @@ def certify_run(run_dir, *, subset: int = 0, lam: float | None = None, lam_b: fl
         Bad arguments, a truncated/foreign checkpoint, data that differ from the run's, or
         ``lam`` missing for a run trained without weight decay.
     """
-    from altheory.nets.support import support
-    from altheory.solvers.softmax_head import head_certificate, solve_softmax_head
-    from altheory.train.distributed import DistInfo
     from altheory.train.models import final_linear
-    from altheory.train.pipeline import build_data
     from altheory.train.runs import load_run
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    if isinstance(subset, bool) or not isinstance(subset, int) or subset < 0:
-        raise ValueError(f"subset must be an int >= 0 (0 = every training sample); got {subset!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}.")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be > 0; got {tol!r}.")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter must be an int >= 0; got {max_iter!r}.")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}.")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch.cuda.is_available() is False; use device='cpu'.")
+    _check_certify_args(subset, batch_size, tol, max_iter, device)
     out_path = None if out == "" else Path(out) if out is not None else Path(run_dir) / "certify.json"
     run = load_run(run_dir)
     cfg = run.config
-    lam = cfg.weight_decay if lam is None else lam
-    if not (isinstance(lam, (int, float)) and lam > 0):
-        raise ValueError(f"lam must be > 0 (the head problem's ridge on W); got lam={lam!r}"
-                         + (" (the run's weight_decay is 0): pass lam, e.g. --lam=5e-4." if cfg.weight_decay == 0
-                            else "."))
+    lam = _head_lam(cfg, lam)
     if out_path is not None:
         check_output_path(out_path)
     dev = torch.device(device)
     model = copy.deepcopy(run.model).to(device=dev, dtype=torch.float64).eval()
-    data_cfg = dataclasses.replace(cfg, device=device, channels_last=False)
-    info = DistInfo(0, 1, 0, dev, False)
-    data = build_data(data_cfg, info, torch.float64)
-    saved = run.preprocessing.get("mean")
-    if saved is not None and hasattr(data, "mean"):
-        now = data.mean.flatten().cpu().numpy()
-        if not np.allclose(now, np.asarray(saved), rtol=1e-6, atol=1e-9):
-            raise ValueError(f"the training data found for {cfg.dataset} (data_dir={cfg.data_dir!r}) has "
-                             f"channel means {now.tolist()}, not the run's {saved}: not the data the run "
-                             "was trained on.")
+    data = _training_data(run, device)
     n_all = data.n_train
     n = min(subset, n_all) if subset else n_all
     say(f"certify {run_dir}: step {run.step}, {cfg.arch} {cfg.method}, {n} of {n_all} training samples, "
         f"batch norm in eval mode, lam={lam:g}, lam_b={lam_b:g}")
-
+    Phi, y, layers, t_feat = _measure_support(model, data, n, batch_size)
     head = final_linear(model)
-    feats, ys = [], []
-    capture = [False]  # the hook keeps the features of the model's own forward only
-    hook = head.register_forward_hook(lambda mod, inp, o: feats.append(inp[0].detach()) if capture[0] else None)
-    margins: dict[str, list] = {}
-    kept: dict[str, int] = {}
-    meta: dict[str, dict] = {}
-    t0 = time.perf_counter()
-    try:
-        for x, y in data.eval_batches("train", limit=n, shard=False, batch_size=batch_size):
-            capture[0] = True
-            model(x)
-            capture[0] = False
-            ys.append(y)
-            S = support(model, x)
-            for key, L in S.layers.items():
-                margins.setdefault(key, []).append(L.margin)
-                if key not in meta:
-                    meta[key] = {"kind": L.kind, "entries": L.size}
-                if L.packed is not None:
-                    kept[key] = kept.get(key, 0) + int(np.unpackbits(L.packed, axis=-1, count=L.size).sum())
-    finally:
-        hook.remove()
-    t_feat = time.perf_counter() - t0
-    Phi, y = torch.cat(feats).double(), torch.cat(ys).long()
-    layers = {}
-    for key, ms in margins.items():
-        m = np.concatenate(ms)
-        row = dict(meta[key])
-        row["density"] = kept[key] / (m.size * row["entries"]) if key in kept else None
-        row.update(_stats(m))
-        layers[key] = row
-    margin_min = min((r["margin_min"] for r in layers.values()), default=math.inf)
-
+    cert, sol, acc_tr, acc_ex = _certify_head(Phi, y, head, lam=lam, lam_b=lam_b, tol=tol,
+                                              max_iter=max_iter, dev=dev)
     k = head.out_features
-    W_tr = head.weight.detach().double()
-    b_tr = (head.bias.detach().double() if head.bias is not None
-            else torch.zeros(k, dtype=torch.float64, device=dev))
-    cert = head_certificate(Phi, y, W_tr, b_tr, lam, lam_b=lam_b, num_classes=k)
-    sol = solve_softmax_head(Phi, y, k, lam=lam, lam_b=lam_b, tol=tol, max_iter=max_iter, W0=W_tr, b0=b_tr)
     F0 = math.log(k)
-    acc_tr = float(((Phi @ W_tr.T + b_tr).argmax(1) == y).double().mean())
-    W_ex = torch.from_numpy(sol.W).to(dev)
-    b_ex = torch.from_numpy(sol.b).to(dev)
-    acc_ex = float(((Phi @ W_ex.T + b_ex).argmax(1) == y).double().mean())
     rep = CertifyReport(
         run_dir=str(run_dir), step=run.step, n=int(Phi.shape[0]), p=int(Phi.shape[1]), k=k,
         lam=float(lam), lam_b=float(lam_b), tol=float(tol), F0=F0, F_trained=cert["primal"],
         F_star_upper=sol.primal, F_star_lower=sol.dual,
         gap_lower=(cert["primal"] - sol.primal) / F0, gap_certified=(cert["primal"] - sol.dual) / F0,
         gap_self_certified=cert["gap"] / F0, status=sol.status, solver=sol.summary(),
-        acc_trained=acc_tr, acc_exact=acc_ex, layers=layers, margin_min=float(margin_min),
-        seconds={"features_and_support": t_feat, "head_solve": sol.seconds},
-        run={**{k: getattr(cfg, k) for k in ("dataset", "train_subset", "arch", "width", "method",
-                                             "activation", "tau", "topk", "epochs", "weight_decay",
-                                             "optimizer")},
-             "final_val_acc": run.metrics[-1]["val_acc"] if run.metrics else None,
-             "eval_subset": cfg.eval_subset})
-    for key, r in layers.items():
-        dens = "      -" if r["density"] is None else f"{r['density']:.4f}"
-        say(f"  {key:<24} {r['kind']:<7} density {dens}  margin min {r['margin_min']:.3e}  "
-            f"q01 {r['margin_q01']:.3e}  q50 {r['margin_q50']:.3e}  zero {r['zero_margin_frac']:.4f}")
-    say(f"head: F_trained {rep.F_trained:.10f}; F* in [{rep.F_star_lower:.10f}, {rep.F_star_upper:.10f}]; "
-        f"normalised gap of the trained head in [{rep.gap_lower:.3e}, {rep.gap_certified:.3e}]; "
-        f"train acc trained {acc_tr:.4f} exact {acc_ex:.4f}; solver {sol.status} "
-        f"(rel gap {sol.rel_gap:.1e} <= tol {tol:g}: {sol.rel_gap <= tol}, {sol.iters} Newton its, "
-        f"{sol.seconds:.1f}s)")
+        acc_trained=acc_tr, acc_exact=acc_ex, layers=layers,
+        margin_min=float(min((r["margin_min"] for r in layers.values()), default=math.inf)),
+        seconds={"features_and_support": t_feat, "head_solve": sol.seconds}, run=_run_summary(run))
+    _print_report(say, rep, sol, tol)
     if out_path is not None:
         write_text_atomic(out_path, json.dumps(rep.to_dict(), indent=2))
         say(f"report: {out_path}")

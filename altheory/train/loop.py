@@ -36,7 +36,9 @@ import math
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -371,6 +373,8 @@ def _trim_csv(path: Path, key: str, last: int) -> None:
 
 
 def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
+    """The body of :func:`train` on one process of ``info``: every refusal first, then the run's
+    files, model and optimizer (restored on ``resume``), the steps, and the summary."""
     say = (lambda *a: None) if (quiet or not info.is_main) else (lambda *a: print(*a, flush=True))
     out = Path(cfg.out_dir)
     check_output_dir(out, create=False)
@@ -379,7 +383,34 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         _check_resume(ckpt, cfg, ckpt_path)
+    dtype, amp = _precision(cfg, info)
+    data = build_data(cfg, info, dtype)
+    total = steps_total(cfg, data.steps_per_epoch)
+    if ckpt is not None:
+        _check_epochs_grow(ckpt, cfg, ckpt_path, total, data.steps_per_epoch)
+    if info.is_main:
+        check_output_dir(out)
+        write_text_atomic(out / "config.toml", cfg.dumps())
+        write_text_atomic(out / "preprocessing.json", json.dumps(preprocessing(cfg, data), indent=2))
+    say("resolved config:\n" + cfg.dumps())
 
+    run = _build_run(cfg, info, data, dtype, amp, total, ckpt_path, say)
+    if ckpt is not None:
+        _restore(run, ckpt)
+    signals, stop_now = _run_steps(run, quiet)
+
+    summary = _summary(cfg, info, run.history, run.step, total, run.timer.total,
+                       stop_now and run.step < total)
+    summary["signal"] = signals[0] if signals else None
+    if info.is_main:
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+        say(json.dumps({k: v for k, v in summary.items() if k not in ("config", "history")}, indent=2))
+    return summary
+
+
+def _precision(cfg: TrainConfig, info) -> tuple[torch.dtype, Callable]:
+    """The parameter dtype and the autocast factory (bf16 on CUDA when asked for float32 runs);
+    on CUDA, also turns on cuDNN autotuning and TF32 matmuls."""
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     use_amp = info.device.type == "cuda" and cfg.amp == "bf16" and dtype == torch.float32
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
@@ -387,20 +418,49 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    return dtype, amp
 
-    data = build_data(cfg, info, dtype)
-    spe = data.steps_per_epoch
-    total = steps_total(cfg, spe)
-    if ckpt is not None and ckpt["step"] > total:
+
+def _check_epochs_grow(ckpt: dict, cfg: TrainConfig, ckpt_path: Path, total: int, spe: int) -> None:
+    """Refuse a resume whose checkpoint is already past the step budget of ``cfg.epochs``."""
+    if ckpt["step"] > total:
         raise ValueError(f"--resume: the checkpoint {ckpt_path} is at step {ckpt['step']} "
                          f"({ckpt['step'] / spe:g} epochs) but epochs={cfg.epochs} is {total} steps; "
                          f"epochs may only grow on resume (use epochs >= {math.ceil(ckpt['step'] / spe)}).")
-    if info.is_main:
-        check_output_dir(out)
-        write_text_atomic(out / "config.toml", cfg.dumps())
-        write_text_atomic(out / "preprocessing.json", json.dumps(preprocessing(cfg, data), indent=2))
-    say("resolved config:\n" + cfg.dumps())
 
+
+@dataclass
+class _Run:
+    """What one training run holds while it steps (built by :func:`_build_run`)."""
+
+    cfg: TrainConfig
+    info: dist.DistInfo
+    data: object             # the pipeline's data (:func:`altheory.train.pipeline.build_data`)
+    amp: Callable            # autocast context-manager factory
+    model: nn.Module         # the bare module (what is checkpointed)
+    gating: Gating | None    # alt / alt-inner only
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    stepper: Stepper
+    total: int               # optimizer steps of the whole budget
+    ckpt_path: Path
+    say: Callable
+    timer: _Timer
+    acc: torch.Tensor        # running sums of the epoch in progress: loss sum, correct, samples
+    step: int = 0            # optimizer steps taken
+    history: list = field(default_factory=list)   # one metrics row per finished epoch
+    steps_in_window: int = 0                      # steps of the epoch in progress
+
+    @property
+    def spe(self) -> int:
+        """Optimizer steps per epoch."""
+        return self.data.steps_per_epoch
+
+
+def _build_model(cfg: TrainConfig, info, data,
+                 dtype: torch.dtype) -> tuple[nn.Module, Gating | None, nn.Module]:
+    """The seeded model (identical for every method and rank), its gating for alt/alt-inner, and
+    what the steps call (the DDP wrapper and/or the compiled model, or the model itself)."""
     torch.manual_seed(cfg.seed)  # model init: identical for every method and rank
     model = build_model(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                         image_size=data.image_size, width=cfg.width, activation=cfg.activation,
@@ -421,73 +481,86 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
         fwd = torch.compile(fwd)
         if gating is not None:
             gating.compile()
+    return model, gating, fwd
 
+
+def _build_run(cfg: TrainConfig, info, data, dtype, amp, total: int, ckpt_path: Path, say) -> _Run:
+    """Model, optimizer, schedule and stepper of a fresh run at step 0."""
+    model, gating, fwd = _build_model(cfg, info, data, dtype)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, cfg, total)
-    step, history, timer = 0, [], _Timer(info.device)
-    # running sums of the epoch in progress: loss sum, correct, samples; its steps; support flips
-    acc = torch.zeros(3, dtype=torch.float64, device=info.device)
-    steps_in_window = 0
-    flips = [0, 0]
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        if gating is not None:
-            gating.gate.load_state_dict(ckpt["gate"])
-            gating.refreshes = ckpt["gate_refreshes"]
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step, history, timer.total = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
-        set_rng_state(ckpt["rng"])
-        part = ckpt.get("epoch_partial")
-        if part is not None:
-            if info.is_main:  # the sums of every rank so far; summed again at the epoch's end
-                acc.copy_(part["sums"].to(acc))
-            steps_in_window, flips = int(part["steps"]), list(part["flips"])
-        if ckpt["config"]["epochs"] != cfg.epochs:
-            # more epochs: the schedule of the new budget, continued from this step
-            for g, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
-                g["lr"] = base * fn(step)
-            say(f"extending the run from epochs={ckpt['config']['epochs']} to {cfg.epochs}: the "
-                f"{cfg.schedule} schedule is recomputed for {total} steps from step {step}"
+    stepper = Stepper(model, fwd, opt, sched, method=cfg.method, gating=gating,
+                      alt_every=cfg.alt_every or data.steps_per_epoch, inner_steps=cfg.inner_steps,
+                      amp=amp, track_flips=cfg.track_flips)
+    return _Run(cfg, info, data, amp, model, gating, opt, sched, stepper, total, ckpt_path, say,
+                _Timer(info.device), torch.zeros(3, dtype=torch.float64, device=info.device))
+
+
+def _restore(run: _Run, ckpt: dict) -> None:
+    """Continue ``run`` from ``ckpt``: model, gate, optimizer, schedule, step, history, training
+    seconds, RNG states and the epoch in progress; a grown budget recomputes the schedule; the
+    CSV rows written after the checkpoint are dropped."""
+    cfg, info = run.cfg, run.info
+    run.model.load_state_dict(ckpt["model"])
+    if run.gating is not None:
+        run.gating.gate.load_state_dict(ckpt["gate"])
+        run.gating.refreshes = ckpt["gate_refreshes"]
+    run.opt.load_state_dict(ckpt["optimizer"])
+    run.sched.load_state_dict(ckpt["scheduler"])
+    run.step, run.history, run.timer.total = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
+    set_rng_state(ckpt["rng"])
+    part = ckpt.get("epoch_partial")
+    if part is not None:
+        if info.is_main:  # the sums of every rank so far; summed again at the epoch's end
+            run.acc.copy_(part["sums"].to(run.acc))
+        run.steps_in_window, run.stepper.flips = int(part["steps"]), list(part["flips"])
+    if ckpt["config"]["epochs"] != cfg.epochs:
+        # more epochs: the schedule of the new budget, continued from this step
+        for g, base, fn in zip(run.opt.param_groups, run.sched.base_lrs, run.sched.lr_lambdas):
+            g["lr"] = base * fn(run.step)
+        run.say(f"extending the run from epochs={ckpt['config']['epochs']} to {cfg.epochs}: the "
+                f"{cfg.schedule} schedule is recomputed for {run.total} steps from step {run.step}"
                 + ("" if cfg.schedule == "constant" else
                    " (not the trajectory of a fresh run with these epochs; schedule=constant extends exactly)"))
-        if info.is_main:
-            _trim_csv(out / "metrics.csv", "step", step)
-            _trim_csv(out / "steps.csv", "step", step)
-        say(f"resumed from {ckpt_path} at step {step}")
-    stop = min(cfg.stop_step or total, total)
+    if info.is_main:
+        out = Path(cfg.out_dir)
+        _trim_csv(out / "metrics.csv", "step", run.step)
+        _trim_csv(out / "steps.csv", "step", run.step)
+    run.say(f"resumed from {run.ckpt_path} at step {run.step}")
 
-    def checkpoint():
-        sums = dist.all_reduce_sum(acc.detach().clone(), info).cpu()  # the epoch so far, all ranks
-        if cfg.checkpoint and info.is_main:
-            save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "gate": None if gating is None else gating.gate.state_dict(),
-                "gate_refreshes": 0 if gating is None else gating.refreshes,
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                "config": cfg.to_dict(), "history": history, "train_seconds": timer.total,
-                "epoch_partial": {"sums": sums, "steps": steps_in_window,
-                                  "flips": list(stepper.flips)},
-                "rng": rng_state()})
-        dist.barrier(info)
 
-    stepper = Stepper(model, fwd, opt, sched, method=cfg.method, gating=gating,
-                      alt_every=cfg.alt_every or spe, inner_steps=cfg.inner_steps, amp=amp,
-                      track_flips=cfg.track_flips)
-    stepper.flips = flips
-    batches = data.train_batches(stepper.batch_index(step))
+def _save(run: _Run) -> None:
+    """Write the checkpoint (rank 0, when ``cfg.checkpoint``) with the epoch in progress summed
+    over ranks; every rank waits for it."""
+    cfg, info, gating = run.cfg, run.info, run.gating
+    sums = dist.all_reduce_sum(run.acc.detach().clone(), info).cpu()  # the epoch so far, all ranks
+    if cfg.checkpoint and info.is_main:
+        save_checkpoint(run.ckpt_path, {
+            "model": run.model.state_dict(), "gate": None if gating is None else gating.gate.state_dict(),
+            "gate_refreshes": 0 if gating is None else gating.refreshes,
+            "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "step": run.step,
+            "config": cfg.to_dict(), "history": run.history, "train_seconds": run.timer.total,
+            "epoch_partial": {"sums": sums, "steps": run.steps_in_window,
+                              "flips": list(run.stepper.flips)},
+            "rng": rng_state()})
+    dist.barrier(info)
 
-    writer = None
-    if cfg.tensorboard and info.is_main:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(out / "tb"))
-        except ImportError:
-            say("tensorboard is not installed: no TensorBoard logs (CSV only).")
-    bar = _progress(stop, f"{cfg.method} {cfg.arch}", cfg.progress and info.is_main and not quiet,
-                    initial=step)
-    steps_log = _StepLog(out / "steps.csv", writer, info.is_main, cfg.batch_size)
 
-    signals = []  # names of the stop signals seen (SIGTERM, SIGINT)
+def _tensorboard_writer(run: _Run):
+    """A TensorBoard ``SummaryWriter`` on rank 0 when asked for and installed, else None."""
+    if not (run.cfg.tensorboard and run.info.is_main):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter(str(Path(run.cfg.out_dir) / "tb"))
+    except ImportError:
+        run.say("tensorboard is not installed: no TensorBoard logs (CSV only).")
+        return None
+
+
+def _catch_stop_signals(signals: list[str]) -> dict:
+    """Record SIGTERM / SIGINT in ``signals`` instead of stopping (a second SIGINT stops at once);
+    returns the previous handlers, to put back. Nothing on Windows or off the main thread."""
     prev = {}
     if sys.platform != "win32":
         def on_signal(signum, frame):
@@ -500,51 +573,29 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
                 prev[sig] = signal.signal(sig, on_signal)
             except ValueError:  # not the main thread
                 pass
+    return prev
 
-    model.train()
+
+def _run_steps(run: _Run, quiet: bool) -> tuple[list[str], bool]:
+    """Train from ``run.step`` to ``stop_step`` or the budget, or until a stop signal; checkpoint
+    when it stops inside an epoch. Returns the stop signals seen and whether one stopped it."""
+    cfg, info = run.cfg, run.info
+    stop = min(cfg.stop_step or run.total, run.total)
+    batches = run.data.train_batches(run.stepper.batch_index(run.step))
+    writer = _tensorboard_writer(run)
+    bar = _progress(stop, f"{cfg.method} {cfg.arch}", cfg.progress and info.is_main and not quiet,
+                    initial=run.step)
+    steps_log = _StepLog(Path(cfg.out_dir) / "steps.csv", writer, info.is_main, cfg.batch_size)
+    signals: list[str] = []  # names of the stop signals seen (SIGTERM, SIGINT)
+    prev = _catch_stop_signals(signals)
+    run.model.train()
     stop_now = False  # a stop signal seen (by any rank, agreed at the same step under DDP)
     try:
-        timer.start()
-        steps_log.start(step, timer.total)
-        while step < stop and not stop_now:
-            loss_sum, correct, n = stepper.step(step, batches)
-            acc[0] += loss_sum.double()
-            acc[1] += correct
-            acc[2] += n
-            steps_log.add(loss_sum, correct, n)
-            step += 1
-            steps_in_window += 1
-            if step % cfg.log_every == 0 or step == stop or step % spe == 0:
-                if bar is not None:
-                    bar.update(step - bar.n)
-                steps_log.write(step, spe, opt.param_groups[0]["lr"], timer.lap(), info)
-            if step % spe == 0:
-                seconds = timer.stop()
-                row = _end_of_epoch(step, spe, acc, seconds, steps_in_window, cfg, info, model,
-                                    data, amp, opt, stepper, history, progress=bar is not None)
-                say(_fmt_row(row))
-                if writer is not None:
-                    for k, v in row.items():
-                        if isinstance(v, (int, float)) and v is not None and k not in ("epoch", "step"):
-                            writer.add_scalar(k, v, row["step"])
-                    writer.flush()
-                acc.zero_()
-                steps_in_window = 0
-                checkpoint()
-                timer.start()
-                steps_log.start(step, timer.total)
-            if not info.active:
-                stop_now = bool(signals)
-            elif step % cfg.log_every == 0 or step % spe == 0:
-                # ranks must stop at the same step: agree every log_every steps (one tiny
-                # all-reduce; a per-step one would add a host sync to every step)
-                flag = dist.all_reduce_sum(torch.tensor([float(bool(signals))], device=info.device), info)
-                stop_now = bool(flag.item() > 0)
-        timer.stop()
-        if step % spe != 0 or stop_now:  # stopped inside an epoch (stop_step or a signal)
-            checkpoint()
+        stop_now = _step_until(run, stop, batches, signals, steps_log, writer, bar)
+        if run.step % run.spe != 0 or stop_now:  # stopped inside an epoch (stop_step or a signal)
+            _save(run)
             why = signals[0] if signals else ("a signal on another rank" if stop_now else "stop_step")
-            say(f"stopped at step {step} ({why}); checkpoint {ckpt_path}")
+            run.say(f"stopped at step {run.step} ({why}); checkpoint {run.ckpt_path}")
     finally:
         for sig, handler in prev.items():
             signal.signal(sig, handler)
@@ -552,13 +603,66 @@ def _train(cfg: TrainConfig, info, resume: bool, quiet: bool) -> dict:
             bar.close()
         if writer is not None:
             writer.close()
+    return signals, stop_now
 
-    summary = _summary(cfg, info, history, step, total, timer.total, stop_now and step < total)
-    summary["signal"] = signals[0] if signals else None
-    if info.is_main:
-        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
-        say(json.dumps({k: v for k, v in summary.items() if k not in ("config", "history")}, indent=2))
-    return summary
+
+def _step_until(run: _Run, stop: int, batches, signals, steps_log, writer, bar) -> bool:
+    """The step loop (timed): steps, ``steps.csv`` rows every ``log_every`` steps, the epoch's
+    end every ``spe`` steps. Returns whether a stop signal ended it."""
+    cfg, spe = run.cfg, run.spe
+    stop_now = False
+    run.timer.start()
+    steps_log.start(run.step, run.timer.total)
+    while run.step < stop and not stop_now:
+        loss_sum, correct, n = run.stepper.step(run.step, batches)
+        run.acc[0] += loss_sum.double()
+        run.acc[1] += correct
+        run.acc[2] += n
+        steps_log.add(loss_sum, correct, n)
+        run.step += 1
+        run.steps_in_window += 1
+        if run.step % cfg.log_every == 0 or run.step == stop or run.step % spe == 0:
+            if bar is not None:
+                bar.update(run.step - bar.n)
+            steps_log.write(run.step, spe, run.opt.param_groups[0]["lr"], run.timer.lap(), run.info)
+        if run.step % spe == 0:
+            _finish_epoch(run, steps_log, writer, progress=bar is not None)
+        stop_now = _stop_agreed(run, signals, stop_now)
+    run.timer.stop()
+    return stop_now
+
+
+def _finish_epoch(run: _Run, steps_log, writer, *, progress: bool) -> None:
+    """At an epoch's end (timer paused): evaluate, log the row, reset the epoch sums, checkpoint."""
+    seconds = run.timer.stop()
+    row = _end_of_epoch(run.step, run.spe, run.acc, seconds, run.steps_in_window, run.cfg, run.info,
+                        run.model, run.data, run.amp, run.opt, run.stepper, run.history,
+                        progress=progress)
+    run.say(_fmt_row(row))
+    if writer is not None:
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and v is not None and k not in ("epoch", "step"):
+                writer.add_scalar(k, v, row["step"])
+        writer.flush()
+    run.acc.zero_()
+    run.steps_in_window = 0
+    _save(run)
+    run.timer.start()
+    steps_log.start(run.step, run.timer.total)
+
+
+def _stop_agreed(run: _Run, signals: list[str], stop_now: bool) -> bool:
+    """Whether to stop after this step: a signal seen here (one process), or by any rank (DDP),
+    agreed every ``log_every`` steps and at epoch ends; otherwise ``stop_now`` unchanged."""
+    if not run.info.active:
+        return bool(signals)
+    if run.step % run.cfg.log_every == 0 or run.step % run.spe == 0:
+        # ranks must stop at the same step: agree every log_every steps (one tiny
+        # all-reduce; a per-step one would add a host sync to every step)
+        flag = dist.all_reduce_sum(torch.tensor([float(bool(signals))], device=run.info.device),
+                                   run.info)
+        return bool(flag.item() > 0)
+    return stop_now
 
 
 STEP_FIELDS = ("step", "epoch", "lr", "train_loss", "train_acc", "steps", "images_per_s")
