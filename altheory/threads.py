@@ -2,11 +2,16 @@ r"""CPU thread policy: how OpenMP threads wait, set before torch and numpy start
 
 torch (ATen, MKL) and numpy/scipy (OpenBLAS) run their parallel regions on OpenMP thread pools.
 Between regions, GNU OpenMP threads *spin* (busy-wait) for a while before sleeping. On an idle
-machine this shaves microseconds off the next region; on a machine whose cores are busy with
-other work, the spinning threads steal the cores the working thread needs, and the small,
-frequent parallel regions of altheory's checks (products of a few thousand flops, thousands of
-times) slow down many times over. ``OMP_WAIT_POLICY=PASSIVE`` makes waiting threads sleep at
-once. Measured by ``paper_repro/bench_threads.py`` (``paper_repro/results/bench_threads.json``):
+machine this pays: the next region starts without waking its threads. On a machine whose cores
+are busy with other work, the spinning threads steal the cores the working thread needs, and
+the small, frequent parallel regions of altheory's checks (products of a few thousand flops,
+thousands of times) slow down. ``OMP_WAIT_POLICY=PASSIVE`` makes waiting threads sleep at once.
+Measured by ``paper_repro/bench_threads.py`` (``paper_repro/results/bench_threads.json``, two
+cores, two or three runs per policy): under load (run ``loaded``) the quick ``altheory verify``
+took about half as long with ``passive`` as with ``native`` and the small CPU trainer (ResNet-8)
+ran about ten times faster; on a quiet machine (run ``quiet``) the checks took about the same time
+under every policy, but ``passive`` cost the trainer about a third of its images per second,
+which ``native`` recovers. ``passive`` is the default because it does not collapse under load;
 see the "Threads" section of ``README.md`` for the numbers and the load they were taken under.
 
 The policy is read by the OpenMP runtime once, when its library is loaded, i.e. when torch (or
@@ -20,7 +25,8 @@ Choice (``ALTHEORY_THREADS`` environment variable, read by :func:`configure_thre
 ==========  ================================================================================
 ``passive`` (default) ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set; thread
             counts are left to torch (one per core).
-``native``  leave everything as the libraries set it (OpenMP's default spin-then-sleep).
+``native``  leave everything as the libraries set it (OpenMP's default spin-then-sleep):
+            faster for CPU training on an otherwise idle machine, far slower under load.
 ==========  ================================================================================
 
 A user's own ``OMP_WAIT_POLICY`` always wins (``os.environ.setdefault``). Thread *counts* are
