@@ -1157,7 +1157,7 @@ MUTANTS: list[Mutant] = [
            "their boundaries (a sign flip is 2^63: an even number of them cancels)",
            [("func", "altheory.nets.support._tensor_fingerprint", _fingerprint_aligned_words)],
            killed_by_tests=("tests/test_support.py::test_fixed_support_network_checks_then_holds",
-                            "tests/test_fingerprint.py")),
+                            "tests/test_fingerprint.py::test_fingerprint_sees_a_negated_or_rescaled_layer")),
     Mutant("objective-mask-any-values", (), "MLPObjective takes any numbers as a mask (a "
            "pre-activation passed as its support)",
            [("func", "altheory.descent.descent._check_mask", _mask_any_values)],
