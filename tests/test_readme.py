@@ -189,13 +189,15 @@ def block_threads() -> str:
     for run in _threads():
         vs, ts = run["verify_summary"], run.get("train_summary", {})
         for pol, s in vs.items():
-            t = ts.get(pol)
+            t, native = ts.get(pol), ts.get("native")
             rows.append([run["label"], run["date"][:10], f"`{pol}`",
                          f"{_s(s['median'])} ({_s(s['min'])}–{_s(s['max'])}), {s['runs']} runs",
                          _s(s["load1_median"]),
-                         f"{_int(t['median'])} ({_int(t['min'])}–{_int(t['max'])})" if t else "—"])
+                         f"{_int(t['median'])} ({_int(t['min'])}–{_int(t['max'])})" if t else "—",
+                         f"{t['median'] / native['median']:.2f}×" if t and native else "—"])
     return _table(["load", "date", "policy", "quick verify, s: median (range)",
-                   "1-min load (median)", "trainer images/s: median (range)"], rows, "lllrrr")
+                   "1-min load (median)", "trainer images/s: median (range)",
+                   "trainer vs `native`, same run"], rows, "lllrrrr")
 
 
 # --------------------------------------------------------------------------- benchmarks
