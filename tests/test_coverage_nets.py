@@ -329,3 +329,47 @@ def test_c2_predicted_selection_uses_each_activations_rule():
         x = seeded((1, 4), scale=3.0)
         r = check_instance(model, x, 0, np.random.default_rng(0).standard_normal(4))
         assert r["inside"] == "pass" and r["crossing"] == "pass", (act, r)
+
+
+def test_c2_maxpool_after_hardtanh_constants_do_not_compete():
+    """Hardtanh -> MaxPool: a window holding an upper constant outputs hi whatever its kept
+    entries do (no constraint); lower constants never beat a kept entry. The max-pool margin
+    is then the gap among kept entries only, and it is sharp on this case."""
+    model = nn.Sequential(nn.Hardtanh(-1.0, 1.0), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(2, 1)).double().eval()
+    # window 1: upper 3.0 with kept 0.5, 0.4 (no constraint); window 2: kept 0.2, 0.1 and lower
+    x = torch.tensor([[[[3.0, 0.5, 0.2, 0.1], [0.4, -2.0, -5.0, -3.0]]]], dtype=torch.float64)
+    S = support(model, x)
+    assert np.isclose(S["1"].margin[0], (0.2 - 0.1) / 2)
+    assert np.isclose(S["0"].margin[0], min(abs(v - b) for v in x.ravel().tolist() for b in (-1.0, 1.0)))
+    for t, same in ((0.99, True), (1.01, False)):  # move 0.2 down, 0.1 up by t * margin
+        xp = x.clone()
+        xp[0, 0, 0, 2] -= t * 0.05
+        xp[0, 0, 0, 3] += t * 0.05
+        assert (support(model, xp) == S) == same
+
+
+def test_testing_strategies_validate_the_new_arguments():
+    from altheory.testing import net_specs
+
+    with pytest.raises(ValueError, match="subset of"):
+        net_specs(activations=("gelu",))
+    with pytest.raises(TypeError, match="concat must be a bool"):
+        net_specs(concat=1)
+
+
+@pytest.mark.parametrize("act", ["leaky", "prelu", "relu6", "hardtanh"])
+def test_c1_drawn_specs_build_each_new_activation_and_cat(act):
+    from altheory.nets.architectures import build, random_inputs, sample_spec
+
+    kinds = set()
+    for seed in range(40):
+        spec = sample_spec(seed, family="cnn", activations=(act,), concat=True)
+        model = build(spec)
+        kinds |= {type(m).__name__ for m in model.modules()}
+        if "ConcatBlock" in kinds:
+            break
+    assert "ConcatBlock" in kinds
+    assert {"leaky": "LeakyReLU", "prelu": "PReLU", "relu6": "ReLU6", "hardtanh": "Hardtanh"}[act] in kinds
+    err, _ = exact(model, random_inputs(spec, 1, 0))
+    assert err <= TOL
