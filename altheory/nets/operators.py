@@ -759,7 +759,10 @@ def linearize(model: nn.Module, support: MultiLayerSupport, i: int) -> tuple[np.
     ----------
     model : nn.Module
         Linear, Conv2d, BatchNorm (eval), AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, Flatten,
-        residual additions (torchvision BasicBlock/Bottleneck), ReLU, PHT.
+        residual additions (torchvision BasicBlock/Bottleneck), ``torch.cat``/``torch.stack``
+        (DenseNet), functional forms of these in ``forward``, and every piecewise-linear
+        activation: ReLU, PHT, LeakyReLU, PReLU, ReLU6 (mobilenet_v2), Hardtanh
+        (:data:`altheory.nets.graph.SUPPORTED`).
     support : MultiLayerSupport
         From :func:`altheory.support` on this model.
     i : int
@@ -795,7 +798,9 @@ def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | in
     r"""Design matrix of one layer: :math:`f_S(x_i) = \Phi_i \theta_l + o_i` for every sample.
 
     With the support and every other layer fixed, the output is affine in
-    :math:`\theta_l = (\mathrm{vec}(W_l), b_l)` (docs/claims.md C3): for a dense layer
+    :math:`\theta_l = (\mathrm{vec}(W_l), b_l)` (docs/claims.md C3). The layers are the Linear
+    and Conv2d modules; a PReLU's slope is held fixed like the support (a constant of
+    :math:`f_S`, read from the model), and Hardtanh/ReLU6 constants enter the offset. For a dense layer
     :math:`\Phi_i = R_i (I \otimes a_i^\top)`, for a convolution :math:`\Phi_i = R_i J(a_i)` with
     :math:`J` the im2col matrix of its input, where :math:`a_i` is the layer's (gated) input and
     :math:`R_i = \partial f_S / \partial z^l` the downstream operator.
