@@ -223,3 +223,22 @@ def test_screening_rounds_and_full_set_agree(loss):
         assert a.status == b.status == "optimal"
         assert a.iterations["working_set_rounds"] >= 2
         assert abs(a.objective - b.objective) <= max(a.gap, b.gap) + ROUND * abs(a.objective)
+
+
+def test_sample_space_path_cuts_cg_iterations_where_block_jacobi_struggles(monkeypatch):
+    """(150, 6, 70), λ = 1e-3: the non-zero groups have k d > n coordinates. With the
+    sample-space preconditioner (and its kept factors rebuilt when stale) the Newton CG takes
+    under a quarter of block-Jacobi's iterations (825 against 9689 when written); the optimum is
+    the same. Iteration counts, not times: deterministic on one machine."""
+    # the benchmark's instance (paper_repro/bench_fast_solver.py: make_instance(150, 6, 70, 0))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 6))
+    G = X @ rng.standard_normal((6, 70)) > 0
+    Wp = rng.standard_normal((5, 6)) / np.sqrt(6)
+    y = np.maximum(X @ Wp.T, 0).sum(1) + 0.1 * rng.standard_normal(150)
+    a = solve_group_lasso(X, G, y, 1e-3, tol=TOL)
+    monkeypatch.setattr(fast, "_WB_MAX_N", 0)
+    b = solve_group_lasso(X, G, y, 1e-3, tol=TOL)
+    assert a.status == b.status == "optimal"
+    assert abs(a.objective - b.objective) <= max(a.gap, b.gap) + ROUND * abs(a.objective)
+    assert a.iterations["cg"] * 4 <= b.iterations["cg"], (a.iterations, b.iterations)
