@@ -373,3 +373,23 @@ def test_c1_drawn_specs_build_each_new_activation_and_cat(act):
     assert {"leaky": "LeakyReLU", "prelu": "PReLU", "relu6": "ReLU6", "hardtanh": "Hardtanh"}[act] in kinds
     err, _ = exact(model, random_inputs(spec, 1, 0))
     assert err <= TOL
+
+
+def test_c1_cat_of_one_tensor_repeated_and_stack_on_the_last_dim():
+    """The same node three times in one cat (its adjoints add up) and a stack along dim=-1."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.fc = nn.Conv2d(1, 2, 1), nn.Linear(2 * 3 * 2 * 3 * 2, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            h = torch.stack([torch.cat([h, h, h], dim=1)] * 2, dim=-1)
+            return self.fc(h.flatten(1))
+
+    torch.manual_seed(8)
+    model = Net().double().eval()
+    cats = [n for n in trace(model).nodes if n.kind == "cat"]
+    assert [len(n.inputs) for n in cats] == [3, 2] and len(set(cats[0].inputs)) == 1
+    err, _ = exact(model, seeded((2, 1, 2, 3)))
+    assert err <= TOL
