@@ -393,3 +393,23 @@ def test_c1_cat_of_one_tensor_repeated_and_stack_on_the_last_dim():
     assert [len(n.inputs) for n in cats] == [3, 2] and len(set(cats[0].inputs)) == 1
     err, _ = exact(model, seeded((2, 1, 2, 3)))
     assert err <= TOL
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_c1_inplace_activation_whose_input_is_read_again_is_refused(inplace):
+    """``relu_(h) + h`` reads the activated h twice; altheory's graph would read the old h."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.r, self.b = nn.Linear(3, 4), nn.ReLU(inplace=inplace), nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(self.r(h) + h)
+
+    model, x = Net().double().eval(), seeded((2, 3))
+    if inplace:
+        with pytest.raises(UnsupportedModuleError, match="in-place activation"):
+            support(model, x)
+    else:
+        assert exact(model, x)[0] <= TOL

@@ -272,7 +272,22 @@ def trace(model: nn.Module) -> Graph:
         else:  # get_attr
             nodes.append(Node(fn.name, "other", inputs, str(fn.target),
                               why="reads a parameter or buffer directly in forward()", fx_node=fn))
+    for node in nodes:  # an in-place activation rewrites its input for every later reader
+        if node.kind == "act" and _inplace(node) and len(node.fx_node.all_input_nodes[0].users) > 1:
+            node.kind, node.key = "other", None
+            node.why = ("in-place activation whose input is also read elsewhere (it sees the "
+                        "activated values); use inplace=False")
     return Graph(model, nodes, gm)
+
+
+def _inplace(node: Node) -> bool:
+    fn = node.fx_node
+    if fn.op == "call_module":
+        return bool(getattr(node.module, "inplace", False))
+    if fn.target in (torch.relu_, F.relu_, "relu_"):
+        return True
+    return bool(fn.kwargs.get("inplace", False)) or (
+        fn.target in (F.relu, F.relu6) and len(fn.args) > 1 and fn.args[1] is True)
 
 
 def _cat_node(fn: fx.Node, fname: str) -> Node:
