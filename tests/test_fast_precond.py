@@ -213,8 +213,11 @@ def test_newton_step_is_a_descent_step_and_its_objective_is_exact():
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
-def test_screening_rounds_and_full_set_agree(loss):
-    """p > 64 (working set, screening rounds first) and working_set=False: the same optimum."""
+@pytest.mark.parametrize("screen_f32", [True, False])
+def test_screening_rounds_and_full_set_agree(monkeypatch, loss, screen_f32):
+    """p > 64 (working set, screening rounds first, in float32 or float64) and
+    working_set=False: the same certified optimum, the returned U float64-certified."""
+    monkeypatch.setattr(fast, "_SCREEN_F32", screen_f32)
     X, G, y = _instance(31, 150, 5, 90, loss)
     for frac in (0.01, 0.1):
         lam = frac * fast.lambda_max(X, G, y, loss=loss)
@@ -223,6 +226,8 @@ def test_screening_rounds_and_full_set_agree(loss):
         assert a.status == b.status == "optimal"
         assert a.iterations["working_set_rounds"] >= 2
         assert abs(a.objective - b.objective) <= max(a.gap, b.gap) + ROUND * abs(a.objective)
+        again = group_lasso_certificate(X, G, y, a.U, lam, loss=loss)
+        assert again["rel_gap"] <= TOL * (1 + 1e-6) and a.U.dtype == np.float64
 
 
 def test_sample_space_path_cuts_cg_iterations_where_block_jacobi_struggles(monkeypatch):

@@ -31,8 +31,10 @@ Algorithm (:func:`solve_group_lasso`)
    groups plus the worst violators (at most as many as non-zero groups, at least 32), as in
    celer. Groups outside the working set cost nothing in the inner iterations. While the last
    check found violators, a round is a *screening* pass (FISTA alone, at most ``_SCREEN_MAX``
-   iterations: its point only chooses the next set); once none is found the set is *polished*
-   (step 3, to ``tol/2``), from the screening point without a second first-order pass.
+   iterations, in float32 whatever ``dtype`` while the gap is above float32's floor: its point
+   only chooses the next set and starts the next round); once none is found the set is
+   *polished* (step 3, to ``tol/2``), from the screening point without a second first-order
+   pass.
 2. *Accelerated proximal gradient* (FISTA with backtracking on the Lipschitz estimate and
    O'Donoghue–Candès gradient restart) in the working precision (float32 allowed), to detect
    the non-zero groups; the first pass hands over to Newton as soon as they stop changing
@@ -117,6 +119,7 @@ _WB_MAX_N = 4096  # the sample-space (Woodbury) preconditioner factors an (n, n)
 _WB_BLAS3 = 4.0  # dense factorisation / GEMM flops per second over those of the design products
 _WB_C = 1e-2  # curvature along u_j/||u_j|| in the preconditioner, relative to A's (see below)
 _SCREEN_MAX = 60  # FISTA iterations of a screening round of the working set, at most
+_SCREEN_F32 = True  # screening rounds in float32 also when dtype=float64 (their point is not returned)
 _SCREEN_FLOOR = 1e-4  # below this relative gap the float32 screening is rounding noise
 
 
@@ -278,11 +281,13 @@ class MaskedDesign:
             yield s, min(self.n, s + self.chunk)
 
     def matvec(self, U: torch.Tensor) -> torch.Tensor:
+        # in place on the fresh (n, d) product: no second temporary (25% faster at
+        # (2000, 94, 30), one thread)
         if self.chunk is None:
-            return (self.X * (self.G @ U)).sum(1)
+            return (self.G @ U).mul_(self.X).sum(1)
         out = torch.empty(self.n, dtype=self.dtype, device=self.X.device)
         for a, b in self._blocks():
-            out[a:b] = (self.X[a:b] * (self.G[a:b].to(self.dtype) @ U)).sum(1)
+            out[a:b] = (self.G[a:b].to(self.dtype) @ U).mul_(self.X[a:b]).sum(1)
         return out
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
@@ -1184,7 +1189,8 @@ def solve_group_lasso(X, G, y, lam, *, loss: FastLoss = "squared", tol: float = 
         Where to compute (default: the device of ``X`` when it is a Tensor, else CPU).
     dtype : torch.float64 or torch.float32
         Precision of the first-order phase; the Newton polish and the certificate always run in
-        float64.
+        float64. (The screening rounds of the working set run in float32 either way: their
+        point is never returned.)
     working_set : bool, optional
         Solve on a growing working set of groups (default: when ``p > 64``).
     max_bytes : int
@@ -1288,7 +1294,15 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
         # full gap can meet tol; Newton converges quadratically, the last digits are cheap)
         do_polish = polish or idx is None or screens >= 8
         screens += not do_polish
-        Usub, L, rel_sub = _solve_on(sub64, subw, yt, yw, lam, loss, Usub, tol=0.5 * tol,
+        yw_r = yw
+        if not do_polish and _SCREEN_F32 and subw.dtype == torch.float64 and rel > _SCREEN_FLOOR:
+            # a screening pass in float32 whatever dtype: its point only chooses the next set
+            # (and starts the next round); products at half the cost ((2000, 30, 100),
+            # λ = 0.01 λ_max: 0.73 -> 0.49 s, the same rounds and iterations)
+            subw = sub64.subset(torch.arange(sub64.p, device=dev), dtype=torch.float32,
+                                max_bytes=max_bytes)
+            yw_r = yt.to(torch.float32)
+        Usub, L, rel_sub = _solve_on(sub64, subw, yt, yw_r, lam, loss, Usub, tol=0.5 * tol,
                                      max_iter=max_iter, deadline=deadline, counters=counters,
                                      L=L, polish=do_polish, first_order=not screened,
                                      precond=precond)
