@@ -697,6 +697,15 @@ def _mask_any_values(orig):
     return f
 
 
+def _shifted_words_swapped(orig):
+    def f(x):
+        import torch
+
+        halves = x.view(torch.int32).view(-1, 2).to(torch.int64)
+        return (halves[1:, 0] & 0xFFFFFFFF) | (halves[:-1, 1] << 32)
+    return f
+
+
 def _state_without_buffers(orig):
     def f(model):
         yield from model.named_parameters()
@@ -1158,6 +1167,10 @@ MUTANTS: list[Mutant] = [
            [("func", "altheory.nets.support._tensor_fingerprint", _fingerprint_aligned_words)],
            killed_by_tests=("tests/test_support.py::test_fixed_support_network_checks_then_holds",
                             "tests/test_fingerprint.py::test_fingerprint_sees_a_negated_or_rescaled_layer")),
+    Mutant("fingerprint-slow-path-halves-swapped", (), "the fingerprint's torch-only shifted "
+           "words (used inside torch.func) put the halves the other way round",
+           [("func", "altheory.nets.support._shifted_words", _shifted_words_swapped)],
+           killed_by_tests=("tests/test_fingerprint.py::test_shifted_words_slow_path_equals_the_buffer_view",)),
     Mutant("objective-mask-any-values", (), "MLPObjective takes any numbers as a mask (a "
            "pre-activation passed as its support)",
            [("func", "altheory.descent.descent._check_mask", _mask_any_values)],

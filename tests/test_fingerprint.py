@@ -55,3 +55,34 @@ def test_fingerprint_sees_a_negated_or_rescaled_layer(n, scale, seed):
     u = t * scale  # exact: a power of two
     assert _tensor_fingerprint(u) != _tensor_fingerprint(t)
     assert _tensor_fingerprint(u)[0] != _tensor_fingerprint(t)[0]
+
+
+def test_shifted_words_slow_path_equals_the_buffer_view():
+    """Inside torch.func transforms a tensor has no data pointer: the fingerprint then builds the
+    shifted words from 32-bit halves; both paths give the same words."""
+    import warnings
+
+    from altheory.nets.support import _shifted_words
+
+    x = torch.randn(4099, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x[[0, 7, 4098]] = torch.tensor([-0.0, -np.inf, 2.0 ** -1074], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = torch.frombuffer(memoryview(x.numpy()).cast("B"), dtype=torch.int64, offset=4,
+                                count=x.numel() - 1)
+    assert torch.equal(_shifted_words(x), fast)
+
+
+def test_gated_forward_runs_inside_jacrev():
+    """The weights check of gated_forward works inside torch.func.jacrev (no data pointers)."""
+    from torch import nn
+
+    from altheory import PHT, gated_forward, support
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), PHT(0.1), nn.Linear(4, 2)).double()
+    x = torch.randn(2, 3, dtype=torch.float64)
+    S = support(net, x)
+    J = torch.func.jacrev(lambda v: gated_forward(net, S, v))(x)
+    J_ref = torch.autograd.functional.jacobian(lambda v: gated_forward(net, S, v), x)
+    torch.testing.assert_close(J, J_ref)
