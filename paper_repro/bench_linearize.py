@@ -8,9 +8,12 @@ For each model, in the same run and with the same settings, on one float64 3x32x
 * ``torch.func.jacrev(lambda v: model(v[None])[0])(x[0])`` — the autograd Jacobian (baseline).
 
 Models: the PHT ResNet-20 below (CIFAR layout, 16-32-64 channels), torchvision resnet18 with 10
-and with 1000 classes, mobilenet_v2 and densenet121 (all with ``replace_relu(tau=0.01)``, eval
-mode, float64, random weights with a fixed seed). A model that altheory cannot linearize yet is
-recorded as ``"refused: <the error message>"`` and not timed.
+and with 1000 classes, mobilenet_v2 and densenet121 (all with ``replace_relu(tau=0.01)``, its
+ReLU6s too for mobilenet_v2, eval mode, float64, random weights with a fixed seed; the batch-norm
+statistics random for the ResNets, those of one random batch for mobilenet_v2 and densenet121,
+which are constant networks otherwise). Each row records ``A_fro`` (the norm of A) and the mean
+kept fraction of the activations, so a trivial operator shows. A model that altheory cannot
+linearize is recorded as ``"refused: <the error message>"`` and not timed.
 
 Method
 ------
@@ -119,12 +122,21 @@ def build(name: str):
     elif name == "PHT resnet18 (1000 classes)":
         model = at.replace_relu(tvm.resnet18(num_classes=1000), tau=0.01)
     elif name == "PHT mobilenet_v2 (10 classes)":
-        model = at.replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01)
+        model = at.replace_relu(tvm.mobilenet_v2(num_classes=10), tau=0.01, relu6=True)
     elif name == "PHT densenet121 (10 classes)":
         model = at.replace_relu(tvm.densenet121(num_classes=10), tau=0.01)
     else:
         raise ValueError(f"model must be one of {MODELS}; got {name!r}.")
-    model = model.double().eval()
+    model = model.double()
+    if name in ("PHT mobilenet_v2 (10 classes)", "PHT densenet121 (10 classes)"):
+        # at torchvision's initialisation these deep networks are constant under PHT(0.01) (their
+        # activations shrink block by block until every entry is cut: A = J = 0, nothing to
+        # time): batch-norm statistics of one random batch give unit-scale pre-activations
+        from altheory.nets.architectures import calibrate_batchnorm
+
+        xb = torch.randn((8, *INPUT), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        return calibrate_batchnorm(model, xb)
+    model = model.eval()
     # non-trivial batch-norm statistics, so the BN operators are not identities
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -199,6 +211,9 @@ def _child_time(name: str, threads: int, repeats: int) -> dict:
             cpu[key].append(time.process_time() - c0)
     return {"status": "ok", "A_shape": list(A.shape), "times_s": times, "cpu_s": cpu,
             "rel_error_vs_jacrev": float(np.linalg.norm(A - J) / np.linalg.norm(J)),
+            "A_fro": float(np.linalg.norm(A)),
+            "support_kept_fraction": float(np.mean([l.mask().mean() for l in S.layers.values()
+                                                    if l.kind == "act"])),
             "rel_error_forward": float(np.linalg.norm(A @ x.reshape(-1).numpy() + c - y) / np.linalg.norm(y)),
             "torch_threads": torch.get_num_threads(), "load_before": load0, "load_after": os.getloadavg()[0]}
 
