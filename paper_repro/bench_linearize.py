@@ -285,6 +285,7 @@ def measure(name: str, threads: int, repeats: int, quiet_load: float, timeout: f
     row["A_shape"] = t["A_shape"]
     row["rel_error_vs_jacrev"] = t["rel_error_vs_jacrev"]
     row["rel_error_forward"] = t["rel_error_forward"]
+    row["A_fro"], row["support_kept_fraction"] = t["A_fro"], t["support_kept_fraction"]
     lin, jac = _stats(t["times_s"]["linearize"]), _stats(t["times_s"]["jacrev"])
     row["linearize"], row["jacrev"] = lin, jac
     row["time_ratio_min"] = lin["min_s"] / jac["min_s"]
