@@ -993,6 +993,19 @@ _newton_projection_unchecked = _edited(
     "            return uc, zc, Fc, k, True")
 
 
+def _pe_batched_bounds_low(orig):
+    """The batched Pilanci-Ergen cone bounds at 0.9 of their value (no longer upper bounds)."""
+    def f(*a, **k):
+        return 0.9 * orig(*a, **k)
+    return f
+
+
+# the lazy refinement of the Pilanci-Ergen scores stops at the first pattern (no exact maximum)
+_pe_lazy_stops_at_once = _edited(
+    "        if exact:\n            if -neg <= 1.0:\n                break",
+    "        if True:\n            if True:\n                break")
+
+
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
     Mutant("linearize-drops-bias", ("C1",), "linearize returns c_S = 0 (biases forgotten)",
@@ -1268,6 +1281,14 @@ MUTANTS: list[Mutant] = [
            "its crossing groups zeroed without the sufficient-decrease test",
            [("func", "altheory.solvers.fast._newton_step", _newton_projection_unchecked)],
            killed_by_tests=("tests/test_fast_precond.py::test_newton_step_is_a_descent_step_and_its_objective_is_exact",)),
+    Mutant("pe-batched-bounds-low", (), "the batched cone bounds of the Pilanci-Ergen certificate "
+           "10% below their value",
+           [("func", "altheory.solvers.fast._pe_cone_bounds_batched", _pe_batched_bounds_low)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_cone_bounds_are_upper_bounds_and_never_worse_than_the_norm",)),
+    Mutant("pe-lazy-refinement-stops-at-once", (), "the Pilanci-Ergen certificate refines no "
+           "score exactly (its maximum stays a loose upper bound)",
+           [("func", "altheory.solvers.fast._pe_certificate", _pe_lazy_stops_at_once)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_lazy_certificate_equals_the_all_exact_one",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)

@@ -1550,6 +1550,36 @@ def _pe_cone_bound(C: np.ndarray, x: np.ndarray) -> float:
     return float(np.linalg.norm(x + C.T @ np.maximum(mu, 0.0)))
 
 
+def _pe_cone_bounds_batched(X: np.ndarray, B: np.ndarray, x: np.ndarray, *,
+                            steps: int = 6) -> np.ndarray:
+    r"""Upper bounds on :math:`\sigma_{K_m}(x_m)` for many cones at once (the rows of ``x``).
+
+    :math:`K_m = \{v : c_{m,r}^\top v\ge0\ \forall r\}`, :math:`c_{m,r} = B_{m,r}x_r` (``B``
+    (m, n) of signs, ``X`` (n, d)). As in :func:`_pe_cone_bound`,
+    :math:`\sigma_{K_m}(x_m)\le\|x_m + \sum_r\mu_rc_{m,r}\|` for *every* :math:`\mu\ge0`: here
+    ``steps`` greedy steps, each adding the multiple of the most violated :math:`c_{m,r}` that
+    projects the current point onto its hyperplane (increments >= 0, so every point visited
+    is a certified bound; the smallest norm is kept). All cones in one (m, n) array: ~15 ms
+    for 7000 cones of (60, 3), where one NNLS each took ~0.2 s; callers refine by NNLS only the
+    cones whose bound stays near lambda ((60, 3), 3542 patterns, at the optimum: 744 of 3366
+    left above 0.999 lambda, 88 of them truly)."""
+    best = np.linalg.norm(x, axis=1)
+    xn = (X * X).sum(1)
+    if x.shape[0] == 0 or not bool((xn > 0).all()):
+        return best
+    inv = 1.0 / np.sqrt(xn)
+    rows = np.arange(x.shape[0])
+    cur = x.copy()
+    for _ in range(steps):
+        v = (cur @ X.T) * B                        # (m, n): c_{m,r} . cur
+        r = np.argmin(v * inv, axis=1)
+        vm = v[rows, r]
+        mu = np.where(vm < 0, -vm / xn[r], 0.0)    # >= 0
+        cur = cur + (mu * B[rows, r])[:, None] * X[r]
+        best = np.minimum(best, np.linalg.norm(cur, axis=1))
+    return best
+
+
 def _pe_project(C: np.ndarray, v: np.ndarray) -> np.ndarray:
     r""":math:`\Pi_K(v) = v + C^\top\mu^*`, :math:`\mu^* = \arg\min_{\mu\ge0}\|v + C^\top\mu\|`
     (Moreau's decomposition; the polar of :math:`\{Cv\ge0\}` is :math:`\{-C^\top\mu\}`)."""
@@ -1561,7 +1591,7 @@ def _pe_project(C: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v + C.T @ np.maximum(mu, 0.0)
 
 
-def _pe_certificate(X, G, y, V, W, lam, loss, *, check=None):
+def _pe_certificate(X, G, y, V, W, lam, loss, *, check=None, ws=None, k_min=None):
     r"""Primal value, certified dual bound and per-pattern dual scores of a feasible (V, W).
 
     Dual of the program (Lagrangian over the cones :math:`K_i = \{(2D_i - I)Xv\ge0\}`):
@@ -1575,7 +1605,15 @@ def _pe_certificate(X, G, y, V, W, lam, loss, *, check=None):
     :func:`_pe_cone_bound` (by :math:`\|X^\top D_i\theta\|` when that is already
     :math:`\le\lambda`), and :func:`_dual_on_ray` takes the best feasible multiple of
     :math:`\theta`. ``check`` (pattern indices) limits the exact bounds to those patterns, the
-    rest keep the crude norm (still an upper bound: the certificate stays valid)."""
+    rest keep the crude norm (still an upper bound: the certificate stays valid).
+
+    Cost: the crude norms, then batched bounds for all patterns above 1
+    (:func:`_pe_cone_bounds_batched`), then exact ones (NNLS) lazily, largest bound first, until
+    the maximum and the ``k_min`` worst violators outside ``ws`` (default: as many as
+    :func:`_pe_next_set` takes) are exact; every other score stays an upper bound. The dual value
+    and the next working set equal those of refining every pattern
+    (``tests/test_fast_pe_certificate.py``); (60, 3), 3542 patterns, λ = 0.01: 4 218 NNLS per
+    solve instead of 55 546, 2.3 -> 1.3 s."""
     B = 2.0 * G - 1.0
     z = ((X @ (V - W).T) * G).sum(1)
     yt = torch.as_tensor(y)
@@ -1583,12 +1621,38 @@ def _pe_certificate(X, G, y, V, W, lam, loss, *, check=None):
     gn = g.numpy()
     a = G.T @ (gn[:, None] * X)                     # (P, d): X^T D_i theta
     scores = np.linalg.norm(a, axis=1) / lam         # crude bound (mu = 0), both signs
-    idx = np.flatnonzero(scores > 1.0) if check is None else np.asarray(check)
-    for i in idx:
-        if scores[i] <= 1.0:
+    idx = np.flatnonzero(scores > 1.0) if check is None else np.asarray(check, dtype=int)
+    idx = idx[scores[idx] > 1.0]
+    if idx.size:  # batched bounds (both signs) first
+        Bi = B[:, idx].T
+        ub = _pe_cone_bounds_batched(X, np.concatenate([Bi, Bi]),
+                                     np.concatenate([a[idx], -a[idx]]))
+        scores[idx] = np.minimum(scores[idx], np.maximum(ub[:idx.size], ub[idx.size:]) / lam)
+        idx = idx[scores[idx] > 1.0]
+    # exact bounds (NNLS), lazily: the pattern of largest current bound is refined, until the
+    # largest is an exact one k_min times (then the k_min worst violators, which the next working
+    # set takes, are known exactly, and so is the maximum: every score is an upper bound) or it
+    # is exact and <= 1 (no violator left). (60, 3), 3542 patterns: 55 000 NNLS per solve before.
+    import heapq
+
+    if k_min is None:  # as many as _pe_next_set takes
+        k_min = max(16, int(((np.abs(V).sum(1) > 0) | (np.abs(W).sum(1) > 0)).sum()))
+    heap = [(-float(scores[i]), int(i), False) for i in idx]
+    heapq.heapify(heap)
+    confirmed = 0
+    while heap:
+        neg, i, exact = heapq.heappop(heap)
+        if exact:
+            if -neg <= 1.0:
+                break
+            confirmed += ws is None or not ws[i]  # violators outside the working set count
+            if confirmed >= k_min:
+                break
             continue
         C = B[:, i, None] * X
-        scores[i] = max(_pe_cone_bound(C, a[i]), _pe_cone_bound(C, -a[i])) / lam
+        scores[i] = min(scores[i],
+                        max(_pe_cone_bound(C, a[i]), _pe_cone_bound(C, -a[i])) / lam)
+        heapq.heappush(heap, (-float(scores[i]), i, True))
     primal = float(_loss(torch.as_tensor(z), yt, loss)) + lam * float(
         np.linalg.norm(V, axis=1).sum() + np.linalg.norm(W, axis=1).sum())
     dual = _dual_on_ray(g, float(scores.max(initial=0.0)), yt, loss)
@@ -1776,7 +1840,7 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
     V = np.zeros((P, d))
     W = np.zeros((P, d))
     # the first set: the patterns whose dual constraint is most violated at V = W = 0
-    primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss)
+    primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss, k_min=max(16, n))
     ws = np.zeros(P, bool)
     if working_set:
         ws[np.argsort(-scores)[:min(P, max(16, n))]] = True
@@ -1797,7 +1861,7 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
         W = np.zeros((P, d))
         V[S], W[S] = VS, WS
         V, W, infeas = _pe_feasible(Xn, Gn, V, W)
-        primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss)
+        primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss, ws=ws)
         rel = (primal - dual) / max(abs(primal), _TINY)
         if rel <= tol and infeas <= tol:
             break
