@@ -32,6 +32,7 @@ not asserted (descent may legitimately go below it).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -127,83 +128,138 @@ def certify_relu_endpoint(X, y, theta, m: int, lam: float, loss: str, F0: float)
     return out
 
 
-@register("C5", TITLE, asserted=True)
-def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
-    report = ClaimReport("C5", TITLE, asserted=True, metric="error (map, bound violation)")
-    success: dict[float, list[bool]] = defaultdict(list)
-    converged: dict[float, list[bool]] = defaultdict(list)
-    exact_flags, m_stars = [], []
-    for j, (n, d, lam, loss, pats, ratios, n_seeds, max_iter) in enumerate(_plan(profile)):
-        s = seed + j
-        rng = np.random.default_rng(s)
-        X = rng.standard_normal((n, d))
-        y = rng.standard_normal(n)
-        if loss == "logistic":
-            y = np.where(y > 0, 1.0, -1.0)
-        F0 = zero_loss(y, loss)
-        sizes = {"n": n, "d": d, "lam": lam, "loss": loss, "patterns": pats}
-        if pats == "exact":
-            P = enumerate_patterns(X)
-            sampled = sample_patterns(X, 20_000, seed=s)
-            known = set(map(bytes, P.G.T.astype(np.uint8)))
-            missing = sum(bytes(c) not in known for c in sampled.G.T.astype(np.uint8))
-            ok = P.exact and missing == 0
-            report.add(Instance(s, {**sizes, "check": "arrangement"}, "pass" if ok else "fail",
-                                float(missing), 0.0,
-                                {"P": P.P, "cover_count": P.expected, "exact": P.exact,
-                                 "sampled_patterns": sampled.P, "sampled_not_enumerated": missing}))
-        else:
-            P = sample_patterns(X, int(pats), seed=s)
-        exact_flags.append(P.exact)
-        res = relu_program(X, y, lam, P, loss=loss)
-        base = {"solver_status": res.status, "solver": res.solver, "solve_time": res.solve_time,
-                "F_star": res.objective, "kind": res.kind, "P": P.P}
-        if not res.verified:
-            report.add(Instance(s, {**sizes, "check": "map"}, f"solver-{res.status}", None, TOL_MAP, base))
-            continue
-        if res.solver == "altheory-pe":
-            # the certified solver's "optimal" is a proven bound, not a status: its dual value over
-            # all patterns must lie below the primal value, within TOL_CERT of it
-            cert_gap = (res.objective - res.solver_value) / max(abs(res.objective), 1e-300)
-            ok = -TOL_CERT <= cert_gap <= TOL_CERT
-            report.add(Instance(s, {**sizes, "check": "certificate"}, "pass" if ok else "fail",
-                                abs(cert_gap), TOL_CERT, {**base, "dual_value": res.solver_value}))
-        Vp, Wp = prune_blocks(X, P.G, res.weights["V"], res.weights["W"])
-        W1, w2 = program_to_network(Vp, Wp)
-        m_star = int(w2.size)
-        m_stars.append((m_star, n))
-        err = abs(relu_objective(X, y, W1, w2, lam, loss=loss) - res.objective) / F0
-        report.add(Instance(s, {**sizes, "check": "map"}, "pass" if err <= TOL_MAP else "fail", err,
-                            TOL_MAP, {**base, "m_star": m_star}))
-        for ratio in ratios:
-            m = max(1, int(round(ratio * m_star)))
-            obj = MLPObjective(X, y, [np.zeros((m, d)), np.zeros(m)], masks=None, tau=0.0,
-                               loss=loss, lam=lam)
-            for q in range(n_seeds):
-                run = descend(obj, obj.init(1000 * s + 17 * m + q), method="lbfgs",
-                              max_iter=max_iter, tol_grad=1e-10 * F0, seed=q)
-                gap = normalised_gap(run.objective, res.objective, F0)
-                cert = (certify_relu_endpoint(X, y, run.theta, m, lam, loss, F0) if P.exact
-                        else {"certified": False, "why": "sampled patterns: not certified (reported only)"})
-                gap_c = normalised_gap(cert["F_polished"], res.objective, F0) if "F_polished" in cert else gap
-                viol = max(0.0, -gap, -gap_c)
-                detail = {**base, "m_star": m_star, "gap": gap, "grad_norm": run.grad_norm,
-                          "iters": run.n_iter, "max_iter": max_iter, "stopped": run.stopped,
-                          "message": run.message, "certified": cert["certified"],
-                          "certificate": cert}
-                if cert["certified"]:
-                    # only certified end points count as a success or a failure (figure 1)
-                    detail["gap_certified"] = gap_c
-                    detail["success"] = bool(gap_c <= SUCCESS)
-                if P.exact:
-                    converged[ratio].append(cert["certified"])
-                    if cert["certified"]:
-                        success[ratio].append(detail["success"])
-                    status = "pass" if viol <= TOL_BOUND else "fail"
-                else:
-                    status = "reported"
-                report.add(Instance(s, {**sizes, "check": "bound", "m": m, "m/m*": ratio, "init": q},
-                                    status, viol, TOL_BOUND, detail))
+@dataclass
+class _Tally:
+    """What the conditions, rates and notes are computed from, gathered over the instances."""
+
+    success: dict[float, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    converged: dict[float, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    exact_flags: list[bool] = field(default_factory=list)
+    m_stars: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _draw(s: int, n: int, d: int, loss: str):
+    """Gaussian ``X`` (n, d) and ``y`` (signs for the logistic loss), from ``seed = s``."""
+    rng = np.random.default_rng(s)
+    X = rng.standard_normal((n, d))
+    y = rng.standard_normal(n)
+    if loss == "logistic":
+        y = np.where(y > 0, 1.0, -1.0)
+    return X, y
+
+
+def _arrangement(X, s: int, sizes: dict) -> tuple[Patterns, Instance]:
+    """The enumerated patterns, and the check that they number Cover's count and hold every
+    pattern of 20 000 Gaussian directions."""
+    P = enumerate_patterns(X)
+    sampled = sample_patterns(X, 20_000, seed=s)
+    known = set(map(bytes, P.G.T.astype(np.uint8)))
+    missing = sum(bytes(c) not in known for c in sampled.G.T.astype(np.uint8))
+    ok = P.exact and missing == 0
+    return P, Instance(s, {**sizes, "check": "arrangement"}, "pass" if ok else "fail",
+                       float(missing), 0.0,
+                       {"P": P.P, "cover_count": P.expected, "exact": P.exact,
+                        "sampled_patterns": sampled.P, "sampled_not_enumerated": missing})
+
+
+def _certificate(res, s: int, sizes: dict, base: dict) -> Instance:
+    """The certified solver's dual value over all patterns against its primal value."""
+    # the certified solver's "optimal" is a proven bound, not a status: its dual value over
+    # all patterns must lie below the primal value, within TOL_CERT of it
+    cert_gap = (res.objective - res.solver_value) / max(abs(res.objective), 1e-300)
+    ok = -TOL_CERT <= cert_gap <= TOL_CERT
+    return Instance(s, {**sizes, "check": "certificate"}, "pass" if ok else "fail",
+                    abs(cert_gap), TOL_CERT, {**base, "dual_value": res.solver_value})
+
+
+def _map(X, y, P, res, s: int, sizes: dict, base: dict, F0: float) -> tuple[int, Instance]:
+    """``(m*, instance)``: the pruned convex solution mapped to a width-m* ReLU network, and
+    the relative difference of its objective to the convex one."""
+    Vp, Wp = prune_blocks(X, P.G, res.weights["V"], res.weights["W"])
+    W1, w2 = program_to_network(Vp, Wp)
+    m_star = int(w2.size)
+    err = abs(relu_objective(X, y, W1, w2, sizes["lam"], loss=sizes["loss"]) - res.objective) / F0
+    return m_star, Instance(s, {**sizes, "check": "map"}, "pass" if err <= TOL_MAP else "fail", err,
+                            TOL_MAP, {**base, "m_star": m_star})
+
+
+def _descent_run(X, y, obj, m: int, q: int, s: int, max_iter: int, exact: bool, res,
+                 sizes: dict, F0: float) -> tuple[float, dict]:
+    """One L-BFGS run of width ``m`` from seeded start ``q``: its bound violation and what it
+    did (certified through its own support when the patterns are exact)."""
+    lam, loss = sizes["lam"], sizes["loss"]
+    run = descend(obj, obj.init(1000 * s + 17 * m + q), method="lbfgs",
+                  max_iter=max_iter, tol_grad=1e-10 * F0, seed=q)
+    gap = normalised_gap(run.objective, res.objective, F0)
+    cert = (certify_relu_endpoint(X, y, run.theta, m, lam, loss, F0) if exact
+            else {"certified": False, "why": "sampled patterns: not certified (reported only)"})
+    gap_c = normalised_gap(cert["F_polished"], res.objective, F0) if "F_polished" in cert else gap
+    viol = max(0.0, -gap, -gap_c)
+    detail = {"gap": gap, "grad_norm": run.grad_norm,
+              "iters": run.n_iter, "max_iter": max_iter, "stopped": run.stopped,
+              "message": run.message, "certified": cert["certified"],
+              "certificate": cert}
+    if cert["certified"]:
+        # only certified end points count as a success or a failure (figure 1)
+        detail["gap_certified"] = gap_c
+        detail["success"] = bool(gap_c <= SUCCESS)
+    return viol, detail
+
+
+def _bound(report: ClaimReport, tally: _Tally, X, y, F0: float, P, res, m_star: int, s: int,
+           sizes: dict, base: dict, *, ratios, n_seeds: int, max_iter: int) -> None:
+    """The descent runs on the true ReLU network, per width ratio m/m* and seed: the convex
+    optimum must not exceed their (certified) end points; success tallied by ratio."""
+    d = X.shape[1]
+    for ratio in ratios:
+        m = max(1, int(round(ratio * m_star)))
+        obj = MLPObjective(X, y, [np.zeros((m, d)), np.zeros(m)], masks=None, tau=0.0,
+                           loss=sizes["loss"], lam=sizes["lam"])
+        for q in range(n_seeds):
+            viol, det = _descent_run(X, y, obj, m, q, s, max_iter, P.exact, res, sizes, F0)
+            detail = {**base, "m_star": m_star, **det}
+            if P.exact:
+                tally.converged[ratio].append(detail["certified"])
+                if detail["certified"]:
+                    tally.success[ratio].append(detail["success"])
+                status = "pass" if viol <= TOL_BOUND else "fail"
+            else:
+                status = "reported"
+            report.add(Instance(s, {**sizes, "check": "bound", "m": m, "m/m*": ratio, "init": q},
+                                status, viol, TOL_BOUND, detail))
+
+
+def _instance(report: ClaimReport, tally: _Tally, s: int, row: tuple) -> None:
+    """Every check of one plan row (seed ``s``): arrangement, certificate, map, bound."""
+    n, d, lam, loss, pats, ratios, n_seeds, max_iter = row
+    X, y = _draw(s, n, d, loss)
+    F0 = zero_loss(y, loss)
+    sizes = {"n": n, "d": d, "lam": lam, "loss": loss, "patterns": pats}
+    if pats == "exact":
+        P, inst = _arrangement(X, s, sizes)
+        report.add(inst)
+    else:
+        P = sample_patterns(X, int(pats), seed=s)
+    tally.exact_flags.append(P.exact)
+    res = relu_program(X, y, lam, P, loss=loss)
+    base = {"solver_status": res.status, "solver": res.solver, "solve_time": res.solve_time,
+            "F_star": res.objective, "kind": res.kind, "P": P.P}
+    if not res.verified:
+        report.add(Instance(s, {**sizes, "check": "map"}, f"solver-{res.status}", None, TOL_MAP, base))
+        return
+    if res.solver == "altheory-pe":
+        report.add(_certificate(res, s, sizes, base))
+    m_star, inst = _map(X, y, P, res, s, sizes, base, F0)
+    tally.m_stars.append((m_star, n))
+    report.add(inst)
+    _bound(report, tally, X, y, F0, P, res, m_star, s, sizes, base, ratios=ratios, n_seeds=n_seeds,
+           max_iter=max_iter)
+
+
+def _conclude(report: ClaimReport, profile: str, tally: _Tally) -> None:
+    """The conditions (patterns exact, m* <= n + 1, m vs m*), the rates by width ratio and the
+    notes."""
+    success, converged, exact_flags = tally.success, tally.converged, tally.exact_flags
     lam_all = sorted({pl[2] for pl in _plan(profile)})
     report.conditions = relu_program_conditions(
         tau=0.0, lam=min(lam_all), m=0, m_star=None, n=0, exact_patterns=all(exact_flags),
@@ -211,8 +267,8 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     report.conditions = [c for c in report.conditions
                          if c.name not in ("m >= m*", "patterns enumerated exactly", "m* <= n + 1")]
     report.conditions.append(Condition(
-        "m* <= n + 1", all(m <= n + 1 for m, n in m_stars) if m_stars else None,
-        [{"m*": m, "n": n} for m, n in m_stars], "after pruning to independent blocks"))
+        "m* <= n + 1", all(m <= n + 1 for m, n in tally.m_stars) if tally.m_stars else None,
+        [{"m*": m, "n": n} for m, n in tally.m_stars], "after pruning to independent blocks"))
     n_exact = sum(exact_flags)
     report.conditions.append(Condition(
         "patterns enumerated exactly", True if n_exact == len(exact_flags) else
@@ -233,4 +289,13 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     if not all(exact_flags):
         report.notes.append("instances with sampled patterns give an UPPER BOUND (labelled "
                             "kind=upper-bound); their descent comparisons are reported only.")
+
+
+@register("C5", TITLE, asserted=True)
+def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
+    report = ClaimReport("C5", TITLE, asserted=True, metric="error (map, bound violation)")
+    tally = _Tally()
+    for j, row in enumerate(_plan(profile)):
+        _instance(report, tally, seed + j, row)
+    _conclude(report, profile, tally)
     return report

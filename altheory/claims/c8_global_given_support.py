@@ -107,14 +107,8 @@ def _newton_polish(model, X, Y, lam, iters: int = 20) -> dict:
     return {"support_kept": bool(kept), "grad_norm": float(np.linalg.norm(obj.grad(th)[1]))}
 
 
-@register("C8", "Globally optimal given the support", asserted=True)
-def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
-    from threadpoolctl import threadpool_limits
-
-    from altheory.alternation.alternation import alternate, c8_gaps, mlp
-
-    report = ClaimReport("C8", "Globally optimal given the support", True,
-                         "normalised gap (F - F*)/F(0) on the final support")
+def _cases(profile: str) -> tuple[list[tuple[int, int, int, float]], int]:
+    """``([(offset j, n, hidden width, tau), ...], max_rounds)`` of a profile."""
     if profile == "quick":
         # per threshold group, instances are tried in this order until one reaches the premise
         # (a stable consistent support) within the budget: the offsets that do at seed 0 first,
@@ -123,103 +117,132 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         # and reports the premise rate.
         cases = ([(j, 60, 4, 0.1) for j in (3, 0, 1, 2, 4, 5, 6, 7)]
                  + [(j, 60, 4, 0.0) for j in (1, 0, 2, 3, 4, 5, 6, 7)])
-        max_rounds = 25
-    else:
-        cases = [(j, n, h, tau) for j in range(8) for n, h in ((60, 4), (100, 6)) for tau in (0.1, 0.0)]
-        max_rounds = 60
-    d = 3
-    with threadpool_limits(1):
-        found: set[str] = set()
-        for j, n, h, tau in cases:
-            if profile == "quick" and _group(tau) in found:
-                continue
-            s = seed + j
-            X, Y = _data(s, n, d, tau)
-            sizes = {"n": n, "d": d + 1, "p": h, "tau": tau, "lam": LAM, "loss": "squared",
-                     "layers": 2}
-            res = alternate(mlp(d + 1, (h,), 1, tau=tau, bias=False, seed=s), X, Y, lam=LAM,
-                            weight_step="descent", descent_steps=30, max_rounds=max_rounds)
-            flips = [sum(r.flips.values()) for r in res.rounds]
-            if res.stopped == "support-stable":
-                # polish: the same weight step run to convergence (300 L-BFGS iterations), so the
-                # end point can be certified; the support must stay stable through it
-                res = alternate(res.model, X, Y, lam=LAM, weight_step="descent",
-                                descent_steps=1000, max_rounds=3)
-                flips += [sum(r.flips.values()) for r in res.rounds[1:]]
-            margin = res.rounds[-1].margin
-            detail = {"stopped": res.stopped, "rounds": len(flips) - 1, "margin": margin,
-                      "flips": flips}
-            if res.stopped != "support-stable" or not margin > 0:
-                report.add(Instance(s, sizes, "not-applicable", None, TOL,
-                                    {**detail, "why": "alternation did not stop at a consistent "
-                                     "support with margin > 0 within the budget"}))
-                continue
-            ep = _endpoint(res.model, X, Y, LAM)
-            gaps = c8_gaps(res.model, X, Y, loss="squared", lam=LAM)
-            detail["descent"] = {"endpoint": ep.kind, "grad_norm": ep.grad_norm,
-                                 "min_eig": ep.min_eig, "joint_gap": gaps["joint_gap"],
-                                 "joint_status": gaps["joint_status"]}
-            detail["certified_point"] = "alternation" if ep.kind == "local-min" else None
-            if ep.kind == "local-min" and gaps["joint_status"] == "optimal":
-                # the alternation's own end point is certified: its gap is the asserted one
-                own = max([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
-                detail["descent"]["asserted_gap"] = own
-            if ep.kind != "local-min":
-                # L-BFGS stalls in the flat valleys of the bilinear problem before the gradient
-                # test: finish with damped Newton on the same fixed-support objective (small p*d)
-                pol = _newton_polish(res.model, X, Y, LAM)
-                detail["polished"] = pol
-                if not pol["support_kept"]:
-                    report.add(Instance(s, sizes, "not-applicable", None, TOL,
-                                        {**detail, "why": "the support changed under the polish"}))
-                    continue
-                ep = _endpoint(res.model, X, Y, LAM)
-                gaps = c8_gaps(res.model, X, Y, loss="squared", lam=LAM)
-                detail["certified_point"] = "newton-polish" if ep.kind == "local-min" else None
-            detail.update(endpoint=ep.kind, grad_norm=ep.grad_norm, min_eig=ep.min_eig,
-                          tol_g=ep.tol_g, tol_h=ep.tol_h, joint_gap=gaps["joint_gap"],
-                          layer_gaps=gaps["layer_gaps"], solver_status=gaps["joint_status"],
-                          layer_status=gaps["layer_status"], F=gaps["F"], F0=gaps["F0"])
-            if gaps["joint_status"] != "optimal":
-                status, value = f"solver-{gaps['joint_status']}", None
-            else:
-                value = max([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
-                below = min([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
-                if below < -TOL_BELOW:
-                    # two-sided: no weights lie below an exact optimum of their own support
-                    status, value = "fail", below
-                    detail["why"] = (f"the trained weights lie {-below:.2e} x F(0) below an exact "
-                                     "optimum of their support: the optimum is wrong")
-                elif ep.kind == "local-min":
-                    status = "pass" if value <= TOL else "fail"
-                else:
-                    status = ep.kind  # "saddle" or "not-converged": not a counterexample
-            detail["group"] = _group(tau)
-            report.add(Instance(s, sizes, status, value, TOL, detail))
-            if status in ("pass", "fail"):
-                found.add(_group(tau))
-        if profile != "quick":  # deeper: per-layer gaps, reported
-            for j in range(3):
-                s = seed + 100 + j
-                X, Y = _data(s, 60, d, 0.1, widths=(4, 4))
-                res = alternate(mlp(d + 1, (8, 6), 1, tau=0.1, bias=False, seed=s), X, Y, lam=LAM,
-                                weight_step="descent", descent_steps=50, max_rounds=max_rounds)
-                gaps = c8_gaps(res.model, X, Y, loss="squared", lam=LAM)
-                vals = [g for g in gaps["layer_gaps"].values() if g is not None]
-                report.add(Instance(s, {"n": 60, "d": d + 1, "widths": [8, 6], "tau": 0.1,
-                                        "lam": LAM, "layers": 3}, "reported",
-                                    max(vals) if vals else None, None,
-                                    {"stopped": res.stopped, "layer_gaps": gaps["layer_gaps"],
-                                     "layer_status": gaps["layer_status"], "margin": gaps["margin"],
-                                     "note": "per-layer gaps only; the joint bound is C7's"}))
+        return cases, 25
+    cases = [(j, n, h, tau) for j in range(8) for n, h in ((60, 4), (100, 6)) for tau in (0.1, 0.0)]
+    return cases, 60
+
+
+def _alternate_to_support(s: int, d: int, h: int, tau: float, X, Y, max_rounds: int):
+    """Step 1: the ``"descent"`` alternation from the seeded network until the support is
+    stable, then polished (300 L-BFGS iterations) when it is; ``(result, flips per round)``."""
+    from altheory.alternation.alternation import alternate, mlp
+
+    res = alternate(mlp(d + 1, (h,), 1, tau=tau, bias=False, seed=s), X, Y, lam=LAM,
+                    weight_step="descent", descent_steps=30, max_rounds=max_rounds)
+    flips = [sum(r.flips.values()) for r in res.rounds]
+    if res.stopped == "support-stable":
+        # polish: the same weight step run to convergence (300 L-BFGS iterations), so the
+        # end point can be certified; the support must stay stable through it
+        res = alternate(res.model, X, Y, lam=LAM, weight_step="descent",
+                        descent_steps=1000, max_rounds=3)
+        flips += [sum(r.flips.values()) for r in res.rounds[1:]]
+    return res, flips
+
+
+def _classify_and_solve(res, X, Y, detail: dict):
+    """Steps 2-3: classify the end point and solve its support exactly; when the descent end
+    point is not a local minimum, Newton-polish it and do both again. ``(endpoint, gaps)``, or
+    ``None`` when the support changed under the polish (``detail`` records every step)."""
+    from altheory.alternation.alternation import c8_gaps
+
+    ep = _endpoint(res.model, X, Y, LAM)
+    gaps = c8_gaps(res.model, X, Y, loss="squared", lam=LAM)
+    detail["descent"] = {"endpoint": ep.kind, "grad_norm": ep.grad_norm,
+                         "min_eig": ep.min_eig, "joint_gap": gaps["joint_gap"],
+                         "joint_status": gaps["joint_status"]}
+    detail["certified_point"] = "alternation" if ep.kind == "local-min" else None
+    if ep.kind == "local-min" and gaps["joint_status"] == "optimal":
+        # the alternation's own end point is certified: its gap is the asserted one
+        own = max([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
+        detail["descent"]["asserted_gap"] = own
+    if ep.kind != "local-min":
+        # L-BFGS stalls in the flat valleys of the bilinear problem before the gradient
+        # test: finish with damped Newton on the same fixed-support objective (small p*d)
+        pol = _newton_polish(res.model, X, Y, LAM)
+        detail["polished"] = pol
+        if not pol["support_kept"]:
+            return None
+        ep = _endpoint(res.model, X, Y, LAM)
+        gaps = c8_gaps(res.model, X, Y, loss="squared", lam=LAM)
+        detail["certified_point"] = "newton-polish" if ep.kind == "local-min" else None
+    return ep, gaps
+
+
+def _verdict(ep, gaps: dict, detail: dict) -> tuple[str, float | None]:
+    """``(status, value)`` of a classified end point: the largest normalised gap, two-sided (no
+    point lies below an exact optimum of its support); asserted only at a local minimum."""
+    if gaps["joint_status"] != "optimal":
+        return f"solver-{gaps['joint_status']}", None
+    value = max([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
+    below = min([gaps["joint_gap"]] + [g for g in gaps["layer_gaps"].values() if g is not None])
+    if below < -TOL_BELOW:
+        # two-sided: no weights lie below an exact optimum of their own support
+        detail["why"] = (f"the trained weights lie {-below:.2e} x F(0) below an exact "
+                         "optimum of their support: the optimum is wrong")
+        return "fail", below
+    if ep.kind == "local-min":
+        return ("pass" if value <= TOL else "fail"), value
+    return ep.kind, value  # "saddle" or "not-converged": not a counterexample
+
+
+def _two_layer_instance(s: int, n: int, d: int, h: int, tau: float, max_rounds: int) -> Instance:
+    """One two-layer instance of seed ``s``: alternate, certify, compare with the exact optimum
+    of the final support (not-applicable when the premise of C8 fails)."""
+    X, Y = _data(s, n, d, tau)
+    sizes = {"n": n, "d": d + 1, "p": h, "tau": tau, "lam": LAM, "loss": "squared",
+             "layers": 2}
+    res, flips = _alternate_to_support(s, d, h, tau, X, Y, max_rounds)
+    margin = res.rounds[-1].margin
+    detail = {"stopped": res.stopped, "rounds": len(flips) - 1, "margin": margin,
+              "flips": flips}
+    if res.stopped != "support-stable" or not margin > 0:
+        return Instance(s, sizes, "not-applicable", None, TOL,
+                        {**detail, "why": "alternation did not stop at a consistent "
+                         "support with margin > 0 within the budget"})
+    solved = _classify_and_solve(res, X, Y, detail)
+    if solved is None:
+        return Instance(s, sizes, "not-applicable", None, TOL,
+                        {**detail, "why": "the support changed under the polish"})
+    ep, gaps = solved
+    detail.update(endpoint=ep.kind, grad_norm=ep.grad_norm, min_eig=ep.min_eig,
+                  tol_g=ep.tol_g, tol_h=ep.tol_h, joint_gap=gaps["joint_gap"],
+                  layer_gaps=gaps["layer_gaps"], solver_status=gaps["joint_status"],
+                  layer_status=gaps["layer_status"], F=gaps["F"], F0=gaps["F0"])
+    status, value = _verdict(ep, gaps, detail)
+    detail["group"] = _group(tau)
+    return Instance(s, sizes, status, value, TOL, detail)
+
+
+def _deeper_instances(report: ClaimReport, seed: int, d: int, max_rounds: int) -> None:
+    """Thorough profile: three-layer networks, each single layer's gap reported."""
+    from altheory.alternation.alternation import alternate, c8_gaps, mlp
+
+    for j in range(3):
+        s = seed + 100 + j
+        X, Y = _data(s, 60, d, 0.1, widths=(4, 4))
+        res = alternate(mlp(d + 1, (8, 6), 1, tau=0.1, bias=False, seed=s), X, Y, lam=LAM,
+                        weight_step="descent", descent_steps=50, max_rounds=max_rounds)
+        gaps = c8_gaps(res.model, X, Y, loss="squared", lam=LAM)
+        vals = [g for g in gaps["layer_gaps"].values() if g is not None]
+        report.add(Instance(s, {"n": 60, "d": d + 1, "widths": [8, 6], "tau": 0.1,
+                                "lam": LAM, "layers": 3}, "reported",
+                            max(vals) if vals else None, None,
+                            {"stopped": res.stopped, "layer_gaps": gaps["layer_gaps"],
+                             "layer_status": gaps["layer_status"], "margin": gaps["margin"],
+                             "note": "per-layer gaps only; the joint bound is C7's"}))
+
+
+def _conclude(report: ClaimReport, profile: str, cases: list) -> None:
+    """The premise and lam conditions, the minimum evidence per threshold group, the
+    certification rates and the notes."""
+    from altheory.claims._descent import require_groups
+
     two = [i for i in report.instances if i.sizes.get("layers") == 2]
     na = sum(1 for i in two if i.status == "not-applicable")
     report.conditions.append(Condition("stable consistent support with margin > 0",
                                        na < len(two), {"met": len(two) - na, "of": len(two)},
                                        "the premise of C8; instances without it are not-applicable"))
     report.conditions.append(Condition("lam > 0", LAM > 0, LAM, "weight decay (C4 group lasso)"))
-    from altheory.claims._descent import require_groups
-
     require_groups(report, lambda i: i.detail.get("group") if i.sizes.get("layers") == 2 else None,
                    MIN_EVIDENCE[profile], groups={_group(c[3]) for c in cases})
     own = sum(1 for i in two if i.detail.get("certified_point") == "alternation")
@@ -231,4 +254,25 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
     report.notes.append("Joint optimum by cvxpy group lasso (Clarabel/SCS), independent of the "
                         "L-BFGS weight step; end points classified with rtol_g=1e-7, rtol_h=1e-6 "
                         "of F(0) (altheory.descent.endpoints).")
+
+
+@register("C8", "Globally optimal given the support", asserted=True)
+def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
+    from threadpoolctl import threadpool_limits
+
+    report = ClaimReport("C8", "Globally optimal given the support", True,
+                         "normalised gap (F - F*)/F(0) on the final support")
+    cases, max_rounds = _cases(profile)
+    d = 3
+    with threadpool_limits(1):
+        found: set[str] = set()
+        for j, n, h, tau in cases:
+            if profile == "quick" and _group(tau) in found:
+                continue
+            inst = report.add(_two_layer_instance(seed + j, n, d, h, tau, max_rounds))
+            if inst.status in ("pass", "fail"):
+                found.add(_group(tau))
+        if profile != "quick":  # deeper: per-layer gaps, reported
+            _deeper_instances(report, seed, d, max_rounds)
+    _conclude(report, profile, cases)
     return report

@@ -56,22 +56,16 @@ def _console(stderr: bool):
     return c if c.is_terminal else Console(stderr=stderr, width=160)
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
+def _list_claims(claims: dict) -> int:
+    """``--list``: one line per registered claim (id, asserted or reported, title)."""
+    console = _console(stderr=False)
+    for cid, c in claims.items():
+        console.print(f"{cid:<4} {'asserted' if c.asserted else 'reported':<9} {c.title}")
+    return 0
 
-    from rich.console import Console
 
-    from altheory.claims import _json_default, registry
-
-    claims = registry()
-    if args.strict and args.allow_unverified:
-        raise UsageError("--strict and --allow-unverified contradict each other; strict is the "
-                         "default, give only --allow-unverified to let unverified claims pass.")
-    if args.list:
-        console = _console(stderr=False)
-        for cid, c in claims.items():
-            console.print(f"{cid:<4} {'asserted' if c.asserted else 'reported':<9} {c.title}")
-        return 0
+def _claim_ids(args: argparse.Namespace, claims: dict) -> list[str]:
+    """The claims to run: ``--claims`` (each registered, none repeated) or every one."""
     ids = list(claims) if args.claims is None else args.claims
     unknown = [c for c in ids if c not in claims]
     if unknown:
@@ -79,22 +73,27 @@ def run(args: argparse.Namespace) -> int:
                          f"{list(claims)} (`altheory verify --list`).")
     if len(set(ids)) != len(ids):
         raise UsageError(f"--claims: a claim is repeated in {','.join(ids)}; give each once.")
-    profile = "thorough" if args.thorough else "quick"
+    return ids
 
-    client_cm = None
-    if args.scheduler is not None:
-        from altheory.experiments.cluster import dask_client, parse_scheduler, require_dask
 
-        try:
-            parse_scheduler(args.scheduler)
-            require_dask()
-        except (ValueError, ImportError) as exc:
-            raise UsageError(f"--scheduler: {exc}") from None
-        client_cm = dask_client(args.scheduler)
+def _cluster_client(scheduler: str | None):
+    """The Dask client context of ``--scheduler`` (not yet entered), or None without one."""
+    if scheduler is None:
+        return None
+    from altheory.experiments.cluster import dask_client, parse_scheduler, require_dask
 
+    try:
+        parse_scheduler(scheduler)
+        require_dask()
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"--scheduler: {exc}") from None
+    return dask_client(scheduler)
+
+
+def _outputs(args: argparse.Namespace) -> tuple[bool, Path | None, Path | None]:
+    """``(to_stdout, summary path, reports folder)``, checked writable before any work."""
     from altheory.cli._common import output_dir as check_output_dir
     from altheory.cli._common import output_file as check_output_path
-    from altheory.io import write_text_atomic
 
     to_stdout = args.json == "-"
     if not args.json:
@@ -104,64 +103,76 @@ def run(args: argparse.Namespace) -> int:
                    (None if to_stdout else out.parent / "claims"))
     if reports_dir is not None:
         check_output_dir(reports_dir)
-    table_console = _console(stderr=to_stdout)
-    lines = table_console if not args.quiet else Console(quiet=True)
-    err = Console(stderr=True)
-    show = not (args.quiet or args.no_progress) and err.is_terminal
+    return to_stdout, out, reports_dir
+
+
+def _saver(reports_dir: Path | None):
+    """``save(report)``: the claim's report to ``<reports_dir>/<claim>.json`` (nothing without
+    a folder)."""
+    import json
+
+    from altheory.claims import _json_default
+    from altheory.io import write_text_atomic
 
     def save(report):
         if reports_dir is not None:
             write_text_atomic(reports_dir / f"{report.claim}.json",
                               json.dumps(report.to_dict(), indent=2, default=_json_default))
 
+    return save
+
+
+def _progress(err, show: bool):
+    """The transient progress display on standard error (disabled when not shown)."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn)
 
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not show,
-                        transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
-    import contextlib
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not show,
+                    transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
 
-    from altheory.experiments.store import folder_lock
+
+def _run_here(ids, claims, profile, seed, progress, total, lines, save) -> list:
+    """The claims one after the other in this process, each line printed as it finishes."""
+    from altheory.claims.report import run_claims
 
     reports = []
-    with contextlib.ExitStack() as stack:
-        # a second verify writing the same JSON or reports folder is refused, not interleaved
-        if out is not None:
-            stack.enter_context(folder_lock(out.parent, name=f".{out.name}.lock",
-                                            what=f"the summary {out.name}"))
-        if reports_dir is not None:
-            stack.enter_context(folder_lock(reports_dir, what="the claim reports"))
-        stack.enter_context(progress)
-        total = progress.add_task(f"verify ({profile})", total=len(ids))
-        if client_cm is None:
-            from altheory.claims.report import run_claims
+    for cid in ids:
+        # its own line, with its own elapsed time: a thorough claim runs for minutes
+        task = progress.add_task(f"  {cid} {claims[cid].title} ({profile})", total=None)
+        report = run_claims([cid], profile=profile, seed=seed, console=lines)[0]
+        progress.remove_task(task)
+        save(report)
+        reports.append(report)
+        progress.advance(total)
+    return reports
 
-            for cid in ids:
-                # its own line, with its own elapsed time: a thorough claim runs for minutes
-                task = progress.add_task(f"  {cid} {claims[cid].title} ({profile})", total=None)
-                report = run_claims([cid], profile=profile, seed=args.seed, console=lines)[0]
-                progress.remove_task(task)
-                save(report)
-                reports.append(report)
-                progress.advance(total)
-        else:
-            from altheory.experiments.cluster import run_claims_on_cluster
 
-            tasks = {cid: progress.add_task(f"  {cid} {claims[cid].title} ({profile}, on the cluster)",
-                                            total=None) for cid in ids}
+def _run_on_cluster(client_cm, ids, claims, profile, seed, progress, total, lines, save) -> list:
+    """The claims on the Dask cluster, one claim per task, each line printed as it finishes."""
+    from altheory.experiments.cluster import run_claims_on_cluster
 
-            def done(report, text):
-                lines.print(text, end="", markup=False, highlight=False)
-                save(report)
-                progress.remove_task(tasks[report.claim])
-                progress.advance(total)
+    tasks = {cid: progress.add_task(f"  {cid} {claims[cid].title} ({profile}, on the cluster)",
+                                    total=None) for cid in ids}
 
-            with client_cm as client:
-                reports = run_claims_on_cluster(client, ids, profile=profile, seed=args.seed,
-                                                on_done=done)
+    def done(report, text):
+        lines.print(text, end="", markup=False, highlight=False)
+        save(report)
+        progress.remove_task(tasks[report.claim])
+        progress.advance(total)
 
-    from altheory.claims.report import exit_code, summary_table
+    with client_cm as client:
+        return run_claims_on_cluster(client, ids, profile=profile, seed=seed, on_done=done)
+
+
+def _write_summary(reports: list, table_console, lines, to_stdout: bool, out: Path | None,
+                   reports_dir: Path | None) -> None:
+    """The summary table, then the summary JSON (to standard output or ``out``)."""
+    import json
+
+    from altheory.claims import _json_default
+    from altheory.claims.report import summary_table
+    from altheory.io import write_text_atomic
 
     table_console.print(summary_table(reports))
     text = json.dumps({r.claim: r.to_dict() for r in reports}, indent=2, default=_json_default)
@@ -172,4 +183,48 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(out, text)
         where = f" and {reports_dir}/<claim>.json" if reports_dir is not None else ""
         lines.print(f"reports: {out}{where}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from rich.console import Console
+
+    from altheory.claims import registry
+    from altheory.experiments.store import folder_lock
+
+    claims = registry()
+    if args.strict and args.allow_unverified:
+        raise UsageError("--strict and --allow-unverified contradict each other; strict is the "
+                         "default, give only --allow-unverified to let unverified claims pass.")
+    if args.list:
+        return _list_claims(claims)
+    ids = _claim_ids(args, claims)
+    profile = "thorough" if args.thorough else "quick"
+    client_cm = _cluster_client(args.scheduler)
+    to_stdout, out, reports_dir = _outputs(args)
+    table_console = _console(stderr=to_stdout)
+    lines = table_console if not args.quiet else Console(quiet=True)
+    err = Console(stderr=True)
+    show = not (args.quiet or args.no_progress) and err.is_terminal
+    save = _saver(reports_dir)
+    progress = _progress(err, show)
+    with contextlib.ExitStack() as stack:
+        # a second verify writing the same JSON or reports folder is refused, not interleaved
+        if out is not None:
+            stack.enter_context(folder_lock(out.parent, name=f".{out.name}.lock",
+                                            what=f"the summary {out.name}"))
+        if reports_dir is not None:
+            stack.enter_context(folder_lock(reports_dir, what="the claim reports"))
+        stack.enter_context(progress)
+        total = progress.add_task(f"verify ({profile})", total=len(ids))
+        if client_cm is None:
+            reports = _run_here(ids, claims, profile, args.seed, progress, total, lines, save)
+        else:
+            reports = _run_on_cluster(client_cm, ids, claims, profile, args.seed, progress, total,
+                                      lines, save)
+
+    from altheory.claims.report import exit_code
+
+    _write_summary(reports, table_console, lines, to_stdout, out, reports_dir)
     return exit_code(reports, strict=not args.allow_unverified)

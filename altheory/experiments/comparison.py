@@ -303,29 +303,21 @@ def run_comparison(cfg: Config, data: dict | None = None, *, progress: bool = Tr
 
 
 def _run(cfg: Config, data: dict | None, progress: bool, store: ResultStore | None) -> dict:
+    """Every unit of :func:`units` in order, reusing the finished ones of ``store``; the
+    ``runs.json`` content."""
     import torch
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    from altheory.alternation.alternation import alternate, c8_gaps, mlp
-    from altheory.alternation.baselines import accuracy, train_baseline
+    # imported before the thread limits are set: threadpoolctl limits only the BLAS libraries
+    # already loaded, so what these modules load is limited too
+    import altheory.alternation.alternation  # noqa: F401
+    import altheory.alternation.baselines  # noqa: F401
 
     torch.set_num_threads(max(1, int(cfg.threads)))
     # BLAS threads: oversubscribed OpenBLAS spins; one thread is ~50x faster on a shared 2-core box
     limits = threadpool_limits(max(1, int(cfg.threads)))
     data = prepare_data(cfg) if data is None else data
-    Xtr, Ytr, Xte, Yte, k = data["Xtr"], data["Ytr"], data["Xte"], data["Yte"], data["k"]
-    d = Xtr.shape[1]
-    Xte_t = torch.from_numpy(Xte)
-
-    def evaluate(model):
-        with torch.no_grad():
-            out = model(Xte_t).numpy()
-        return {"test_acc": accuracy(out, Yte, "squared")}
-
-    def make(seed, tau):
-        return mlp(d, (cfg.width,), k, tau=tau, seed=seed)
-
     todo = units(cfg)
     done = store.rows(decode=("run",)) if store is not None else {}
     cost = {u["kind"]: (cfg.rounds if u["kind"] == "alternation" else 1) for u in todo}
@@ -338,37 +330,9 @@ def _run(cfg: Config, data: dict | None, progress: bool, store: ResultStore | No
             run = done[key]["run"]
             bar.update(cost[u["kind"]])
         elif u["kind"] == "alternation":
-            tau, step, seed = u["tau"], u["step"], u["seed"]
-            t0 = time.perf_counter()
-            res = alternate(make(seed, tau), Xtr, Ytr, loss="squared", lam=cfg.lam, weight_step=step,
-                            max_rounds=cfg.rounds, descent_steps=cfg.descent_steps,
-                            evaluate=lambda m: {**evaluate(m), "train_acc": accuracy(
-                                m(torch.from_numpy(Xtr)).detach().numpy(), Ytr, "squared")},
-                            progress=bar)
-            bar.update(cfg.rounds - res.n_rounds)
-            gaps = c8_gaps(res.model, Xtr, Ytr, loss="squared", lam=cfg.lam)
-            rounds = res.rounds
-            run = {
-                "method": f"alt-{step}", "tau": tau, "seed": seed, "stopped": res.stopped,
-                "epochs": [r.passes for r in rounds], "seconds": [r.seconds for r in rounds],
-                "loss": [r.loss for r in rounds], "objective": [r.objective for r in rounds],
-                "fixed_objective": [r.fixed_objective for r in rounds],
-                "flips": [r.flips for r in rounds], "margin": [r.margin for r in rounds],
-                "consistent": [r.consistent for r in rounds],
-                "statuses": [r.statuses for r in rounds],
-                "metrics": {key_: [r.metrics.get(key_) for r in rounds]
-                            for key_ in ("train_acc", "test_acc")},
-                "monotone": res.is_monotone(), "c8": gaps,
-                "wall": time.perf_counter() - t0, "units": cfg.width}
-            # the stored row is read back through JSON, as a resumed run reads it
-            run = json.loads(json.dumps(run, default=_json_default))
+            run = _alternation_run(cfg, data, u, bar)
         elif u["kind"] == "baseline":
-            bsz = None if u["batch"] == "full" else cfg.batch_size
-            ep = cfg.epochs_full if u["batch"] == "full" else cfg.epochs_mini
-            _, c = train_baseline(make(u["seed"], u["tau"]), Xtr, Ytr, method=u["method"], lr=u["lr"],
-                                  epochs=ep, batch_size=bsz, loss="squared", lam=cfg.lam,
-                                  seed=u["seed"], evaluate=evaluate)
-            run = json.loads(json.dumps(c.to_dict(), default=_json_default))
+            run = _baseline_run(cfg, data, u)
             bar.update(1)
         else:  # pragma: no cover - units() makes only these two kinds
             raise ValueError(f"unit kind must be 'alternation' or 'baseline'; got {u['kind']!r}.")
@@ -377,9 +341,76 @@ def _run(cfg: Config, data: dict | None, progress: bool, store: ResultStore | No
         (alt_runs if u["kind"] == "alternation" else base_runs).append(run)
     bar.close()
     limits.restore_original_limits()
-    return {"config": asdict(cfg), "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]),
-            "d": int(d), "k": int(k), "F0": float(0.5 * (Ytr ** 2).sum() / Ytr.shape[0]),
+    Xtr, Ytr, k = data["Xtr"], data["Ytr"], data["k"]
+    return {"config": asdict(cfg), "n_train": int(Xtr.shape[0]), "n_test": int(data["Xte"].shape[0]),
+            "d": int(Xtr.shape[1]), "k": int(k), "F0": float(0.5 * (Ytr ** 2).sum() / Ytr.shape[0]),
             "alternation": alt_runs, "baselines": base_runs}
+
+
+def _model(cfg: Config, data: dict, seed: int, tau: float):
+    """The 2-layer MLP of a unit: the same initial weights for every method of a (seed, tau)."""
+    from altheory.alternation.alternation import mlp
+
+    return mlp(data["Xtr"].shape[1], (cfg.width,), data["k"], tau=tau, seed=seed)
+
+
+def _test_accuracy(model, data: dict) -> dict:
+    """``{"test_acc": ...}``: the argmax accuracy of ``model`` on the test slice."""
+    import torch
+
+    from altheory.alternation.baselines import accuracy
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(data["Xte"])).numpy()
+    return {"test_acc": accuracy(out, data["Yte"], "squared")}
+
+
+def _alternation_run(cfg: Config, data: dict, u: dict, bar) -> dict:
+    """One alternation run (a unit of kind ``alternation``), every round logged, C8 gaps at the
+    end; as a resumed run reads it back from the store (through JSON)."""
+    import torch
+
+    from altheory.alternation.alternation import alternate, c8_gaps
+    from altheory.alternation.baselines import accuracy
+
+    Xtr, Ytr = data["Xtr"], data["Ytr"]
+    tau, step, seed = u["tau"], u["step"], u["seed"]
+    t0 = time.perf_counter()
+    res = alternate(_model(cfg, data, seed, tau), Xtr, Ytr, loss="squared", lam=cfg.lam, weight_step=step,
+                    max_rounds=cfg.rounds, descent_steps=cfg.descent_steps,
+                    evaluate=lambda m: {**_test_accuracy(m, data), "train_acc": accuracy(
+                        m(torch.from_numpy(Xtr)).detach().numpy(), Ytr, "squared")},
+                    progress=bar)
+    bar.update(cfg.rounds - res.n_rounds)
+    gaps = c8_gaps(res.model, Xtr, Ytr, loss="squared", lam=cfg.lam)
+    rounds = res.rounds
+    run = {
+        "method": f"alt-{step}", "tau": tau, "seed": seed, "stopped": res.stopped,
+        "epochs": [r.passes for r in rounds], "seconds": [r.seconds for r in rounds],
+        "loss": [r.loss for r in rounds], "objective": [r.objective for r in rounds],
+        "fixed_objective": [r.fixed_objective for r in rounds],
+        "flips": [r.flips for r in rounds], "margin": [r.margin for r in rounds],
+        "consistent": [r.consistent for r in rounds],
+        "statuses": [r.statuses for r in rounds],
+        "metrics": {key_: [r.metrics.get(key_) for r in rounds]
+                    for key_ in ("train_acc", "test_acc")},
+        "monotone": res.is_monotone(), "c8": gaps,
+        "wall": time.perf_counter() - t0, "units": cfg.width}
+    # the stored row is read back through JSON, as a resumed run reads it
+    return json.loads(json.dumps(run, default=_json_default))
+
+
+def _baseline_run(cfg: Config, data: dict, u: dict) -> dict:
+    """One baseline curve (a unit of kind ``baseline``: method, batch mode, step size, seed),
+    as a resumed run reads it back from the store (through JSON)."""
+    from altheory.alternation.baselines import train_baseline
+
+    bsz = None if u["batch"] == "full" else cfg.batch_size
+    ep = cfg.epochs_full if u["batch"] == "full" else cfg.epochs_mini
+    _, c = train_baseline(_model(cfg, data, u["seed"], u["tau"]), data["Xtr"], data["Ytr"],
+                          method=u["method"], lr=u["lr"], epochs=ep, batch_size=bsz, loss="squared",
+                          lam=cfg.lam, seed=u["seed"], evaluate=lambda m: _test_accuracy(m, data))
+    return json.loads(json.dumps(c.to_dict(), default=_json_default))
 
 
 def _json_default(o):
