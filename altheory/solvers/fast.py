@@ -943,10 +943,14 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
     of the CG solve may use the working precision (``subw``): an inexact Newton direction only
     needs a few correct digits. The CG is preconditioned by the (d, d) diagonal blocks of the
     Hessian (block-Jacobi); when that CG runs past the cost of building the sample-space
-    preconditioner (:class:`_SampleSpacePrecond`, ``n <= _WB_MAX_N``) it is built and the CG
-    goes on with it (ski rental: at most twice the better of the two), and ``state`` (one dict
-    per set of non-zero groups) keeps it for the next steps, rebuilt when its CG slows down.
-    Returns (u, z, F, cg iterations, accepted)."""
+    preconditioner (:class:`_SampleSpacePrecond`, ``n <= _WB_MAX_N``; cost model
+    :meth:`_SampleSpacePrecond.break_even`) it is built and the CG goes on with it (ski rental:
+    about twice the better of the two at worst), and directly when ``k d >= n`` (where
+    block-Jacobi cannot do well). ``state`` (one dict per set of non-zero groups, kept across
+    working-set rounds by :func:`_newton`) keeps the factor for the next steps; a kept factor
+    gets the same rental budget and is rebuilt past it. Line search: Armijo on :math:`F`
+    (float64), over the plain point and the point with the groups the step carries through zero
+    set to zero, the lower passing one taken. Returns (u, z, F, cg iterations, accepted)."""
     state = {} if state is None else state
     nrm = u.norm(dim=1, keepdim=True)
     g = sub.rmatvec(_grad(z, y, loss)) + lam * u / nrm
