@@ -37,7 +37,7 @@ def test_pht_tau0_is_relu_bit_for_bit(z):
 @given(hnp.arrays(np.float64, st.integers(1, 12), elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0])),
        st.integers(0, 14))
 def test_topk_keeps_min_k_positive_with_index_ties(z, k):
-    """k counts the entries kept: 1 <= k <= width, and anything else is refused (issue #9)."""
+    """k counts the entries kept: 1 <= k <= width, and anything else is refused."""
     if not 1 <= k <= z.size:
         with pytest.raises(ValueError, match="k=None" if k < 1 else "larger than"):
             topk_mask(z, k)

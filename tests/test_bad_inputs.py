@@ -1,11 +1,11 @@
-r"""A table of bad library calls, each with the error it must raise (issue #9).
+r"""A table of bad library calls, each with the error it must raise.
 
 Every row is a call a hostile-but-realistic user makes, with the exception type and a fragment
 of the message (expected, got, fix). None may return a silently wrong result, and none may end
 in a raw traceback from torch, numpy, scipy or cvxpy. The CLI has its own table
 (tests/test_bad_inputs_cli.py).
 
-Rows marked ``# was: silent`` returned a wrong answer before issue #9; ``# was: raw`` ended in a
+Rows marked ``# was: silent`` returned a wrong answer before these checks existed; ``# was: raw`` ended in a
 traceback that did not say what was wrong.
 """
 
@@ -178,7 +178,7 @@ BAD = [
     ("support-Softmax", lambda: support(with_module(nn.Softmax(-1)), X()), UnsupportedModuleError,
      "Softmax at '1'"),  # was: silent
     ("support-Hardswish", lambda: support(with_module(nn.Hardswish()), X()), UnsupportedModuleError,
-     "Hardswish at '1'"),  # was ReLU6, supported since issue 10 (three-state support)
+     "Hardswish at '1'"),  # was ReLU6, now supported (three-state support)
     ("support-SiLU", lambda: support(with_module(nn.SiLU()), X()), UnsupportedModuleError,
      "SiLU at '1'"),
     ("support-cat-batch-dim", lambda: support(Functional(lambda z: torch.cat([z, z], 0)).double(),

@@ -1,4 +1,4 @@
-"""Issue 10, coverage: every piecewise-linear network linearizes exactly (claims C1, C2).
+"""Coverage: every piecewise-linear network linearizes exactly (claims C1, C2).
 
 Activations with more than two states (LeakyReLU, PReLU: a slope on the off side; ReLU6,
 Hardtanh: lower constant / identity / upper constant), graph operations written in ``forward``

@@ -3,7 +3,7 @@
 Each mutant is a realistic bug in the code under test. Kind ``verify``: ``altheory verify`` on the
 claims it touches (quick profile, strict exit status) must kill it; kind ``tests``: one of the
 pytest node ids it names must fail with it applied (guards that verify does not exercise). The
-subset holds the four mutants that survived before issue 13 (max-pool margin x4, C7 bound halved,
+subset holds the four mutants that once survived verify (max-pool margin x4, C7 bound halved,
 no slack at tau > 0), the fast solver stopped at a 1e-3 gap, and three fast test-killed mutants.
 The full suite: ``python proofs_checks/mutants.py``.
 """

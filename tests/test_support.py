@@ -94,7 +94,7 @@ def test_bad_calls(make, exc, match):
 
 
 # --------------------------------------------------------------------------------------------
-# what the checks of issue #9 must still accept
+# what the input checks must still accept
 # --------------------------------------------------------------------------------------------
 
 class _Methods(nn.Module):

@@ -1,4 +1,4 @@
-"""Verdicts that can fail (issue 13): strict exit status, ERROR, minimum evidence, stop reasons,
+"""Verdicts that can fail: strict exit status, ERROR, minimum evidence, stop reasons,
 robust end-point classification, two-sided checks."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Covered: Linear, Conv2d (kernel 1–3, stride 1–2, padding 0–2 or ``'same'``
 groups), BatchNorm2d in eval with random running statistics, AvgPool2d (ceil mode,
 count_include_pad, divisor_override), AdaptiveAvgPool2d, MaxPool2d (padding, dilation, ceil mode),
 torchvision BasicBlock and Bottleneck residual blocks (with and without downsampling), PHT in
-threshold and top-k form, and ReLU; on request (``activations=``, ``concat=True``: issue 10)
+threshold and top-k form, and ReLU; on request (``activations=``, ``concat=True``)
 LeakyReLU, PReLU (a slope per channel), ReLU6 and Hardtanh, and a DenseNet-like concatenation
 block (``torch.cat`` of the input and two convolutions along the channels). The defaults draw
 exactly the specs they drew before these were added: a seed keeps its network.
