@@ -363,7 +363,7 @@ def section_pilanci_ergen(args, out):
 # --------------------------------------------------------------------------------------------
 
 def summary(rows) -> dict:
-    """The goals of issue #14, each with its measured value and the machine state it came from."""
+    """The speed and certificate goals, each with its measured value and the machine state it came from."""
     goals: dict[str, list] = {"fast_over_scnn (<= 0.5, squared)": [],
                               "fast_over_clarabel (<= 0.3, logistic)": [],
                               "refined_over_true (<= 10)": [], "rule_over_best (<= 1.5)": [],

@@ -1019,7 +1019,7 @@ MUTANTS: list[Mutant] = [
     Mutant("act-diagonal-wrong-sample", ("C1",), "the mask D_i taken from the next sample",
            [("method", "altheory.nets.operators.Linearization._act_diagonal", _act_next_sample)]),
     # C2: margins
-    Mutant("maxpool-margin-x4", ("C2",), "max-pool margin inflated 4x (survived before issue 13)",
+    Mutant("maxpool-margin-x4", ("C2",), "max-pool margin inflated 4x (once survived verify)",
            [("func", "altheory.nets.graph._maxpool_margin", _scale_result(4.0))]),
     Mutant("maxpool-margin-x0.25", ("C2",), "max-pool margin deflated 4x",
            [("func", "altheory.nets.graph._maxpool_margin", _scale_result(0.25))]),
@@ -1044,7 +1044,7 @@ MUTANTS: list[Mutant] = [
            "and labels it optimal",
            [("func", "altheory.solvers.fast.solve_group_lasso", _fast_gl_loose)]),
     Mutant("c4-local-min-gap-1e-3-strict-tol", ("C4",), "every local minimum 1e-3 F(0) above the "
-           "optimum while tol_g is 1e5x too strict (survived before issue 13)",
+           "optimum while tol_g is 1e5x too strict (once survived verify)",
            [("method", "altheory.descent.descent.MLPObjective.__call__", _OFF_CALL),
             ("method", "altheory.descent.descent.MLPObjective.value_and_grad", _OFF_VG),
             ("func", "altheory.descent.endpoints.tolerances", _tolerances_scaled(1e-5))]),
@@ -1079,7 +1079,7 @@ MUTANTS: list[Mutant] = [
     Mutant("reduced-rank-minus-one", ("C6",), "reduced-rank regression with rank r - 1",
            [("func", "altheory.solvers.convex.reduced_rank_regression", _rrr_rank(-1))]),
     # C7: lifted bound
-    Mutant("lifted-bound-halved", ("C7",), "the lifted lower bound halved (survived before issue 13)",
+    Mutant("lifted-bound-halved", ("C7",), "the lifted lower bound halved (once survived verify)",
            [("func", "altheory.certificates.certificates.lifted_bound",
              _convex_objective(lambda v, a, k: 0.5 * v))]),
     Mutant("lifted-bound-raised", ("C7",), "the lifted bound raised by 0.05 F(0)",
@@ -1095,7 +1095,7 @@ MUTANTS: list[Mutant] = [
     Mutant("exact-layer-step-off", ("C8",), "the exact per-layer step returns W_l * 1.01",
            [("func", "altheory.alternation.alternation.exact_layer_step", _exact_layer_perturbed)]),
     # C9: alternation
-    Mutant("support-preserving-no-slack", ("C9",), "no slack at tau > 0 (survived before issue 13)",
+    Mutant("support-preserving-no-slack", ("C9",), "no slack at tau > 0 (once survived verify)",
            [("func", "altheory.alternation.alternation.support_preserving_layer_step", _sp_no_slack)]),
     Mutant("support-preserving-unconstrained", ("C9",), "the support-preserving step solves the "
            "unconstrained layer problem",
@@ -1118,7 +1118,7 @@ MUTANTS: list[Mutant] = [
            "wrong side", [("func", "altheory.nets.operators.conv_adjoint", _conv_adjoint_same_crop_at_end)]),
     Mutant("maxpool-adjoint-overwrites", ("C1",), "max-pool adjoint scatter_ instead of scatter_add_",
            [("func", "altheory.nets.operators.maxpool_adjoint", _maxpool_adjoint_overwrites)]),
-    # C1/C2: piecewise-linear activations beyond PHT and torch.cat (issue 10)
+    # C1/C2: piecewise-linear activations beyond PHT and torch.cat
     Mutant("clamp-margin-lower-breakpoint-only", ("C2",), "Hardtanh/ReLU6 margin |z - lo| only "
            "(the upper breakpoint forgotten)",
            [("func", "altheory.nets.graph._clamp_margin",

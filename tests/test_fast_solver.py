@@ -149,7 +149,7 @@ def _planted(seed, n, d, p):
 
 
 def test_refined_certificate_is_within_10x_of_true_suboptimality_at_small_lambda():
-    """Issue #14: at small λ every group is active and the plain dual point (the scaled loss
+    """At small λ every group is active and the plain dual point (the scaled loss
     gradient) of a point 1e-9 above the optimum gives a gap ~1e5-1e6 times its suboptimality;
     the refined certificate (dual point of a solve warm-started there) is within 10x, and still
     a lower bound on the high-accuracy reference optimum."""
@@ -272,8 +272,8 @@ def test_float32_first_phase_still_certified_in_float64():
     assert abs(r32.objective - r64.objective) <= 2e-8 * abs(r64.objective)
 
 
-def test_float32_working_set_certifies_issue_14():
-    """Issue #14: with dtype=float32 and p > 64 the working-set rounds screened the full problem
+def test_float32_working_set_certifies():
+    """With dtype=float32 and p > 64 the working-set rounds screened the full problem
     in float32, whose gap never fell below its rounding floor (3.5e-6 > 100 tol): 1434 rounds to
     max_iter. The full certificate now switches to float64 below 1e-4 or when float32 sees no
     violator."""
@@ -290,7 +290,7 @@ def test_float32_working_set_certifies_issue_14():
 
 
 def test_float32_rounds_after_a_float64_newton_point_stay_finite():
-    """Found by the benchmark (issue #14, (400, 10, 100), λ = 1e-3, float32): a working-set
+    """Found by the benchmark ((400, 10, 100), λ = 1e-3, float32): a working-set
     round that restarted FISTA in float32 from a float64-accurate Newton point found no step
     that decreased the float32 loss, doubled L to overflow and returned NaN after 20000
     iterations. Rounds below float32's floor now stay in float64, and FISTA stops at its floor."""

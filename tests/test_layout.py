@@ -95,6 +95,22 @@ def test_no_file_refers_outside_the_repository():
     assert not offenders, "references outside the repository:\n" + "\n".join(offenders)
 
 
+_TRACKER = re.compile(r"\bissues?\s*#?\d+\b", re.IGNORECASE)
+
+
+def test_no_file_refers_to_the_issue_tracker():
+    """A clone has no issue tracker: code, tests and docs say what they mean, not a ticket number."""
+    offenders = []
+    for path in _tracked_files():
+        text = _text(path)
+        if text is None:
+            continue
+        for m in _TRACKER.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            offenders.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)}")
+    assert not offenders, "references to an issue tracker:\n" + "\n".join(offenders)
+
+
 _CITE = re.compile(
     r"docs/claims\.md"
     r"(?:#(?P<anchor>[\w-]+)"                                   # docs/claims.md#c4
