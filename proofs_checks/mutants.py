@@ -706,6 +706,15 @@ def _shifted_words_swapped(orig):
     return f
 
 
+def _scheduler_any_address(orig):
+    def f(scheduler):
+        s = scheduler.strip()
+        if s.startswith("local") or not s or ("://" not in s and ":" not in s):
+            return orig(scheduler)
+        return s, None
+    return f
+
+
 def _state_without_buffers(orig):
     def f(model):
         yield from model.named_parameters()
@@ -1184,6 +1193,10 @@ MUTANTS: list[Mutant] = [
            "words (used inside torch.func) put the halves the other way round",
            [("func", "altheory.nets.support._shifted_words", _shifted_words_swapped)],
            killed_by_tests=("tests/test_fingerprint.py::test_shifted_words_slow_path_equals_the_buffer_view",)),
+    Mutant("scheduler-any-address", (), "parse_scheduler passes any address on (an unknown "
+           "scheme ends in dask's traceback)",
+           [("func", "altheory.experiments.cluster.parse_scheduler", _scheduler_any_address)],
+           killed_by_tests=("tests/test_bad_inputs_cli.py::test_bad_call_is_refused_with_one_line[verify --scheduler bogus://x]",)),
     Mutant("objective-mask-any-values", (), "MLPObjective takes any numbers as a mask (a "
            "pre-activation passed as its support)",
            [("func", "altheory.descent.descent._check_mask", _mask_any_values)],

@@ -45,6 +45,8 @@ CASES = [
     (["verify", "--strict", "--allow-unverified"], "contradict"),
     (["verify", "--scheduler", "local:0"], "N >= 1"),
     (["verify", "--scheduler", ""], "scheduler is empty"),
+    (["verify", "--scheduler", "bogus://x"], "unknown address scheme"),
+    (["sweep", "c7", *C7, "seed=0", "--scheduler", "tcp://host"], "host:port"),
     (["verify", "--thoroug"], "unrecognized arguments: --thoroug"),
     # --- sweep ---------------------------------------------------------------------------------
     (["sweep", "c4", "n=abc", "d=2", "p=4", "lam=0", "seed=0"], "n='abc': expected an integer"),

@@ -48,7 +48,18 @@ def parse_scheduler(scheduler: str) -> tuple[str, int | None]:
     if "://" not in s and ":" not in s:
         raise ValueError(f"scheduler {scheduler!r}: expected 'local', 'local:N' or an address like "
                          "tcp://host:8786 (a scheduler file is not supported here).")
+    scheme, _, rest = s.rpartition("://") if "://" in s else ("tcp", "", s)
+    if scheme not in _SCHEMES:
+        raise ValueError(f"scheduler {scheduler!r}: unknown address scheme {scheme!r}; expected one "
+                         f"of {', '.join(_SCHEMES)} (e.g. tcp://host:8786), 'local' or 'local:N'.")
+    host, _, port = rest.rpartition(":")
+    if scheme != "inproc" and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"scheduler {scheduler!r}: expected host:port with a port in 1..65535 "
+                         "(e.g. tcp://10.0.0.1:8786).")
     return s, None
+
+
+_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")  # dask.distributed's address schemes
 
 
 def require_dask() -> None:
