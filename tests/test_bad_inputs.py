@@ -270,6 +270,8 @@ BAD = [
      ValueError, "other weights"),  # was: silent
     ("layer-operator-other-batch", lambda: layer_operator(net(), S(), 0, X() + 1), ValueError,
      "same_batch=False"),
+    ("layer-operator-X-string", lambda: layer_operator(net(), S(), 0, "X"), TypeError,
+     "X must be a real tensor or array"),  # was: raw
 
     # -- FixedSupportNetwork -----------------------------------------------------------------
     ("fsn-GELU", lambda: FixedSupportNetwork(net(nn.GELU()), S(), X(), Y2()),

@@ -28,8 +28,6 @@ alternate`` (figures 3 and 4), measured, never asserted.
 
 from __future__ import annotations
 
-import numpy as np
-
 from altheory.claims import ClaimReport, Condition, Instance, register
 
 TOL = 1e-9

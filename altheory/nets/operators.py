@@ -838,7 +838,14 @@ def layer_operator(model: nn.Module, support: MultiLayerSupport, layer: str | in
     """
     graph = trace(model)
     check_support_for(graph, support, "layer_operator")
-    Xt = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    if not isinstance(X, torch.Tensor):
+        Xa = np.asarray(X)
+        if not np.issubdtype(Xa.dtype, np.number) or np.issubdtype(Xa.dtype, np.complexfloating):
+            raise TypeError(f"layer_operator: X must be a real tensor or array of inputs; got "
+                            f"{type(X).__name__} of dtype {Xa.dtype}. Pass the batch the support "
+                            "was computed on.")
+        X = Xa
+    Xt = torch.as_tensor(X)
     if Xt.ndim < 2 or Xt.shape[0] != support.n or tuple(Xt.shape[1:]) != support.input_shape:
         raise ValueError(f"layer_operator: X has shape {tuple(Xt.shape)}; expected the batch the "
                          f"support was computed on, of shape {(support.n, *support.input_shape)}.")
