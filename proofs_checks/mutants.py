@@ -1280,6 +1280,11 @@ MUTANTS: list[Mutant] = [
     Mutant("pe-project-identity", (), "the projection onto the pattern cone does nothing",
            [("func", "altheory.solvers.fast._pe_project", _project_identity)],
            killed_by_tests=("tests/test_arrangements.py::test_projection_lands_in_the_cone_and_is_nearest",)),
+    Mutant("threads-large-ignores-busy", (), "the thread rule gives a large solve every thread "
+           "even when other processes are running",
+           [("func", "altheory.solvers.fast.solver_threads",
+             _edited("work >= _LARGE_WORK and _busy_cpus() == 0", "work >= _LARGE_WORK"))],
+           killed_by_tests=("tests/test_fast_solver.py::test_solver_threads_rule",)),
     Mutant("threads-always-all", (), "the solver's thread rule always takes every thread",
            [("func", "altheory.solvers.fast.solver_threads", _threads_always_all)],
            killed_by_tests=("tests/test_fast_solver.py::test_solver_threads_rule",)),

@@ -199,12 +199,14 @@ def test_solver_threads_rule(monkeypatch):
     X, G = torch.ones(10, 2, dtype=torch.float64), torch.ones(10, 3, dtype=torch.bool)
     assert fast.solver_threads(1e5, X=X, G=G) == 1         # small: one thread, no probe
     monkeypatch.setattr(fast, "_probe", lambda X, G, most: most)
-    assert fast.solver_threads(1e9, X=X, G=G) == 2         # the probe's choice
+    assert fast.solver_threads(1e7, X=X, G=G) == 2         # the probe's choice
     monkeypatch.setattr(fast, "_probe", lambda X, G, most: 1)
-    assert fast.solver_threads(1e9, X=X, G=G) == 1
-    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)     # no design: the idle cores
-    assert fast.solver_threads(1e9) == 2
+    assert fast.solver_threads(1e7, X=X, G=G) == 1
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)     # large and idle: every thread, unprobed
+    assert fast.solver_threads(1e9, X=X, G=G) == 2
+    assert fast.solver_threads(1e9) == 2                   # no design: the idle cores
     monkeypatch.setattr(fast, "_busy_cpus", lambda: 1)
+    assert fast.solver_threads(1e9, X=X, G=G) == 1         # large but busy: the probe again
     assert fast.solver_threads(1e9) == 1
     assert fast.solver_threads(1e9, "meta") == 2           # not the CPU: torch's setting
     monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "3")
