@@ -60,8 +60,14 @@ def init(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, dev, active)
 
 
-def cleanup(info: DistInfo) -> None:
+def cleanup(info: DistInfo, *, wait: bool = True) -> None:
+    """Tear the process group down; with ``wait`` (a normal end) after a barrier, so that no rank
+    destroys its group while another still writes its last files or talks to it (a rank that
+    left early has been seen to abort at exit in gloo's teardown). A rank that failed does not
+    wait: the others may never reach the barrier."""
     if info.active and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -343,9 +343,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
     """
     info = dist.init(cfg.device)
     try:
-        return _train(cfg, info, resume, quiet)
-    finally:
-        dist.cleanup(info)
+        summary = _train(cfg, info, resume, quiet)
+    except BaseException:
+        dist.cleanup(info, wait=False)
+        raise
+    dist.cleanup(info)
+    return summary
 
 
 def _check_resume(ckpt: dict, cfg: TrainConfig, ckpt_path: Path) -> None:
