@@ -82,32 +82,27 @@ def test_claims_doc_headings_match_registry():
 _OUTSIDE = ["THEORY" + ".md", "../" + "shared", "shared" + "/", "seed-" + "abstract"]
 
 
-def test_no_file_refers_outside_the_repository():
-    offenders = []
+def _occurrences(pattern: re.Pattern) -> list[str]:
+    """``path:line: match`` for every match of ``pattern`` in the tracked text files."""
+    found = []
     for path in _tracked_files():
         text = _text(path)
         if text is None:
             continue
-        for needle in _OUTSIDE:
-            for m in re.finditer(re.escape(needle), text):
-                line = text.count("\n", 0, m.start()) + 1
-                offenders.append(f"{path.relative_to(ROOT)}:{line}: {needle}")
+        for m in pattern.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            found.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)}")
+    return found
+
+
+def test_no_file_refers_outside_the_repository():
+    offenders = _occurrences(re.compile("|".join(map(re.escape, _OUTSIDE))))
     assert not offenders, "references outside the repository:\n" + "\n".join(offenders)
-
-
-_TRACKER = re.compile(r"\bissues?\s*#?\d+\b", re.IGNORECASE)
 
 
 def test_no_file_refers_to_the_issue_tracker():
     """A clone has no issue tracker: code, tests and docs say what they mean, not a ticket number."""
-    offenders = []
-    for path in _tracked_files():
-        text = _text(path)
-        if text is None:
-            continue
-        for m in _TRACKER.finditer(text):
-            line = text.count("\n", 0, m.start()) + 1
-            offenders.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)}")
+    offenders = _occurrences(re.compile(r"\bissues?\s*#?\d+\b", re.IGNORECASE))
     assert not offenders, "references to an issue tracker:\n" + "\n".join(offenders)
 
 
