@@ -305,9 +305,9 @@ def block_linearize() -> str:
         rows.append([r["model"] + ", " + "×".join(map(str, r.get("input", []))), shape,
                      _s(r.get("linearize_s"), 3), _s(r.get("jacrev_s"), 3),
                      _s(r.get("ratio_linearize_over_jacrev"), 3), _e(r.get("rel_error_vs_jacrev")),
-                     str(r.get("status", "—")), conv])
+                     str(r.get("status", "—")), conv, _s(r.get("load_max"))])
     return _table(["model", "A", "linearize (s)", "jacrev (s)", "ratio", "rel. error vs jacrev",
-                   "status", "largest conv operator"], rows, "llrrrrll")
+                   "status", "largest conv operator", "1-min load (max)"], rows, "llrrrrllr")
 
 
 _SOLVER_NAMES = {"fast": "altheory-fast f64", "fast32": "altheory-fast f32→f64", "clarabel": "Clarabel",
@@ -325,15 +325,17 @@ def _fast_table(rel: str, gap_to_best: bool) -> str:
         name = _SOLVER_NAMES.get(r["solver"], r["solver"])
         if r.get("status") == "skipped" or r.get("time") is None:
             why = r.get("note") or r.get("reason") or "skipped"
-            rows.append([size, name, f"skipped: {why}", "—"] + (["—"] if gap_to_best else []) + ["—"])
+            rows.append([size, name, f"skipped: {why}", "—"] + (["—"] if gap_to_best else []) + ["—", "—"])
             continue
         row = [size, name, str(r["status"]), _s(r["time"], 3)]
         if gap_to_best:
             row.append(_e(r.get("rel_gap_to_best")))
         row.append(_e(r.get("certified_rel_gap")) if r.get("certified_rel_gap") is not None else "—")
+        row.append(_s(r.get("load1")))
         rows.append(row)
     head = ["instance", "solver", "status", "time (s)"] + (["rel. gap to best"] if gap_to_best else [])
-    return _table(head + ["certified rel. gap"], rows, "lllr" + ("r" if gap_to_best else "") + "r")
+    return _table(head + ["certified rel. gap", "1-min load"], rows,
+                  "lllr" + ("r" if gap_to_best else "") + "rr")
 
 
 def block_fast_cpu() -> str:
