@@ -1197,6 +1197,12 @@ MUTANTS: list[Mutant] = [
            "scheme ends in dask's traceback)",
            [("func", "altheory.experiments.cluster.parse_scheduler", _scheduler_any_address)],
            killed_by_tests=("tests/test_bad_inputs_cli.py::test_bad_call_is_refused_with_one_line[verify --scheduler bogus://x]",)),
+    Mutant("layer-operator-any-X", (), "layer_operator passes a non-numeric X on to torch (its raw "
+           "message instead of the fix)",
+           [("func", "altheory.nets.operators.layer_operator",
+             _edited("if not np.issubdtype(Xa.dtype, np.number) or np.issubdtype(Xa.dtype, np.complexfloating):",
+                     "if False:"))],
+           killed_by_tests=(f"{_BAD}[layer-operator-X-string]",)),
     Mutant("objective-mask-any-values", (), "MLPObjective takes any numbers as a mask (a "
            "pre-activation passed as its support)",
            [("func", "altheory.descent.descent._check_mask", _mask_any_values)],
