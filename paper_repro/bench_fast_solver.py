@@ -34,7 +34,7 @@ Sections (``--sections``; every number is printed beside ``os.getloadavg()`` and
     (100000, 50, 500), squared, 0.1 λ_max, float32 first phase, the thread rule (goal: certified
     in under 30 s on 2 cores).
 ``pilanci_ergen``
-    C5 sizes: :func:`altheory.solvers.fast.solve_pilanci_ergen` (certified duality gap) against
+    C5 sizes: :func:`altheory.solvers.pilanci_ergen.solve_pilanci_ergen` (certified duality gap) against
     :func:`altheory.solvers.arrangements.relu_program` with Clarabel, same instance; the
     objectives must agree and the certified solver's dual bound stay below Clarabel's objective.
 
@@ -328,7 +328,7 @@ def section_large(args, out):
 
 def section_pilanci_ergen(args, out):
     from altheory.solvers.arrangements import enumerate_patterns, relu_program, sample_patterns
-    from altheory.solvers.fast import solve_pilanci_ergen
+    from altheory.solvers.pilanci_ergen import solve_pilanci_ergen
 
     sizes = ([(12, 2, "exact"), (16, 5, 64), (24, 3, "exact")] if args.quick else
              [(12, 2, "exact"), (16, 5, 64), (24, 3, "exact"), (40, 3, "exact"),

@@ -1015,6 +1015,33 @@ _pe_lazy_stops_at_once = _edited(
     "        if True:\n            if True:\n                break")
 
 
+# NNLS keeps SciPy's answer without checking its optimality conditions
+_nnls_trusts_scipy = _edited("    if x is None or _kkt(A, b, x) > _KKT_RTOL:", "    if x is None:")
+
+# the restricted Pilanci-Ergen program never notices a block violating a row it was not given
+_pe_cuts_ignored = _edited("                offenders = True", "                offenders = False")
+
+# the multipliers found on the facet rows are kept without the Moreau check
+_pe_exact_mu_unchecked = _edited(
+    "        if (C @ p).min() >= -1e-9 * float(np.abs(C).max()) * float(np.linalg.norm(x)):",
+    "        if True:")
+
+# the facet-row greedy of the batched bounds takes negative steps too (no longer a bound)
+_pe_facet_greedy_signed = _edited(
+    "            mu = np.where(vm < 0, -vm / cn_safe[m_idx, r], 0.0)      # >= 0",
+    "            mu = -vm / cn_safe[m_idx, r]")
+
+# the certificate ignores the interior-point dual and uses the gradient of the primal point
+_pe_theta_from_gradient = _edited("ws=ws, theta=theta,", "ws=ws, theta=None,")
+
+
+def _flip_facets_drop_last(orig):
+    """The facets read off the pattern set miss each cone's last one."""
+    def f(self, i):
+        return orig(self, i)[:-1]
+    return f
+
+
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
     Mutant("linearize-drops-bias", ("C1",), "linearize returns c_S = 0 (biases forgotten)",
@@ -1074,7 +1101,7 @@ MUTANTS: list[Mutant] = [
     Mutant("enumerate-drops-pattern", ("C5",), "the arrangement enumeration loses one pattern",
            [("func", "altheory.solvers.arrangements.enumerate_patterns", _enumerate_drops_one)]),
     Mutant("pe-dual-bound-low", ("C5",), "the certified Pilanci-Ergen dual bound 1e-3 too low, "
-           "labelled optimal", [("func", "altheory.solvers.fast.solve_pilanci_ergen",
+           "labelled optimal", [("func", "altheory.solvers.pilanci_ergen.solve_pilanci_ergen",
                                  _pe_dual_bound_low)]),
     Mutant("relu-program-objective-low", ("C5",), "the convex program's objective reported 10% low",
            [("func", "altheory.solvers.arrangements.relu_program", _relu_program_objective)]),
@@ -1281,10 +1308,10 @@ MUTANTS: list[Mutant] = [
            [("func", "altheory.solvers.fast._certificate", _certificate_gap_tenth)],
            killed_by_tests=("tests/test_fast_solver.py::test_certificate_bounds_true_gap_of_any_point",)),
     Mutant("pe-cone-bound-low", (), "the Pilanci-Ergen cone bound 10% below the support function",
-           [("func", "altheory.solvers.fast._pe_cone_bound", _cone_bound_low)],
+           [("func", "altheory.solvers.pilanci_ergen._pe_cone_bound", _cone_bound_low)],
            killed_by_tests=("tests/test_arrangements.py::test_cone_bound_is_the_support_function",)),
     Mutant("pe-project-identity", (), "the projection onto the pattern cone does nothing",
-           [("func", "altheory.solvers.fast._pe_project", _project_identity)],
+           [("func", "altheory.solvers.pilanci_ergen._pe_project", _project_identity)],
            killed_by_tests=("tests/test_arrangements.py::test_projection_lands_in_the_cone_and_is_nearest",)),
     Mutant("threads-large-ignores-busy", (), "the thread rule gives a large solve every thread "
            "even when other processes are running",
@@ -1307,12 +1334,36 @@ MUTANTS: list[Mutant] = [
            killed_by_tests=("tests/test_fast_precond.py::test_newton_step_is_a_descent_step_and_its_objective_is_exact",)),
     Mutant("pe-batched-bounds-low", (), "the batched cone bounds of the Pilanci-Ergen certificate "
            "10% below their value",
-           [("func", "altheory.solvers.fast._pe_cone_bounds_batched", _pe_batched_bounds_low)],
+           [("func", "altheory.solvers.pilanci_ergen._pe_cone_bounds_batched", _pe_batched_bounds_low)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_cone_bounds_are_upper_bounds_and_never_worse_than_the_norm",)),
     Mutant("pe-lazy-refinement-stops-at-once", (), "the Pilanci-Ergen certificate refines no "
            "score exactly (its maximum stays a loose upper bound)",
-           [("func", "altheory.solvers.fast._pe_certificate", _pe_lazy_stops_at_once)],
+           [("func", "altheory.solvers.pilanci_ergen._pe_certificate", _pe_lazy_stops_at_once)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_lazy_certificate_equals_the_all_exact_one",)),
+    Mutant("nnls-trusts-scipy", (), "non-negative least squares keeps SciPy's answer unchecked "
+           "(wrong on some cone projections)",
+           [("func", "altheory.solvers.nnls.nnls", _nnls_trusts_scipy)],
+           killed_by_tests=("tests/test_nnls.py::test_scipy_failure_case_is_solved",)),
+    Mutant("pe-missing-facets-unnoticed", (), "the restricted Pilanci-Ergen program keeps a "
+           "solution that violates rows it was not given",
+           [("func", "altheory.solvers.pilanci_ergen._pe_restricted_facets", _pe_cuts_ignored)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_restricted_program_adds_the_facets_it_was_not_given",)),
+    Mutant("pe-facet-multipliers-unchecked", (), "the cone multipliers found on a cone's facet "
+           "rows are kept even when the point misses a row (a looser bound)",
+           [("func", "altheory.solvers.pilanci_ergen._pe_exact_mu", _pe_exact_mu_unchecked)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_exact_multipliers_on_facet_rows_equal_the_full_nnls",)),
+    Mutant("pe-facet-greedy-signed", (), "the facet-row greedy of the batched cone bounds takes "
+           "steps of either sign (its points are no longer bounds)",
+           [("func", "altheory.solvers.pilanci_ergen._pe_cone_bounds_batched", _pe_facet_greedy_signed)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_bounds_on_facet_rows_and_from_a_warm_start_are_upper_bounds",)),
+    Mutant("pe-theta-from-gradient", (), "the Pilanci-Ergen certificate uses the gradient of the "
+           "primal point instead of the interior-point dual (stalls near the square root of "
+           "the solver's accuracy)",
+           [("func", "altheory.solvers.pilanci_ergen.solve_pilanci_ergen", _pe_theta_from_gradient)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_dual_point_of_the_restricted_solver_certifies_tightly",)),
+    Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
+           [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_flip_facets_are_the_geometric_facets_of_a_complete_enumeration",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)

@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from altheory.solvers import fast
+from altheory.solvers import pilanci_ergen as pe
 from altheory.solvers.arrangements import (enumerate_patterns, program_to_network, prune_blocks,
                                            relu_objective, relu_program, sample_patterns)
-from altheory.solvers.fast import solve_pilanci_ergen
+from altheory.solvers.pilanci_ergen import solve_pilanci_ergen
 
 TOL = 1e-8
 MATCH = 1e-6
@@ -86,7 +87,7 @@ def test_pe_gap_bounds_the_excess_of_worse_feasible_points():
     Gf = P.G.astype(float)
     for eps in (1e-3, 0.1, -0.5):
         V, W = (1 + eps) * ref.V, (1 + eps) * ref.W
-        primal, dual, _ = fast._pe_certificate(X, Gf, y, V, W, lam, "squared")
+        primal, dual, _ = pe._pe_certificate(X, Gf, y, V, W, lam, "squared")
         assert dual <= ref.objective + ROUND                       # a lower bound on F*
         assert primal - ref.objective <= (primal - dual) * (1 + 1e-9)
         assert primal - ref.objective > 0
@@ -105,7 +106,7 @@ def test_cone_bound_is_the_support_function():
         v = cp.Variable(3)
         prob = cp.Problem(cp.Maximize(x @ v), [C @ v >= 0, cp.norm(v) <= 1])
         prob.solve(solver="CLARABEL")
-        bound = fast._pe_cone_bound(C, x)
+        bound = pe._pe_cone_bound(C, x)
         assert bound >= prob.value - 1e-7
         assert bound <= prob.value + 1e-6
 
@@ -116,7 +117,7 @@ def test_projection_lands_in_the_cone_and_is_nearest():
     C = np.where(X @ rng.standard_normal(3) >= 0, 1.0, -1.0)[:, None] * X
     for _ in range(5):
         v = rng.standard_normal(3)
-        p = fast._pe_project(C, v)
+        p = pe._pe_project(C, v)
         assert (C @ p).min() >= -1e-12
         # nearest: no feasible sample is closer
         S = rng.standard_normal((2000, 3))
@@ -141,13 +142,13 @@ def test_relu_program_auto_uses_the_certified_solver_and_maps_to_a_network():
 def test_relu_program_auto_falls_back_to_cvxpy_when_not_certified(monkeypatch):
     X, y = _data(5, 10, 2)
     P = enumerate_patterns(X)
-    real = fast.solve_pilanci_ergen
+    real = pe.solve_pilanci_ergen
 
     def uncertified(*a, **kw):
         from dataclasses import replace
         return replace(real(*a, **kw), status="max_iter")
 
-    monkeypatch.setattr(fast, "solve_pilanci_ergen", uncertified)
+    monkeypatch.setattr(pe, "solve_pilanci_ergen", uncertified)
     r = relu_program(X, y, 1e-2, P)
     assert r.solver == "clarabel" and r.status == "optimal"
     assert r.attempts[0][:2] == ("altheory-pe", "max_iter")

@@ -1,10 +1,12 @@
 """The Pilanci–Ergen certificate's fast path (batched cone bounds, lazy exact refinement) against
 the slow one it replaced (one NNLS per pattern and sign, docs/claims.md C5).
 
-Every score of :func:`altheory.solvers.fast._pe_certificate` must be an upper bound on the cone
-support function (else the dual bound is not certified), the dual value must equal the one of
-the all-exact certificate (the lazy refinement stops only once the maximum is exact), and so must
-the violators the next working set takes. Tolerances: 1e-12 relative (the same NNLS numbers).
+Every score of :func:`altheory.solvers.pilanci_ergen._pe_certificate` must be an upper bound on
+the cone support function (else the dual bound is not certified), the dual value must equal the
+one of the all-exact certificate (the lazy refinement stops only once the maximum is exact), and
+so must the violators the next working set takes. Tolerances: 1e-12 relative (the same NNLS
+numbers). The facets the solver gives each cone (:class:`_PeFlipFacets`) are checked against
+linear programs, and its restricted programs against the full ones.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from altheory.solvers import fast
+from altheory.solvers import pilanci_ergen as pe
 from altheory.solvers.arrangements import enumerate_patterns, sample_patterns
 
 ROUND = 1e-12
@@ -30,7 +33,7 @@ def _reference_certificate(X, G, y, V, W, lam):
     scores = np.linalg.norm(a, axis=1) / lam
     for i in np.flatnonzero(scores > 1.0):
         C = B[:, i, None] * X
-        scores[i] = max(fast._pe_cone_bound(C, a[i]), fast._pe_cone_bound(C, -a[i])) / lam
+        scores[i] = max(pe._pe_cone_bound(C, a[i]), pe._pe_cone_bound(C, -a[i])) / lam
     dual = fast._dual_on_ray(g, float(scores.max(initial=0.0)), yt, "squared")
     return dual, scores
 
@@ -46,36 +49,168 @@ def test_batched_cone_bounds_are_upper_bounds_and_never_worse_than_the_norm(n, d
     X = rng.standard_normal((n, d))
     B = np.where(X @ rng.standard_normal((d, 40)) >= 0, 1.0, -1.0).T      # (40, n) cones
     x = rng.standard_normal((40, d)) * 3
-    ub = fast._pe_cone_bounds_batched(X, B, x)
+    ub = pe._pe_cone_bounds_batched(X, B, x)
     for m in range(40):
-        exact = fast._pe_cone_bound(B[m][:, None] * X, x[m])
+        exact = pe._pe_cone_bound(B[m][:, None] * X, x[m])
         assert ub[m] >= exact * (1 - ROUND) - ROUND, (m, ub[m], exact)
         assert ub[m] <= np.linalg.norm(x[m]) * (1 + ROUND)
     # it does work: most cones here get a bound below the norm
     assert np.mean(ub < np.linalg.norm(x, axis=1) * (1 - 1e-6)) > 0.5
 
 
+@pytest.mark.parametrize("n, d", [(12, 2), (30, 3), (20, 5)])
+def test_batched_bounds_on_facet_rows_and_from_a_warm_start_are_upper_bounds(n, d):
+    """The facet-row greedy and the warm start (any mu0 >= 0: here a wrong one, the multipliers
+    of another point) keep every bound an upper bound."""
+    rng = np.random.default_rng(n + d)
+    X = rng.standard_normal((n, d))
+    P = enumerate_patterns(X)
+    facets = pe._PeFlipFacets(P.G)
+    idx = rng.choice(P.P, size=min(P.P, 40), replace=False)
+    B = (2.0 * P.G[:, idx] - 1.0).T
+    x = rng.standard_normal((idx.size, d)) * 3
+    mu0 = np.abs(rng.standard_normal((idx.size, n)))
+    plain = pe._pe_cone_bounds_batched(X, B, x)
+    on_facets = pe._pe_cone_bounds_batched(X, B, x, steps=12, facet_rows=facets.pad[idx],
+                                             mask=facets.mask[idx])
+    warm = pe._pe_cone_bounds_batched(X, B, x, mu0=mu0, facet_rows=facets.pad[idx],
+                                        mask=facets.mask[idx])
+    for m in range(idx.size):
+        exact = pe._pe_cone_bound(B[m][:, None] * X, x[m])
+        for ub in (plain, on_facets, warm):
+            assert ub[m] >= exact * (1 - ROUND) - ROUND, (m, ub[m], exact)
+            assert ub[m] <= np.linalg.norm(x[m]) * (1 + ROUND)
+    # both do work: most cones get a bound below the norm
+    for ub in (plain, on_facets):
+        assert np.mean(ub < np.linalg.norm(x, axis=1) * (1 - 1e-6)) > 0.5
+
+
+def _is_facet(C, r):
+    """Row r of C is a facet of {Cv >= 0}: dropping it lets c_r . v < 0 (an LP)."""
+    from scipy.optimize import linprog
+
+    rest = np.delete(C, r, axis=0)
+    res = linprog(C[r], A_ub=-rest, b_ub=np.zeros(len(rest)), bounds=[(-1, 1)] * C.shape[1],
+                  method="highs")
+    return res.status == 0 and res.fun < -1e-9
+
+
+@pytest.mark.parametrize("n, d", [(12, 2), (24, 3), (10, 4)])
+def test_flip_facets_are_the_geometric_facets_of_a_complete_enumeration(n, d):
+    X, _ = _data(n * 100 + d, n, d)
+    P = enumerate_patterns(X)
+    assert P.exact
+    facets = pe._PeFlipFacets(P.G)
+    B = 2.0 * P.G - 1.0
+    for i in range(0, P.P, max(1, P.P // 30)):
+        C = B[:, i, None] * X
+        truth = [r for r in range(n) if _is_facet(C, r)]
+        assert facets(i).tolist() == truth, i
+        assert np.flatnonzero(facets.mask[i]).size == len(truth)
+        assert sorted(facets.pad[i][facets.mask[i]].tolist()) == truth
+
+
+def test_flip_facets_of_an_incomplete_set_are_true_facets():
+    """Sampled patterns miss cells: the rows found are facets still (never a row that is not),
+    so K_F contains K; some facets are missing."""
+    X, _ = _data(1605, 16, 5)
+    P = sample_patterns(X, 64, seed=1)
+    facets = pe._PeFlipFacets(P.G)
+    B = 2.0 * P.G - 1.0
+    missing = 0
+    for i in range(P.P):
+        C = B[:, i, None] * X
+        truth = {r for r in range(16) if _is_facet(C, r)}
+        found = set(facets(i).tolist())
+        assert found <= truth, i
+        missing += len(truth - found)
+    assert missing > 0
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_exact_multipliers_on_facet_rows_equal_the_full_nnls(drop):
+    """On the facet rows the projection is the same (Moreau); with a facet dropped the check
+    fails and all rows are used: the bound is exact either way."""
+    X, _ = _data(2403, 24, 3)
+    P = enumerate_patterns(X)
+    facets = pe._PeFlipFacets(P.G)
+    B = 2.0 * P.G - 1.0
+    rng = np.random.default_rng(0)
+    for i in range(0, P.P, 25):
+        C = B[:, i, None] * X
+        rows = facets(i)[1:] if drop else facets(i)
+        for x in rng.standard_normal((4, 3)) * 2:
+            exact = pe._pe_cone_bound(C, x)
+            mu = pe._pe_exact_mu(C, x, rows)
+            assert (mu >= 0).all()
+            assert pe._pe_cone_bound(C, x, mu) == pytest.approx(exact, rel=1e-9, abs=1e-12)
+
+
+def test_restricted_program_adds_the_facets_it_was_not_given():
+    """Facet lists with a row removed from every pattern: the check against every row finds the
+    violations, adds the rows, and the program solved is the full one on these patterns."""
+    X, y = _data(2403, 24, 3)
+    P = enumerate_patterns(X)
+    G = P.G.astype(float)
+    B = 2.0 * G - 1.0
+    S = np.arange(0, P.P, 4)
+    lam = 1e-3
+    full = pe._pe_restricted_squared(X, G[:, S], y, lam, tight=True)
+
+    class Short(pe._PeFlipFacets):
+        def __call__(self, i):
+            rows = super().__call__(i)
+            return rows if i in self.extra else rows[1:]
+
+    short = Short(P.G)
+    VS, WS, st, _ = pe._pe_restricted_facets(X, G, B, y, lam, S, short, tight=True)
+    assert short.extra, "no row was added: the missing facets went unnoticed"
+
+    def objective(V, W):
+        z = ((X @ (V - W).T) * G[:, S]).sum(1)
+        return 0.5 * np.mean((z - y) ** 2) + lam * (np.linalg.norm(V, axis=1).sum()
+                                                     + np.linalg.norm(W, axis=1).sum())
+
+    assert objective(VS, WS) == pytest.approx(objective(full[0], full[1]), rel=1e-6)
+    c = np.concatenate([(VS @ X.T) * B[:, S].T, (WS @ X.T) * B[:, S].T])
+    assert c.min() >= -1e-6 * np.abs(c).max()
+
+
+def test_dual_point_of_the_restricted_solver_certifies_tightly():
+    """The interior-point dual as theta: (40, 3), lambda = 1e-3 certifies to 1e-11 (the
+    gradient of the primal point stalls near the square root of its accuracy)."""
+    X, y = _data(4003, 40, 3)
+    P = enumerate_patterns(X)
+    r = pe.solve_pilanci_ergen(X, P.G, y, 1e-3, tol=1e-11)
+    assert r.status == "optimal", (r.rel_gap, r.iterations)
+
+
 @pytest.mark.parametrize("n, d, pats, lam", [(24, 3, "exact", 1e-2), (40, 3, "exact", 1e-3),
                                              (16, 5, 64, 1e-2)])
-def test_lazy_certificate_equals_the_all_exact_one(n, d, pats, lam):
+@pytest.mark.parametrize("fast_path", [False, True])
+def test_lazy_certificate_equals_the_all_exact_one(n, d, pats, lam, fast_path):
     """At V = W = 0, at a mid-way point and at the optimum: the same dual bound, scores that are
-    upper bounds on the exact ones, and the same top violators outside the working set."""
+    upper bounds on the exact ones, and the same top violators outside the working set. With
+    ``fast_path`` the certificate also has the facet rows and a warm start from the multipliers
+    of the point before (as in the solver's rounds)."""
     X, y = _data(n * 100 + d, n, d)
     P = enumerate_patterns(X) if pats == "exact" else sample_patterns(X, pats, seed=1)
     Gf = P.G.astype(float)
-    ref = fast.solve_pilanci_ergen(X, P.G, y, lam)   # its point, whatever its status
+    ref = pe.solve_pilanci_ergen(X, P.G, y, lam)   # its point, whatever its status
     zero = np.zeros_like(ref.V)
     ws = np.zeros(P.P, bool)
     ws[np.flatnonzero((np.abs(ref.V).sum(1) > 0) | (np.abs(ref.W).sum(1) > 0))[::2]] = True
+    extra = {"facets": pe._PeFlipFacets(P.G), "mu_cache": {}} if fast_path else {}
     for V, W in ((zero, zero), (0.5 * ref.V, 0.5 * ref.W), (ref.V, ref.W)):
-        primal, dual, scores = fast._pe_certificate(X, Gf, y, V, W, lam, "squared", ws=ws)
+        primal, dual, scores = pe._pe_certificate(X, Gf, y, V, W, lam, "squared", ws=ws,
+                                                    **extra)
         dual_ref, scores_ref = _reference_certificate(X, Gf, y, V, W, lam)
         assert abs(dual - dual_ref) <= ROUND * max(1.0, abs(dual_ref))
         assert np.all(scores >= scores_ref * (1 - ROUND) - ROUND)
         assert scores.max() == pytest.approx(scores_ref.max(), rel=ROUND)
-        # the violators the next set takes (fast._pe_next_set) are the same patterns
-        nxt = fast._pe_next_set(ws, scores, V, W, keep=False)
-        nxt_ref = fast._pe_next_set(ws, scores_ref, V, W, keep=False)
+        # the violators the next set takes (pe._pe_next_set) are the same patterns
+        nxt = pe._pe_next_set(ws, scores, V, W, keep=False)
+        nxt_ref = pe._pe_next_set(ws, scores_ref, V, W, keep=False)
         assert (nxt is None) == (nxt_ref is None)
         if nxt is not None:
             assert np.array_equal(nxt, nxt_ref)

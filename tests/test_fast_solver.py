@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from altheory.solvers.convex import group_lasso
 from altheory.solvers.dispatch import per_layer
 from altheory.solvers.fast import (MaskedDesign, group_lasso_certificate, lambda_max,
-                                  solve_group_lasso, solve_layer, solve_pilanci_ergen,
-                                  solve_problem)
+                                  solve_group_lasso, solve_layer, solve_problem)
+from altheory.solvers.pilanci_ergen import solve_pilanci_ergen
 from altheory.solvers.problems import TwoLayerFixedSupport
 
 TOL = 1e-8          # the certified relative gap the solver is asked for
@@ -523,6 +523,11 @@ def test_docstring_examples_run():
     import doctest
 
     import altheory.solvers.fast as module
+    import altheory.solvers.nnls as nnls_module
+    import altheory.solvers.pilanci_ergen as pe_module
 
     result = doctest.testmod(module)
-    assert result.attempted >= 20 and result.failed == 0
+    assert result.attempted >= 18 and result.failed == 0
+    for m in (pe_module, nnls_module):
+        result = doctest.testmod(m)
+        assert result.attempted >= 2 and result.failed == 0, m.__name__

@@ -186,7 +186,7 @@ def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
     loss : {"squared", "logistic", "hinge"}
     solver : {"auto", "fast", "clarabel", "scs"}
         ``"auto"`` (default): squared loss with ``lam > 0`` goes to the certified working-set
-        solver :func:`altheory.solvers.fast.solve_pilanci_ergen` (``solver="altheory-pe"``,
+        solver :func:`altheory.solvers.pilanci_ergen.solve_pilanci_ergen` (``solver="altheory-pe"``,
         status ``"optimal"`` only with a duality gap ``<= tol`` relative, checked on every
         pattern); when it does not certify, and for the other losses, cvxpy (Clarabel, SCS
         fallback), whose ``"optimal"`` is its own solver status. ``"fast"`` forces the certified
@@ -232,7 +232,7 @@ def relu_program(X, y, lam: float, patterns: Patterns, *, loss: str = "squared",
                          f"lam={lam}. Use solver='auto' or 'clarabel'.")
     attempts: list[tuple[str, str, float]] = []
     if solver in ("auto", "fast") and fast_ok:
-        from altheory.solvers.fast import solve_pilanci_ergen
+        from altheory.solvers.pilanci_ergen import solve_pilanci_ergen
 
         pe = solve_pilanci_ergen(X, G, y, lam, loss="squared", tol=tol)
         attempts.append(("altheory-pe", pe.status, pe.solve_time))
