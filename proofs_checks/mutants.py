@@ -1035,6 +1035,20 @@ _pe_facet_greedy_signed = _edited(
 _pe_theta_from_gradient = _edited("ws=ws, theta=theta,", "ws=ws, theta=None,")
 
 
+def _pe_dual_unscaled(orig):
+    """The Pilanci-Ergen certificate takes the dual value at the unscaled theta (the restricted
+    program's dual, infeasible for patterns outside the working set): a false lower bound, the
+    first restricted optimum is labelled optimal."""
+    def f(g, smax, y, loss):
+        return orig(g, min(smax, 1.0), y, loss)
+    return f
+
+
+# C5's cross-check against cvxpy measures nothing (its violation always 0)
+_c5_cross_check_blind = _edited("    viol = max(res.solver_value - ref.objective,",
+                                "    viol = 0.0 * max(res.solver_value - ref.objective,")
+
+
 def _flip_facets_drop_last(orig):
     """The facets read off the pattern set miss each cone's last one."""
     def f(self, i):
@@ -1361,6 +1375,14 @@ MUTANTS: list[Mutant] = [
            "the solver's accuracy)",
            [("func", "altheory.solvers.pilanci_ergen.solve_pilanci_ergen", _pe_theta_from_gradient)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_dual_point_of_the_restricted_solver_certifies_tightly",)),
+    Mutant("pe-dual-unscaled", ("C5",), "the Pilanci-Ergen dual value at the restricted "
+           "program's dual point, not scaled to be feasible for every pattern (only the cvxpy "
+           "cross-check sees it)",
+           [("local", "altheory.solvers.pilanci_ergen._dual_on_ray", _pe_dual_unscaled)]),
+    Mutant("c5-cross-check-blind", (), "C5's cross-check of the certified solver against "
+           "cvxpy measures nothing",
+           [("func", "altheory.claims.c5_relu_convex_program._cross_check", _c5_cross_check_blind)],
+           killed_by_tests=("tests/test_c3_c7_claims.py::test_C5_cross_check_against_cvxpy_can_fail",)),
     Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
            [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_flip_facets_are_the_geometric_facets_of_a_complete_enumeration",)),

@@ -99,6 +99,32 @@ def test_C5_non_optimal_solver_is_never_counted(monkeypatch):
     assert report.solver_statuses.get("optimal_inaccurate", 0) >= 1
 
 
+@pytest.mark.parametrize("shift, dual_shift, status", [
+    (0.0, 0.0, "pass"),               # the certified optimum as solved
+    (1e-3, 1e-3, "fail"),             # a consistent certificate of a wrong optimum (too high)
+    (0.0, 1e-3, "fail"),              # a dual bound above cvxpy's feasible value
+    (-1e-3, -1e-3, "fail"),           # an optimum below cvxpy's (and below any feasible point)
+])
+def test_C5_cross_check_against_cvxpy_can_fail(shift, dual_shift, status):
+    """The cross-check holds the certified solver's (objective, dual bound) against Clarabel's
+    objective: planted shifts (relative to F(0)) beyond the certified gap must fail."""
+    from altheory.solvers.arrangements import enumerate_patterns
+    from altheory.solvers.losses import zero_loss
+
+    X, y = c5._draw(3, 12, 2, "squared")
+    P = enumerate_patterns(X)
+    res = c5.relu_program(X, y, 1e-2, P)
+    assert res.solver == "altheory-pe" and res.status == "optimal"
+    F0 = zero_loss(y, "squared")
+    res = replace(res, objective=res.objective + shift * F0,
+                  solver_value=res.solver_value + dual_shift * F0)
+    sizes = {"n": 12, "d": 2, "lam": 1e-2, "loss": "squared", "patterns": "exact"}
+    inst = c5._cross_check(X, y, P, res, 3, sizes, {}, F0)
+    assert inst.status == status, inst.detail
+    if status == "fail":
+        assert inst.value > c5.TOL_CROSS
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cid", ["C3", "C4", "C5", "C6", "C7"])
 def test_quick_profile_passes(cid):

@@ -11,6 +11,13 @@ instance (Gaussian ``X``, ``y``):
 
 * *arrangement* (asserted): the enumerated patterns (:func:`altheory.solvers.arrangements.enumerate_patterns`)
   number Cover's count and contain every pattern drawn from 20 000 Gaussian directions;
+* *certificate* and *cross-check* (asserted, squared loss): the certified working-set solver
+  (:func:`altheory.solvers.pilanci_ergen.solve_pilanci_ergen`, the default wherever it
+  certifies) proves a duality gap ``<= 1e-8`` relative; cvxpy/Clarabel solves the same program
+  beside it, and its objective must agree: :math:`D \le F_{\text{cvxpy}} + s` (a dual bound
+  above a feasible value would be a false certificate) and
+  :math:`|F - F_{\text{cvxpy}}| \le \text{gap} + s`, :math:`s = 10^{-6}F(0)` (Clarabel's own
+  accuracy); reported only when Clarabel is not optimal;
 * *map* (asserted, always): the convex solution, pruned to linearly independent blocks
   (:func:`altheory.solvers.arrangements.prune_blocks`, so :math:`m^* \le n`), maps to a ReLU network of
   width :math:`m^*` (non-zero blocks, relative threshold 1e-7) with the same objective,
@@ -49,13 +56,17 @@ TOL_BOUND = 1e-7
 SUCCESS = 1e-4
 TOL_REGION = 1e-6  # an end point within this of its own region's optimum is certified
 TOL_CERT = 1e-8  # the certified solver's duality gap over all patterns, relative to |F*|
+TOL_CROSS = 1e-6  # the certified solver against cvxpy/Clarabel, relative to F(0)
 
 
 def _plan(profile: str):
     # (n, d, lam, loss, patterns: "exact" | int samples, width ratios, seeds per ratio, max_iter)
     if profile == "quick":
+        # (24, 3): 554 patterns, the working-set path of the certified solver (the others
+        # fit in one conic solve)
         return [(12, 2, 1e-2, "squared", "exact", (1.0, 2.0), 1, 400),
-                (16, 5, 1e-2, "squared", 64, (1.0,), 1, 400)]
+                (16, 5, 1e-2, "squared", 64, (1.0,), 1, 400),
+                (24, 3, 1e-2, "squared", "exact", (1.0,), 1, 400)]
     elif profile == "thorough":
         out = []
         for n, d in [(12, 2), (20, 2), (16, 3), (24, 3)]:
@@ -172,6 +183,25 @@ def _certificate(res, s: int, sizes: dict, base: dict) -> Instance:
                     abs(cert_gap), TOL_CERT, {**base, "dual_value": res.solver_value})
 
 
+def _cross_check(X, y, P, res, s: int, sizes: dict, base: dict, F0: float) -> Instance:
+    """The certified solver against cvxpy/Clarabel on the same program: the dual bound never
+    above Clarabel's value, the objectives apart by at most the certified gap (plus Clarabel's
+    accuracy, ``TOL_CROSS F(0)``)."""
+    ref = relu_program(X, y, sizes["lam"], P, loss=sizes["loss"], solver="clarabel")
+    detail = {**base, "cvxpy_status": ref.status, "cvxpy_objective": ref.objective,
+              "cvxpy_time": ref.solve_time, "dual_value": res.solver_value}
+    if ref.status != "optimal":
+        return Instance(s, {**sizes, "check": "cross-check"}, "reported", None, TOL_CROSS,
+                        {**detail, "why": "Clarabel not optimal: nothing to compare"})
+    slack = TOL_CROSS * F0
+    gap = res.objective - res.solver_value
+    viol = max(res.solver_value - ref.objective, abs(res.objective - ref.objective) - gap,
+               0.0) / F0
+    detail["rel_diff"] = (res.objective - ref.objective) / F0
+    return Instance(s, {**sizes, "check": "cross-check"},
+                    "pass" if viol * F0 <= slack else "fail", viol, TOL_CROSS, detail)
+
+
 def _map(X, y, P, res, s: int, sizes: dict, base: dict, F0: float) -> tuple[int, Instance]:
     """``(m*, instance)``: the pruned convex solution mapped to a width-m* ReLU network, and
     the relative difference of its objective to the convex one."""
@@ -249,6 +279,7 @@ def _instance(report: ClaimReport, tally: _Tally, s: int, row: tuple) -> None:
         return
     if res.solver == "altheory-pe":
         report.add(_certificate(res, s, sizes, base))
+        report.add(_cross_check(X, y, P, res, s, sizes, base, F0))
     m_star, inst = _map(X, y, P, res, s, sizes, base, F0)
     tally.m_stars.append((m_star, n))
     report.add(inst)

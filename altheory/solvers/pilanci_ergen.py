@@ -438,8 +438,12 @@ def _pe_feasible(X, G, V, W, *, rtol=1e-12):
 
 def _pe_next_set(ws, scores, V, W, *, keep: bool):
     """The non-zero blocks plus the worst violators outside (scores > 1), at most
-    ``max(16, #non-zero)`` of them, as celer does; with ``keep`` the set only grows (after many
-    rounds, against cycling). None when nothing outside is violated."""
+    ``max(16, #non-zero)`` of them, as celer does. Dropping the zero blocks cannot cycle in
+    exact arithmetic (the previous point stays feasible, and a violator strictly lowers the
+    restricted optimum); with ``keep`` (after 15 rounds: a safeguard against inexact restricted
+    solves) the set only grows. Keeping from round 8 instead made the sets 2x larger: (80, 3),
+    6322 patterns, λ = 1e-3, 1243 -> 606 patterns and 6.1 -> 3.7 s. None when nothing outside
+    is violated."""
     active = (np.linalg.norm(V, axis=1) > 0) | (np.linalg.norm(W, axis=1) > 0)
     viol = np.flatnonzero((scores > 1.0) & ~ws)
     if viol.size == 0:
@@ -554,7 +558,7 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
         rel = (primal - dual) / max(abs(primal), _TINY)
         if rel <= tol and infeas <= tol:
             break
-        nxt = _pe_next_set(ws, scores, V, W, keep=rounds >= 8)
+        nxt = _pe_next_set(ws, scores, V, W, keep=rounds >= 15)
         if nxt is None:  # no violator: the restricted solve itself is short of tol
             if tight or loss != "squared":
                 break
