@@ -37,6 +37,10 @@ Sections (``--sections``; every number is printed beside ``os.getloadavg()`` and
     C5 sizes: :func:`altheory.solvers.pilanci_ergen.solve_pilanci_ergen` (certified duality gap) against
     :func:`altheory.solvers.arrangements.relu_program` with Clarabel, same instance; the
     objectives must agree and the certified solver's dual bound stay below Clarabel's objective.
+``wider``
+    No goal, reported: squared loss at λ = 1e-3 on (1000, 20, 200) and (2000, 30, 300), where
+    more groups than samples' worth of coordinates are non-zero, altheory-fast (tol 1e-8)
+    against pyscnn (tol 1e-8; its excess over the certified optimum beside it).
 
 Load: a measurement whose background load (the 1-minute load average before it, minus this
 process's own share, about 1 while it computes) exceeds 1.5 is labelled ``"loaded"`` in its
@@ -67,7 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("group_lasso", "threads", "large", "pilanci_ergen")
+SECTIONS = ("group_lasso", "threads", "large", "pilanci_ergen", "wider")
 PE_QUICK = {(12, 2), (16, 5), (24, 3)}  # C5's quick sizes (n, d)
 LOADED = 1.5  # background load above which a measurement is labelled "loaded"
 
@@ -360,6 +364,36 @@ def section_pilanci_ergen(args, out):
             save(args, out)
 
 
+def section_wider(args, out):
+    """Beyond the goals' instance: squared, λ = 1e-3, wider designs, altheory-fast vs pyscnn."""
+    from altheory.solvers.fast import group_lasso_certificate, solve_group_lasso
+
+    missing = scnn_available()
+    sizes = [(300, 10, 60)] if args.quick else [(1000, 20, 200), (2000, 30, 300)]
+    for n, d, p in sizes:
+        X, V, G, y = make_instance(n, d, p, args.seed)
+        lam = 1e-3
+        r, mf = timed(lambda: solve_group_lasso(X, G, y, lam), 1)
+        row = {"section": "wider", "n": n, "d": d, "p": p, "loss": "squared", "lam": lam,
+               "fast_time": mf["time"], "fast_status": r.status, "fast_rel_gap": r.rel_gap,
+               "fast_iterations": r.iterations, **mf, "machine": label(mf, "quiet")}
+        if missing:
+            row["scnn"] = missing
+        else:
+            U, ms = timed(lambda: run_scnn(X, V, y, lam, tol=1e-8), 1)
+            row["scnn_time"] = ms["time"]
+            row["fast_over_scnn"] = mf["time"] / ms["time"]
+            if U is not None:
+                c = group_lasso_certificate(X, G, y, U, lam)
+                row["scnn_excess"] = (c["objective"] - r.objective) / abs(r.objective)
+        out["rows"].append(row)
+        _p(f"wider {n}x{d}x{p} fast {r.status}", mf,
+           f"| pyscnn {row.get('scnn_time', float('nan')):.3f} s, ratio "
+           f"{row.get('fast_over_scnn', float('nan')):.2f}, pyscnn excess "
+           f"{row.get('scnn_excess', float('nan')):.1e}")
+        save(args, out)
+
+
 # --------------------------------------------------------------------------------------------
 # summary and output
 # --------------------------------------------------------------------------------------------
@@ -370,7 +404,8 @@ def summary(rows) -> dict:
                               "fast_over_clarabel (<= 0.3, logistic)": [],
                               "refined_over_true (<= 10)": [], "rule_over_best (<= 1.5)": [],
                               "large certified seconds (< 30)": [],
-                              "pe fast_over_cvxpy (<= 1 quick sizes, <= 0.1 largest)": []}
+                              "pe fast_over_cvxpy (<= 1 quick sizes, <= 0.1 largest)": [],
+                              "wider fast_over_scnn (reported, no goal)": []}
     for r in rows:
         tag = {k: r.get(k) for k in ("n", "d", "p", "loss", "lam_name", "condition", "P",
                                      "lam", "machine", "load1") if r.get(k) is not None}
@@ -388,6 +423,9 @@ def summary(rows) -> dict:
         elif r.get("section") == "large":
             goals["large certified seconds (< 30)"].append({**tag, "value": r["time"],
                                                             "status": r["status"]})
+        elif r.get("section") == "wider" and "fast_over_scnn" in r:
+            goals["wider fast_over_scnn (reported, no goal)"].append(
+                {**tag, "value": r["fast_over_scnn"], "scnn_excess": r.get("scnn_excess")})
         elif r.get("section") == "pilanci_ergen":
             goals["pe fast_over_cvxpy (<= 1 quick sizes, <= 0.1 largest)"].append(
                 {**tag, "value": r["fast_over_cvxpy"], "status": r["fast_status"],

@@ -1356,7 +1356,7 @@ MUTANTS: list[Mutant] = [
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_lazy_certificate_equals_the_all_exact_one",)),
     Mutant("nnls-trusts-scipy", (), "non-negative least squares keeps SciPy's answer unchecked "
            "(wrong on some cone projections)",
-           [("func", "altheory.solvers.nnls.nnls", _nnls_trusts_scipy)],
+           [("func", "altheory.solvers.nnls.solve_checked", _nnls_trusts_scipy)],
            killed_by_tests=("tests/test_nnls.py::test_scipy_failure_case_is_solved",)),
     Mutant("pe-missing-facets-unnoticed", (), "the restricted Pilanci-Ergen program keeps a "
            "solution that violates rows it was not given",

@@ -33,8 +33,8 @@ def _data(seed, n, d, loss="squared"):
     return X, y
 
 
-def _check(X, y, lam, P, loss="squared"):
-    r = solve_pilanci_ergen(X, P.G, y, lam, loss=loss, tol=TOL)
+def _check(X, y, lam, P, loss="squared", working_set=None):
+    r = solve_pilanci_ergen(X, P.G, y, lam, loss=loss, tol=TOL, working_set=working_set)
     c = relu_program(X, y, lam, P, loss=loss, solver="clarabel")
     assert c.status == "optimal"
     assert r.status == "optimal", (r.rel_gap, r.kkt, r.iterations)
@@ -60,11 +60,14 @@ def _check(X, y, lam, P, loss="squared"):
 @pytest.mark.parametrize("n,d,pats,lam", [(12, 2, "exact", 1e-2), (16, 5, 64, 1e-2),
                                           (8, 2, "exact", 1e-3), (16, 3, "exact", 1e-1),
                                           (24, 3, "exact", 1e-2)])
-def test_c5_pe_matches_clarabel(n, d, pats, lam):
+@pytest.mark.parametrize("working_set", [None, True])
+def test_c5_pe_matches_clarabel(n, d, pats, lam, working_set):
+    """Both paths: the default (one conic solve below max(256, 25 n) patterns) and the working
+    set forced."""
     X, y = _data(n * 100 + d, n, d)
     P = enumerate_patterns(X) if pats == "exact" else sample_patterns(X, pats, seed=1)
-    r, _ = _check(X, y, lam, P)
-    if P.P > max(64, 4 * n):
+    r, _ = _check(X, y, lam, P, working_set=working_set)
+    if working_set and P.P > 64:
         assert r.iterations["working_set"] < P.P   # the working set was used, and paid
 
 

@@ -27,7 +27,8 @@ from altheory.alternation.alternation import alternate, mlp
 from altheory.certificates.certificates import lifted_bound
 from altheory.nets.architectures import build, sample_spec
 from altheory.solvers.arrangements import (enumerate_patterns, program_to_network,
-                                           relu_objective, relu_program, sample_patterns)
+                                           prune_blocks, relu_objective, relu_program,
+                                           sample_patterns)
 from altheory.solvers.convex import group_nuclear
 from altheory.solvers.problems import balanced_factors, factors_to_U, two_layer_network
 from altheory.testing import inputs_for, net_specs, networks_and_inputs
@@ -402,6 +403,22 @@ BAD = [
     ("relu-program-other-X",
      lambda: relu_program(two_layer()[0][:4], two_layer()[2][:4], 0.1,
                           enumerate_patterns(two_layer()[0])), ValueError, "n=4 rows"),
+    ("prune-blocks-G-shape", lambda: prune_blocks(np.ones((5, 3)), np.ones((5, 4), bool),
+                                                  np.ones((6, 3)), np.ones((6, 3))),
+     ValueError, "G must have shape (n, P)"),  # was: raw (numpy broadcast) or silent
+    ("prune-blocks-G-values", lambda: prune_blocks(np.ones((5, 3)), np.full((5, 6), 0.5),
+                                                   np.ones((6, 3)), np.ones((6, 3))),
+     ValueError, "bool or 0/1"),  # was: silent (0.5 read as True)
+    ("prune-blocks-VW-shapes", lambda: prune_blocks(np.ones((5, 3)), np.ones((5, 6), bool),
+                                                    np.ones((6, 3)), np.ones((6, 2))),
+     ValueError, "V and W must both have shape"),  # was: raw
+    ("prune-blocks-rtol", lambda: prune_blocks(np.ones((5, 3)), np.ones((5, 6), bool),
+                                               np.ones((6, 3)), np.ones((6, 3)), rtol=0.0),
+     ValueError, "rtol must be"),  # was: silent (nothing zeroed)
+    ("prune-blocks-max-steps", lambda: prune_blocks(np.ones((5, 3)), np.ones((5, 6), bool),
+                                                    np.ones((6, 3)), np.ones((6, 3)),
+                                                    max_steps=-1),
+     ValueError, "max_steps must be"),  # was: silent (no step)
     ("program-to-network-d", lambda: program_to_network(np.ones((3, 2)), np.ones((4, 3))),
      ValueError, "the same d"),  # was: raw (numpy concatenate)
     ("relu-objective-w2",

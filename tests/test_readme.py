@@ -373,6 +373,12 @@ def block_fast_goals() -> str:
                      "—" if bound is None else f"≤ {bound:g}", _s(r["value"], 3),
                      "(no goal)" if bound is None else
                      ("met" if r["value"] <= bound else "**missed**"), _s(r["load1"])])
+    for r in d.get("wider fast_over_scnn (reported, no goal)", []):
+        excess = r.get("scnn_excess")
+        rows.append(["time / pyscnn's, beyond the goals' instance",
+                     f"{r['n']}x{r['d']}x{r['p']}, squared, λ = {r['lam']:g}"
+                     + (f", pyscnn {excess:.1e} above the optimum" if excess is not None else ""),
+                     "—", _s(r["value"], 3), "(no goal)", _s(r["load1"])])
     return _table(["goal", "instance", "bound", "measured", "verdict", "1-min load"], rows, "lllrlr")
 
 

@@ -62,11 +62,11 @@ TOL_CROSS = 1e-6  # the certified solver against cvxpy/Clarabel, relative to F(0
 def _plan(profile: str):
     # (n, d, lam, loss, patterns: "exact" | int samples, width ratios, seeds per ratio, max_iter)
     if profile == "quick":
-        # (24, 3): 554 patterns, the working-set path of the certified solver (the others
+        # (28, 3): 758 patterns, the working-set path of the certified solver (the others
         # fit in one conic solve)
         return [(12, 2, 1e-2, "squared", "exact", (1.0, 2.0), 1, 400),
                 (16, 5, 1e-2, "squared", 64, (1.0,), 1, 400),
-                (24, 3, 1e-2, "squared", "exact", (1.0,), 1, 400)]
+                (28, 3, 1e-2, "squared", "exact", (1.0,), 1, 400)]
     elif profile == "thorough":
         out = []
         for n, d in [(12, 2), (20, 2), (16, 3), (24, 3)]:

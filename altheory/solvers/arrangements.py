@@ -280,14 +280,56 @@ def prune_blocks(X, G, V, W, *, rtol: float = 1e-7, max_steps: int | None = None
     :math:`m^* \le n + 1` (Pilanci & Ergen 2020). An interior-point solution of a problem with
     several optima is typically *not* sparse, so this step is what makes :math:`m^*` meaningful.
 
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    G : bool array of shape (n, P), the patterns the blocks belong to (``Patterns.G``)
+    V, W : arrays of shape (P, d), a feasible solution (``relu_program``'s weights)
+    rtol : float in (0, 1), blocks below ``rtol`` times the largest norm are zeroed first
+    max_steps : int >= 0, optional (default ``2 P``)
+
     Returns
     -------
     (V, W) pruned copies, shape (P, d) each.
+
+    Raises
+    ------
+    ValueError
+        On shapes that do not fit together, non-0/1 patterns, or ``rtol``/``max_steps`` out of
+        range (the pruning would otherwise mix blocks and patterns silently).
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> G = np.array([[True, True], [False, False], [True, True]])
+    >>> V = np.array([[1.0, -1.0], [2.0, -2.0]]); W = np.zeros((2, 2))
+    >>> Vp, Wp = prune_blocks(X, G, V, W)
+    >>> int((np.linalg.norm(Vp, axis=1) > 0).sum())
+    1
     """
     X = check_matrix(X, "X")
     V = check_matrix(V, "V").copy()
     W = check_matrix(W, "W").copy()
-    G = np.asarray(G, bool)
+    G_in = np.asarray(G)
+    if G_in.ndim != 2 or G_in.shape != (X.shape[0], V.shape[0]):
+        raise ValueError(f"prune_blocks: G must have shape (n, P) = ({X.shape[0]}, {V.shape[0]}) "
+                         f"(the rows of X, the blocks of V); got {G_in.shape}. Pass Patterns.G "
+                         "of the patterns the solution was computed on.")
+    if G_in.dtype != bool and not np.isin(G_in, (0, 1)).all():
+        raise ValueError("prune_blocks: G must hold patterns (bool or 0/1); got other values. "
+                         "Pass Patterns.G.")
+    if V.shape != W.shape or V.shape[1] != X.shape[1]:
+        raise ValueError(f"prune_blocks: V and W must both have shape (P, d) = ({V.shape[0]}, "
+                         f"{X.shape[1]}); got {V.shape} and {W.shape}. Pass relu_program's "
+                         "weights['V'] and weights['W'].")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
+        raise ValueError(f"prune_blocks: rtol must be a float in (0, 1); got {rtol!r}.")
+    if max_steps is not None and (isinstance(max_steps, bool)
+                                  or not isinstance(max_steps, (int, np.integer))
+                                  or max_steps < 0):
+        raise ValueError(f"prune_blocks: max_steps must be an int >= 0 or None; got "
+                         f"{max_steps!r}.")
+    G = G_in.astype(bool)
     P = V.shape[0]
     top = max(float(np.linalg.norm(V, axis=1).max(initial=0)),
               float(np.linalg.norm(W, axis=1).max(initial=0)))
