@@ -324,7 +324,7 @@ def _conclude(report: ClaimReport, profile: str, tally: _Tally) -> None:
 
 @register("C5", TITLE, asserted=True)
 def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
-    report = ClaimReport("C5", TITLE, asserted=True, metric="error (map, bound violation)")
+    report = ClaimReport("C5", TITLE, asserted=True, metric="error (certificate, cross-check, map, bound violation)")
     tally = _Tally()
     for j, row in enumerate(_plan(profile)):
         _instance(report, tally, seed + j, row)
