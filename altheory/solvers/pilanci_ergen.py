@@ -175,11 +175,14 @@ def _pe_certificate(X, G, y, V, W, lam, loss, *, check=None, ws=None, k_min=None
         \sigma_{K_i}(\pm X^\top D_i\theta)\le\lambda\ \ \forall i,
 
     since :math:`\theta^\top D_iXv_i\ge-\sigma_{K_i}(-X^\top D_i\theta)\|v_i\|` on :math:`K_i`
-    (and the same for :math:`-w_i`). At :math:`\theta = \nabla f(z)` the scores
+    (and the same for :math:`-w_i`). At :math:`\theta` (``theta``, the restricted solver's dual
+    point, when given; else :math:`\nabla f(z)`) the scores
     :math:`s_i = \max_\pm\sigma_{K_i}(\pm X^\top D_i\theta)/\lambda` are bounded by
     :func:`_pe_cone_bound` (by :math:`\|X^\top D_i\theta\|` when that is already
     :math:`\le\lambda`), and :func:`_dual_on_ray` takes the best feasible multiple of
-    :math:`\theta`. ``check`` (pattern indices) limits the exact bounds to those patterns, the
+    :math:`\theta`: a valid lower bound whatever :math:`\theta` is. ``facets``
+    (:class:`_PeFlipFacets`) and ``mu_cache`` (exact multipliers of earlier calls, by pattern)
+    only make the bounds cheaper: any rows and any multipliers :math:`\ge0` give upper bounds. ``check`` (pattern indices) limits the exact bounds to those patterns, the
     rest keep the crude norm (still an upper bound: the certificate stays valid).
 
     Cost: the crude norms, then batched bounds for all patterns above 1
