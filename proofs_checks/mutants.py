@@ -1049,10 +1049,6 @@ _c5_cross_check_blind = _edited("    viol = max(res.solver_value - ref.objective
                                 "    viol = 0.0 * max(res.solver_value - ref.objective,")
 
 
-# the memoised probe choice ignores the load it was measured under
-_probe_memo_ignores_load = _edited("           _busy_cpus(samples=1))", "           0)")
-
-
 def _flip_facets_drop_last(orig):
     """The facets read off the pattern set miss each cone's last one."""
     def f(self, i):
@@ -1387,10 +1383,6 @@ MUTANTS: list[Mutant] = [
            "cvxpy measures nothing",
            [("func", "altheory.claims.c5_relu_convex_program._cross_check", _c5_cross_check_blind)],
            killed_by_tests=("tests/test_c3_c7_claims.py::test_C5_cross_check_against_cvxpy_can_fail",)),
-    Mutant("threads-memo-ignores-load", (), "the thread rule reuses a probe's choice after the "
-           "load changed",
-           [("func", "altheory.solvers.fast._probe_memoised", _probe_memo_ignores_load)],
-           killed_by_tests=("tests/test_fast_solver.py::test_probe_choice_is_reused_for_the_same_shape_and_load_only",)),
     Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
            [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_flip_facets_are_the_geometric_facets_of_a_complete_enumeration",)),

@@ -196,19 +196,16 @@ def test_solver_threads_rule(monkeypatch):
     monkeypatch.delenv("ALTHEORY_SOLVER_THREADS", raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(fast, "_probe_memo", {})
     X, G = torch.ones(10, 2, dtype=torch.float64), torch.ones(10, 3, dtype=torch.bool)
     assert fast.solver_threads(1e5, X=X, G=G) == 1         # small: one thread, no probe
     monkeypatch.setattr(fast, "_probe", lambda X, G, most: most)
     assert fast.solver_threads(1e7, X=X, G=G) == 2         # the probe's choice
-    fast._probe_memo.clear()
     monkeypatch.setattr(fast, "_probe", lambda X, G, most: 1)
     assert fast.solver_threads(1e7, X=X, G=G) == 1
-    fast._probe_memo.clear()
-    monkeypatch.setattr(fast, "_busy_cpus", lambda *a, **k: 0)  # large and idle: every thread
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)     # large and idle: every thread, unprobed
     assert fast.solver_threads(1e9, X=X, G=G) == 2
     assert fast.solver_threads(1e9) == 2                   # no design: the idle cores
-    monkeypatch.setattr(fast, "_busy_cpus", lambda *a, **k: 1)
+    monkeypatch.setattr(fast, "_busy_cpus", lambda: 1)
     assert fast.solver_threads(1e9, X=X, G=G) == 1         # large but busy: the probe again
     assert fast.solver_threads(1e9) == 1
     assert fast.solver_threads(1e9, "meta") == 2           # not the CPU: torch's setting
@@ -217,32 +214,6 @@ def test_solver_threads_rule(monkeypatch):
     monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "zero")
     with pytest.raises(ValueError, match="ALTHEORY_SOLVER_THREADS"):
         fast.solver_threads(1e9)
-
-
-def test_probe_choice_is_reused_for_the_same_shape_and_load_only(monkeypatch):
-    """The probe runs once per (shape, dtype, threads, other runnable threads) within 30 s:
-    a changed load, another shape or an expired entry probes again."""
-    from altheory.solvers import fast
-
-    monkeypatch.delenv("ALTHEORY_SOLVER_THREADS", raising=False)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(fast, "_probe_memo", {})
-    calls, busy, clock = [], {"n": 0}, {"t": 100.0}
-    monkeypatch.setattr(fast, "_probe", lambda X, G, most: calls.append(X.shape) or 2)
-    monkeypatch.setattr(fast, "_busy_cpus", lambda *a, **k: busy["n"])
-    monkeypatch.setattr(fast.time, "monotonic", lambda: clock["t"])
-    X, G = torch.ones(10, 2, dtype=torch.float64), torch.ones(10, 3, dtype=torch.bool)
-    assert fast.solver_threads(1e7, X=X, G=G) == 2
-    assert fast.solver_threads(1e7, X=X, G=G) == 2
-    assert len(calls) == 1                                  # reused
-    busy["n"] = 2
-    fast.solver_threads(1e7, X=X, G=G)
-    assert len(calls) == 2                                  # the load changed: probed again
-    fast.solver_threads(1e7, X=X[:5], G=G[:5])
-    assert len(calls) == 3                                  # another shape
-    clock["t"] += fast._PROBE_TTL + 1
-    fast.solver_threads(1e7, X=X, G=G)
-    assert len(calls) == 4                                  # expired
 
 
 def test_probe_picks_the_faster_count(monkeypatch):

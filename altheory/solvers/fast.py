@@ -78,8 +78,7 @@ relative, or within Clarabel's own certified gap where that is larger (Clarabel'
 seen 1e-6 off when :math:`F^*` is small).
 
 Threads (:func:`solver_threads`): one CPU thread below 1e6 flops per product, else one or all,
-whichever ran the product pair faster in a probe at the start of the solve (~10-40 ms, its
-choice reused for 30 s for the same shapes and load); ``OMP_WAIT_POLICY=PASSIVE`` (set by
+whichever ran the product pair faster in a probe at the start of the solve (~10-40 ms); ``OMP_WAIT_POLICY=PASSIVE`` (set by
 :mod:`altheory.threads` when altheory is imported before torch) is advised on a shared machine.
 """
 
@@ -408,8 +407,6 @@ _PROBE_MIN_WORK = 1e6    # flops per product below which one thread is used with
 _PROBE_WORK = 1e7        # flops per product of the probe (a row subset of the design)
 _PROBE_GAIN = 0.75       # all threads only when they take at most this fraction of one's time
 _LARGE_WORK = 1e8        # flops per product above which an idle machine gets every thread unprobed
-_PROBE_TTL = 30.0        # seconds a probe's choice is reused for the same shapes and load
-_probe_memo: dict = {}
 
 
 def _busy_cpus(samples: int = 5, pause: float = 0.002) -> int:
@@ -466,25 +463,6 @@ def _probe(X: torch.Tensor, G: torch.Tensor, most: int) -> int:
     return most if best[most] <= _PROBE_GAIN * best[1] else 1
 
 
-def _probe_memoised(X: torch.Tensor, G: torch.Tensor, most: int) -> int:
-    """:func:`_probe`'s choice, reused for ``_PROBE_TTL`` seconds for the same design shape,
-    dtype, device and thread count *and* the same number of other runnable threads (one read of
-    ``/proc/loadavg``: a changed load probes again). The probe costs ~13 ms, 4% of a
-    (2000, 30, 100) solve at 0.01 λ_max; repeated solves of one shape (a λ path, a claim's
-    instances, a benchmark's repeats) then pay it once."""
-    key = (tuple(X.shape), int(G.shape[1]), str(X.dtype), str(X.device), int(most),
-           _busy_cpus(samples=1))
-    now = time.monotonic()
-    hit = _probe_memo.get(key)
-    if hit is not None and now - hit[1] <= _PROBE_TTL:
-        return hit[0]
-    k = _probe(X, G, most)
-    if len(_probe_memo) >= 64:
-        _probe_memo.clear()
-    _probe_memo[key] = (k, now)
-    return k
-
-
 def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=None) -> int:
     r"""CPU threads for one solve: one for small products, else the faster of 1 and all, measured.
 
@@ -495,8 +473,7 @@ def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=No
 
     with :math:`w` the flops of one product with the full design (``n p d``) and :math:`T(k)`
     the time of the solver's product pair :math:`A^\top(Au)` on :math:`k` threads, on a row
-    subset of ``(X, G)`` (:func:`_probe`, ~10-40 ms; its choice reused for 30 s for the same
-    shapes and load, :func:`_probe_memoised`). Why measure: whether
+    subset of ``(X, G)`` (:func:`_probe`, ~10-40 ms, done once per solve). Why measure: whether
     a second thread pays depends on the machine *now*, and no fixed rule was right on the 2-core
     machine this was written on: with OpenMP's spinning wait policy two threads were
     6x slower than one beside other jobs (11.0 s against 1.7-2.0 s, (2000, 30, 100), load 4);
@@ -533,7 +510,7 @@ def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=No
     if work >= _LARGE_WORK and _busy_cpus() == 0:
         return most
     if X is not None and G is not None:
-        return _probe_memoised(X, G, most)
+        return _probe(X, G, most)
     return max(1, min(most, (os.cpu_count() or 1) - _busy_cpus()))
 
 
