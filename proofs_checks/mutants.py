@@ -1049,6 +1049,12 @@ _c5_cross_check_blind = _edited("    viol = max(res.solver_value - ref.objective
                                 "    viol = 0.0 * max(res.solver_value - ref.objective,")
 
 
+# the feasibility step trusts its greedy steps: no exact projection of a block still outside
+_pe_feasible_no_fallback = _edited(
+    "            cur[j] = _pe_project(Bi[j][:, None] * X, M[idx[j]])",
+    "            pass")
+
+
 def _flip_facets_drop_last(orig):
     """The facets read off the pattern set miss each cone's last one."""
     def f(self, i):
@@ -1383,6 +1389,10 @@ MUTANTS: list[Mutant] = [
            "cvxpy measures nothing",
            [("func", "altheory.claims.c5_relu_convex_program._cross_check", _c5_cross_check_blind)],
            killed_by_tests=("tests/test_c3_c7_claims.py::test_C5_cross_check_against_cvxpy_can_fail",)),
+    Mutant("pe-feasible-no-fallback", (), "the Pilanci-Ergen feasibility step keeps a block "
+           "its greedy steps left outside its cone",
+           [("func", "altheory.solvers.pilanci_ergen._pe_feasible", _pe_feasible_no_fallback)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_feasibility_step_makes_every_block_feasible_and_moves_it_little",)),
     Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
            [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_flip_facets_are_the_geometric_facets_of_a_complete_enumeration",)),

@@ -214,3 +214,36 @@ def test_lazy_certificate_equals_the_all_exact_one(n, d, pats, lam, fast_path):
         assert (nxt is None) == (nxt_ref is None)
         if nxt is not None:
             assert np.array_equal(nxt, nxt_ref)
+
+
+def test_feasibility_step_makes_every_block_feasible_and_moves_it_little():
+    """_pe_feasible: blocks a solver's tolerance outside their cones end inside (up to rounding)
+    and move by about that much; blocks far outside end inside too (the exact projection backs
+    the greedy steps up); negligible blocks are zeroed, feasible ones kept."""
+    X, _ = _data(3003, 30, 3)
+    P = enumerate_patterns(X)
+    G = P.G.astype(float)
+    B = 2.0 * G - 1.0
+    rng = np.random.default_rng(1)
+    k = 60
+    pick = rng.choice(P.P, size=k, replace=False)
+    V = np.zeros((P.P, 3))
+    W = np.zeros((P.P, 3))
+    for i in pick:                                # a feasible, non-negligible block per cone
+        C = B[:, i, None] * X
+        for M in (V, W):
+            while np.linalg.norm(M[i]) < 0.1:
+                M[i] = pe._pe_project(C, rng.standard_normal(3))
+    near = V.copy()
+    near[pick[:20]] += 1e-10 * rng.standard_normal((20, 3))       # a solver's tolerance out
+    near[pick[20:40]] = 3.0 * rng.standard_normal((20, 3))         # far out
+    near[pick[40]] = 1e-14 * near[pick[0]]                         # negligible
+    Vf, Wf, infeas = pe._pe_feasible(X, G, near, W)
+    assert infeas <= 1e-14
+    for M in (Vf, Wf):
+        c = (M @ X.T) * B.T
+        assert c.min() >= -1e-14 * np.abs(c).max()
+    assert np.abs(Vf[pick[:20]] - near[pick[:20]]).max() <= 1e-8
+    assert np.allclose(Vf[pick[41:]], near[pick[41:]], rtol=0, atol=1e-14)
+    assert np.allclose(Wf, W, rtol=0, atol=1e-14)
+    assert not Vf[pick[40]].any()

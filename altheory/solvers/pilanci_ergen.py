@@ -437,21 +437,44 @@ def _pe_restricted_cvxpy(X, G, y, lam, loss):
     return np.asarray(V.value), np.asarray(W.value), str(prob.status)
 
 
-def _pe_feasible(X, G, V, W, *, rtol=1e-12):
-    """Zero the negligible blocks and project the others onto their cones (exactly feasible up
-    to rounding); returns (V, W, relative infeasibility left)."""
+def _pe_feasible(X, G, V, W, *, rtol=1e-12, steps=4):
+    """Zero the negligible blocks and make the others feasible for their cones (exactly, up to
+    rounding); returns (V, W, relative infeasibility left).
+
+    An interior-point solution violates its cones by the solver's tolerance only, mostly on one
+    or two rows: a few greedy steps, all blocks at once (each projects a block onto the
+    hyperplane of its most violated row), make it feasible; a block still violating by more
+    than rounding (1e-15 of its largest row value) is projected exactly
+    (:func:`_pe_project`, one NNLS). (16, 5), 61 patterns: 119 NNLS projections per solve
+    before, about 4 ms of a 30 ms solve."""
     B = 2.0 * G - 1.0
     V, W = V.copy(), W.copy()
     top = max(np.linalg.norm(V, axis=1).max(initial=0.0), np.linalg.norm(W, axis=1).max(initial=0.0))
+    xn = (X * X).sum(1)
     worst, scale = 0.0, _TINY
     for M in (V, W):
         M[np.linalg.norm(M, axis=1) <= rtol * top] = 0.0
-        for i in np.flatnonzero(np.linalg.norm(M, axis=1) > 0):
-            C = B[:, i, None] * X
-            M[i] = _pe_project(C, M[i])
-            c = C @ M[i]
-            worst = max(worst, float(np.maximum(-c, 0).max()))
-            scale = max(scale, float(np.abs(c).max()))
+        idx = np.flatnonzero(np.linalg.norm(M, axis=1) > 0)
+        if idx.size == 0:
+            continue
+        Bi = B[:, idx].T                                   # (k, n) signs of each block's cone
+        cur = M[idx].copy()
+        rows = np.arange(idx.size)
+        usable = bool((xn > 0).all())
+        for _ in range(steps if usable else 0):
+            c = (cur @ X.T) * Bi
+            r = np.argmin(c / np.sqrt(xn), axis=1)
+            cm = c[rows, r]
+            if not (cm < 0).any():
+                break
+            cur += (np.where(cm < 0, -cm / xn[r], 0.0) * Bi[rows, r])[:, None] * X[r]
+        c = (cur @ X.T) * Bi
+        for j in np.flatnonzero(c.min(axis=1) < -1e-15 * np.abs(c).max(axis=1)):
+            cur[j] = _pe_project(Bi[j][:, None] * X, M[idx[j]])
+        M[idx] = cur
+        c = (cur @ X.T) * Bi
+        worst = max(worst, float(np.maximum(-c, 0).max()))
+        scale = max(scale, float(np.abs(c).max()))
     return V, W, worst / scale
 
 
