@@ -382,11 +382,11 @@ def _pe_restricted_facets(X, G, B, y, lam, S, facets: _PeFlipFacets, *, tight: b
     r""":func:`_pe_restricted_squared` on the patterns ``S`` with only their facet rows
     (``facets``), checked against *every* row. A pattern with fewer facet rows than the rank of
     ``X`` cannot be its cone's full description (an incomplete pattern set,
-    :class:`_PeFlipFacets`): it takes all its rows at once. A block that violates a row left out has that row added to its
-    pattern and the program is solved again; after ``max_cuts`` such rounds with violations
-    left, the full program (every row of every pattern) is solved instead. Returns (V, W,
-    status, theta) for the patterns ``S``."""
-    n, d = X.shape
+    :class:`_PeFlipFacets`): it takes all its rows at once. A block that violates a row left
+    out has that row added to its pattern and the program is solved again; after ``max_cuts``
+    such rounds with violations left, the full program (every row of every pattern) is solved
+    instead. Returns (V, W, status, theta) for the patterns ``S``."""
+    n = X.shape[0]
     full = {int(i) for i in S if facets.usable(int(i)) is None}
     for _ in range(max_cuts + 1):
         rows = [np.arange(n) if int(i) in full else facets(int(i)) for i in S]
