@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -1062,6 +1063,36 @@ def _flip_facets_drop_last(orig):
     return f
 
 
+def _subset_gathers_wrong_rows(orig):
+    """The transposed design's subset gathers the gate columns in sorted order, not idx's."""
+    def f(self, idx, **kw):
+        import torch
+
+        return orig(self, torch.sort(idx).values, **kw)
+    return f
+
+
+def _blas3_ignores_load(orig):
+    """The dense blocks of the Newton phase take every thread even beside busy processes."""
+    def enter(self):
+        import torch
+
+        from altheory.solvers import fast
+
+        self.saved = torch.get_num_threads()
+        if fast._threads.pool is not None and self.flops >= fast._BLAS3_MIN_FLOPS:
+            torch.set_num_threads(fast._threads.pool)
+        return self
+    return enter
+
+
+def _pcg_no_time_budget(orig):
+    """CG ignores its time budget (a stale preconditioner is rented without limit)."""
+    def f(hv, b, Minv, tol, max_iter, time_budget=math.inf, min_iter=4):
+        return orig(hv, b, Minv, tol, max_iter)
+    return f
+
+
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
     Mutant("linearize-drops-bias", ("C1",), "linearize returns c_S = 0 (biases forgotten)",
@@ -1396,6 +1427,17 @@ MUTANTS: list[Mutant] = [
     Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
            [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_flip_facets_are_the_geometric_facets_of_a_complete_enumeration",)),
+    Mutant("masked-subset-sorted", (), "the design restricted to groups idx holds them in "
+           "sorted order (ids and columns disagree)",
+           [("method", "altheory.solvers.fast.MaskedDesign.subset", _subset_gathers_wrong_rows)],
+           killed_by_tests=("tests/test_fast_solver.py::test_masked_design_subset_matches_the_dense_columns",)),
+    Mutant("blas3-threads-under-load", (), "the Woodbury build widens to every thread beside "
+           "busy processes",
+           [("method", "altheory.solvers.fast._blas3_threads.__enter__", _blas3_ignores_load)],
+           killed_by_tests=("tests/test_fast_solver.py::test_blas3_threads_widen_only_inside_an_auto_solve_on_an_idle_machine",)),
+    Mutant("pcg-no-time-budget", (), "CG rents a stale preconditioner past its time budget",
+           [("func", "altheory.solvers.fast._pcg", _pcg_no_time_budget)],
+           killed_by_tests=("tests/test_fast_solver.py::test_pcg_stops_unconverged_past_its_time_budget",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)

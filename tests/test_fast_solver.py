@@ -531,3 +531,69 @@ def test_docstring_examples_run():
     for m in (pe_module, nnls_module):
         result = doctest.testmod(m)
         assert result.attempted >= 2 and result.failed == 0, m.__name__
+
+
+@pytest.mark.parametrize("max_bytes", [2 ** 31, 64])
+def test_masked_design_subset_matches_the_dense_columns(max_bytes):
+    X, G, y = _instance(9, 37, 3, 7, "squared")
+    Adense = TwoLayerFixedSupport(X, G, y).design()
+    A = MaskedDesign(torch.as_tensor(X), torch.as_tensor(G), max_bytes=max_bytes)
+    idx = torch.tensor([5, 0, 3])
+    cols = np.concatenate([np.arange(3 * j, 3 * j + 3) for j in idx.tolist()])
+    U = np.random.default_rng(2).standard_normal((3, 3))
+    r = np.random.default_rng(3).standard_normal(37)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        sub = A.subset(idx, dtype=dtype, max_bytes=max_bytes)
+        assert sub.dtype == dtype and sub.ids.tolist() == [5, 0, 3]
+        np.testing.assert_allclose(sub.matvec(torch.as_tensor(U, dtype=dtype)).double().numpy(),
+                                   Adense[:, cols] @ U.ravel(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(sub.rmatvec(torch.as_tensor(r, dtype=dtype)).double().numpy()
+                                   .ravel(), Adense[:, cols].T @ r, rtol=tol, atol=tol)
+
+
+def test_blas3_threads_widen_only_inside_an_auto_solve_on_an_idle_machine(monkeypatch):
+    from altheory.solvers import fast
+
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: seen.append(k))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: seen[-1] if seen else 1)
+    monkeypatch.setattr(fast, "_busy_cpus", lambda samples=5, pause=0.002: 0)
+    monkeypatch.setattr(fast._threads, "pool", None)
+    with fast._blas3_threads(1e12):  # outside a solve: nothing to widen to
+        pass
+    assert seen == []
+    monkeypatch.setattr(fast._threads, "pool", 2)
+    with fast._blas3_threads(1e3):  # a small block: the solve's own count
+        pass
+    assert seen == []
+    with fast._blas3_threads(1e12):
+        assert seen == [2]
+    assert seen == [2, 1]  # restored
+    monkeypatch.setattr(fast, "_busy_cpus", lambda samples=5, pause=0.002: 1)
+    with fast._blas3_threads(1e12):  # another process runs: no widening
+        pass
+    assert seen == [2, 1]
+    # ALTHEORY_SOLVER_THREADS fixes every part of the solve
+    monkeypatch.setattr(fast._threads, "pool", None)
+    monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "1")
+    with fast._threads(1e9, torch.device("cpu")):
+        assert fast._threads.pool is None
+    monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "auto")
+    monkeypatch.setattr(fast, "solver_threads", lambda *a, **k: 1)
+    with fast._threads(1e9, torch.device("cpu")):
+        assert fast._threads.pool == 1  # the count torch had before the solve (seen[-1])
+    assert fast._threads.pool is None
+
+
+def test_pcg_stops_unconverged_past_its_time_budget():
+    from altheory.solvers.fast import _pcg
+
+    rng = np.random.default_rng(0)
+    Q = rng.standard_normal((60, 60))
+    H = torch.as_tensor(Q @ Q.T + 1e-3 * np.eye(60))  # ill-conditioned: CG needs many steps
+    b = torch.as_tensor(rng.standard_normal(60))
+    x, k, done = _pcg(lambda v: H @ v, b, lambda r: r, tol=1e-12, max_iter=500,
+                      time_budget=0.0, min_iter=3)
+    assert (k, done) == (3, False)
+    x, k, done = _pcg(lambda v: H @ v, b, lambda r: r, tol=1e-10, max_iter=500)
+    assert done and float((H @ x - b).norm()) <= 1e-9 * float(b.norm())

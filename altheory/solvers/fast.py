@@ -57,10 +57,10 @@ Algorithm (:func:`solve_group_lasso`)
 4. *Certificate* in float64: ``gap`` and ``rel_gap = gap / max(|F|, tiny)``; the status is
    ``"optimal"`` only when ``rel_gap <= tol`` — never otherwise.
 
-The design is never materialised: :math:`AU = \mathrm{rowsum}(X\odot(GU))` and
-:math:`A^\top r = G^\top(r\odot X)` are single GEMMs with the (n, p) gate matrix
-(:class:`MaskedDesign`); with ``max_bytes`` the gates stay boolean and are expanded in row
-blocks.
+The design is never materialised: :math:`AU = \mathrm{colsum}(X^\top\odot(U^\top G^\top))` and
+:math:`A^\top r = ((X^\top\odot r^\top)G)^\top` are single GEMMs with the gate matrix stored
+transposed, (p, n) (:class:`MaskedDesign`); with ``max_bytes`` the gates stay boolean and are
+expanded in row blocks.
 
 Per-layer problem (C3, :func:`solve_layer`):
 :math:`\min_\theta f(\Phi\theta + o) + \tfrac\lambda2\|\theta_W\|^2`, dual
@@ -78,8 +78,10 @@ relative, or within Clarabel's own certified gap where that is larger (Clarabel'
 seen 1e-6 off when :math:`F^*` is small).
 
 Threads (:func:`solver_threads`): one CPU thread below 1e6 flops per product, else one or all,
-whichever ran the product pair faster in a probe at the start of the solve (~10-40 ms); ``OMP_WAIT_POLICY=PASSIVE`` (set by
-:mod:`altheory.threads` when altheory is imported before torch) is advised on a shared machine.
+whichever ran the product pair faster in a probe at the start of the solve (~10-40 ms); the
+dense factorisations of the Newton phase take every thread while no other process runs
+(:class:`_blas3_threads`). ``OMP_WAIT_POLICY=PASSIVE`` (set by :mod:`altheory.threads` when
+altheory is imported before torch) is advised on a shared machine.
 """
 
 from __future__ import annotations
@@ -108,7 +110,9 @@ _HANDOFF = True
 _CG_MAX = 500  # CG iterations per Newton step, at most
 _WB_MAX_N = 4096  # the sample-space (Woodbury) preconditioner factors an (n, n) matrix: n at most
 _WB_BLAS3 = 4.0  # dense factorisation / GEMM flops per second over those of the design products
+_WB_STALE = 0.25  # a kept factor whose CG took this fraction of its build time is rebuilt at the next step
 _WB_C = 1e-2  # curvature along u_j/||u_j|| in the preconditioner, relative to A's (see below)
+_SCREEN_HANDOFF = False
 _SCREEN_MAX = 60  # FISTA iterations of a screening round of the working set, at most
 _SCREEN_F32 = True  # screening rounds in float32 also when dtype=float64 (their point is not returned)
 _SCREEN_FLOOR = 1e-4  # below this relative gap the float32 screening is rounding noise
@@ -201,9 +205,11 @@ class LayerResult(_Certified):
 class MaskedDesign:
     r"""The (n, p*d) design :math:`A_{i,(j,:)} = G_{ij}x_i^\top`, never materialised.
 
-    ``matvec(U) = rowsum(X * (G @ U))`` (shape (n,)) and ``rmatvec(r) = G.T @ (r[:, None] * X)``
-    (shape (p, d)): one GEMM each, O(n p d) flops and O(n d) extra memory. When the gates as a
-    float matrix would exceed ``max_bytes`` they are kept boolean and expanded in row blocks.
+    ``matvec(U) = (U.T @ G.T * X.T).sum(0)`` (shape (n,)) and
+    ``rmatvec(r) = ((X.T * r) @ G).T`` (shape (p, d)): one GEMM each, O(n p d) flops and O(n d)
+    extra memory, with ``G.T`` and ``X.T`` stored contiguous (the (d, n) products run 30-40%
+    faster than the (n, d) ones). ``G`` is a view of ``GT``. When the gates as a float matrix
+    would exceed ``max_bytes`` they are kept boolean, (n, p), and expanded in row blocks.
 
     Parameters
     ----------
@@ -233,9 +239,16 @@ class MaskedDesign:
         itemsize = torch.finfo(X.dtype).bits // 8
         self.chunk = None
         if self.n * self.p * itemsize <= max_bytes:
-            self.G = G.to(X.dtype)
+            # stored transposed, (p, n) and (d, n): the products then run as (d, n) x (n, p)
+            # GEMMs, whose long side is n, 30-40% faster than (n, p) x (p, d) with MKL at
+            # (2000, 100, 30), one or two threads, float32 and float64
+            self.GT = (G != 0).T.to(X.dtype).contiguous() if G.dtype != torch.bool \
+                else G.T.to(X.dtype).contiguous()
+            self.G = self.GT.T
+            self.XT = X.T.contiguous()
         else:  # row blocks of at most max_bytes // 4 as floats
-            self.G = G.to(torch.bool)
+            self.G = G.to(torch.bool) if G.dtype == torch.bool else G != 0
+            self.GT = self.XT = None
             self.chunk = max(1, int(max_bytes // 4 // (self.p * itemsize)))
 
     def _blocks(self):
@@ -243,10 +256,10 @@ class MaskedDesign:
             yield s, min(self.n, s + self.chunk)
 
     def matvec(self, U: torch.Tensor) -> torch.Tensor:
-        # in place on the fresh (n, d) product: no second temporary (25% faster at
+        # in place on the fresh (d, n) product: no second temporary (25% faster at
         # (2000, 94, 30), one thread)
         if self.chunk is None:
-            return (self.G @ U).mul_(self.X).sum(1)
+            return (U.T @ self.GT).mul_(self.XT).sum(0)
         out = torch.empty(self.n, dtype=self.dtype, device=self.X.device)
         for a, b in self._blocks():
             out[a:b] = (self.G[a:b].to(self.dtype) @ U).mul_(self.X[a:b]).sum(1)
@@ -254,7 +267,7 @@ class MaskedDesign:
 
     def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
         if self.chunk is None:
-            return self.G.T @ (r[:, None] * self.X)
+            return ((self.XT * r) @ self.G).T.contiguous()
         out = torch.zeros(self.p, self.d, dtype=self.dtype, device=self.X.device)
         for a, b in self._blocks():
             out += self.G[a:b].to(self.dtype).T @ (r[a:b, None] * self.X[a:b])
@@ -263,7 +276,7 @@ class MaskedDesign:
     def rmatvec_sq(self, w: torch.Tensor) -> torch.Tensor:
         r"""Diagonal of :math:`A^\top\mathrm{diag}(w)A`, shape (p, d): ``G.T @ (w * X**2)``."""
         if self.chunk is None:
-            return self.G.T @ (w[:, None] * self.X ** 2)
+            return ((self.XT ** 2 * w) @ self.G).T.contiguous()
         out = torch.zeros(self.p, self.d, dtype=self.dtype, device=self.X.device)
         for a, b in self._blocks():
             out += self.G[a:b].to(self.dtype).T @ (w[a:b, None] * self.X[a:b] ** 2)
@@ -307,9 +320,9 @@ class MaskedDesign:
                max_bytes: int = 2 ** 31) -> "MaskedDesign":
         """The design restricted to the groups ``idx`` (optionally in another dtype)."""
         dtype = dtype or self.dtype
-        G = self.G[:, idx]
-        return MaskedDesign(self.X.to(dtype), G if G.dtype == torch.bool else G != 0,
-                            max_bytes=max_bytes, ids=self.ids[idx], cache=self.cache)
+        G = self.G[:, idx] if self.GT is None else self.GT[idx].T  # a row gather of (p, n)
+        return MaskedDesign(self.X.to(dtype), G, max_bytes=max_bytes, ids=self.ids[idx],
+                            cache=self.cache)
 
     def norm_sq(self, iters: int = 30, seed: int = 0) -> float:
         r"""Estimate of :math:`\|A\|_2^2` by power iteration (from below; callers backtrack)."""
@@ -515,15 +528,58 @@ def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=No
 
 
 class _threads:
-    """Run one solve on :func:`solver_threads` CPU threads; torch's count is restored after."""
+    """Run one solve on :func:`solver_threads` CPU threads; torch's count is restored after.
+
+    ``_threads.pool`` is the count torch had before the solve (what :class:`_blas3_threads`
+    may widen to); ``None`` outside a solve and when ``ALTHEORY_SOLVER_THREADS`` fixes the
+    count (then every part of the solve keeps it)."""
+
+    pool: int | None = None
 
     def __init__(self, work: float, dev: torch.device, *, X=None, G=None):
         self.n = solver_threads(work, dev, X=X, G=G)
+        self.fixed = os.environ.get("ALTHEORY_SOLVER_THREADS", "auto").strip().lower() \
+            not in ("", "auto")
 
     def __enter__(self):
         self.saved = torch.get_num_threads()
+        self.outer = _threads.pool
+        _threads.pool = None if self.fixed else (self.saved if self.outer is None else self.outer)
         if self.n != self.saved:
             torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        _threads.pool = self.outer
+        if torch.get_num_threads() != self.saved:
+            torch.set_num_threads(self.saved)
+        return False
+
+
+_BLAS3_MIN_FLOPS = 3e8  # a dense block below this runs on the solve's own thread count
+
+
+class _blas3_threads:
+    r"""Every thread of the pool for one large dense (BLAS-3) block inside a solve, when no other
+    process is running now; the solve's own count otherwise, and restored after.
+
+    Why: :func:`solver_threads` decides from the design products (GEMMs with one side of length
+    ``d``), which gain little from a second thread, while a factorisation gains nearly twofold:
+    an (n, n) Cholesky with n = 2000 took 62 ms on one thread and 30 ms on two (float32, idle
+    2-core machine), and the Woodbury build of the Newton phase (:class:`_SampleSpacePrecond`)
+    is most of a small-λ solve. The check is one read of the running count (about 0.1 ms, no
+    sleep: :func:`_busy_cpus` with one sample), so that beside busy processes the block stays
+    on the solve's count."""
+
+    def __init__(self, flops: float):
+        self.flops = flops
+
+    def __enter__(self):
+        self.saved = torch.get_num_threads()
+        pool = _threads.pool
+        if pool is not None and pool > self.saved and self.flops >= _BLAS3_MIN_FLOPS \
+                and _busy_cpus(samples=1) == 0:
+            torch.set_num_threads(pool)
         return self
 
     def __exit__(self, *exc):
@@ -767,12 +823,14 @@ def _fista(A: MaskedDesign, y, lam, loss, U, L, *, max_iter, rel_tol, check_ever
     return x, L, it, rel
 
 
-def _pcg(hv, b, Minv, tol, max_iter):
+def _pcg(hv, b, Minv, tol, max_iter, time_budget=math.inf, min_iter=4):
     r"""Preconditioned CG for :math:`Hx = b` from :math:`x = 0`, to :math:`\|b - Hx\|\le`
     ``tol`` :math:`\|b\|` (the true residual is tracked by recursion). The direction update is
     the flexible one, :math:`\beta = z_{k+1}^\top(r_{k+1} - r_k)/z_k^\top r_k` (Notay's FCG(1);
     equal to Fletcher–Reeves in exact arithmetic), so a preconditioner applied in float32 (not
-    exactly symmetric) does not stall it. Returns (x, iterations, converged)."""
+    exactly symmetric) does not stall it. It also stops, unconverged, past ``time_budget``
+    seconds once ``min_iter`` iterations are done. Returns (x, iterations, converged)."""
+    t0 = time.perf_counter()
     x = torch.zeros_like(b)
     r = b.clone()
     zr = Minv(r)
@@ -795,6 +853,8 @@ def _pcg(hv, b, Minv, tol, max_iter):
         r -= a * Ap
         if float(r.norm()) <= tol * bn:
             return x, k, True
+        if k >= min_iter and time.perf_counter() - t0 > time_budget:
+            return x, k, False
         zr = Minv(r)
         rz_new = float((r * zr).sum())
         if not rz_new > 0:
@@ -852,20 +912,22 @@ class _SampleSpacePrecond:
         spread = float((torch.maximum(diag, curv_u) / torch.minimum(r, c)).max())
         dtype = torch.float32 if spread * torch.finfo(torch.float32).eps <= 1e-3 else torch.float64
         X = sub.X.to(dtype)
-        key = ("XXt", str(dtype), sub.n)
-        XX = sub.cache.get(key)  # shared by every subset of the design: X is the same
-        if XX is None:
-            XX = X @ X.T
-            sub.cache[key] = XX
-        Gf = Gb.to(dtype)
-        K = (Gf * (1.0 / r).to(dtype)) @ Gf.T
-        K.mul_(XX)
-        Z = Z64.to(dtype)
-        K.addmm_(Z * (1.0 / c - 1.0 / r).to(dtype), Z.T)
-        sw = w.sqrt().to(dtype)
-        K.mul_(sw[:, None]).mul_(sw[None, :])
-        K.diagonal().add_(1.0)
-        L, info = torch.linalg.cholesky_ex(K)
+        n, k = Gb.shape
+        with _blas3_threads(n * n * (n / 3 + 4 * k)):
+            key = ("XXt", str(dtype), sub.n)
+            XX = sub.cache.get(key)  # shared by every subset of the design: X is the same
+            if XX is None:
+                XX = X @ X.T
+                sub.cache[key] = XX
+            Gf = Gb.to(dtype)
+            K = (Gf * (1.0 / r).to(dtype)) @ Gf.T
+            K.mul_(XX)
+            Z = Z64.to(dtype)
+            K.addmm_(Z * (1.0 / c - 1.0 / r).to(dtype), Z.T)
+            sw = w.sqrt().to(dtype)
+            K.mul_(sw[:, None]).mul_(sw[None, :])
+            K.diagonal().add_(1.0)
+            L, info = torch.linalg.cholesky_ex(K)
         self.ok = int(info) == 0 and bool(torch.isfinite(L.diagonal()).all())
         self.L, self.sw, self.dtype = L, sw, dtype
         self.A = sub if sub.dtype == dtype else sub.subset(
@@ -913,12 +975,16 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
     of the CG solve may use the working precision (``subw``): an inexact Newton direction only
     needs a few correct digits. The CG is preconditioned by the (d, d) diagonal blocks of the
     Hessian (block-Jacobi); when that CG runs past the cost of building the sample-space
-    preconditioner (:class:`_SampleSpacePrecond`, ``n <= _WB_MAX_N``; cost model
-    :meth:`_SampleSpacePrecond.break_even`) it is built and the CG goes on with it (ski rental:
-    about twice the better of the two at worst), and directly when ``k d >= n`` (where
-    block-Jacobi cannot do well). ``state`` (one dict per set of non-zero groups, kept across
+    preconditioner (:class:`_SampleSpacePrecond`, ``n <= _WB_MAX_N``) it is built and the CG goes
+    on with it (ski rental: about twice the better of the two at worst), and directly when
+    ``k d >= n`` (where block-Jacobi cannot do well). The cost of a build is the wall time the
+    last one took (``state["wb_cost"]``, carried across sets of groups), before the first build
+    the flop model :meth:`_SampleSpacePrecond.break_even` in CG iterations: a measured budget
+    adapts to threads and machine, so the iterates may differ between two runs (the
+    certificate does not). ``state`` (one dict per set of non-zero groups, kept across
     working-set rounds by :func:`_newton`) keeps the factor for the next steps; a kept factor
-    gets the same rental budget and is rebuilt past it. Line search: Armijo on :math:`F`
+    gets the same rental budget and is rebuilt past it, and rebuilt at the next step when its
+    CG took more than ``_WB_STALE`` of a build. Line search: Armijo on :math:`F`
     (float64), over the plain point and the point with the groups the step carries through zero
     set to zero, the lower passing one taken. Returns (u, z, F, cg iterations, accepted)."""
     state = {} if state is None else state
@@ -941,7 +1007,10 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
     be = _SampleSpacePrecond.break_even(sub.n, k_groups, d) if wb_allowed else math.inf
 
     def woodbury():
+        t0 = time.perf_counter()
         pre = _SampleSpacePrecond(sub, w, lam / nrm[:, 0], uh)
+        # its measured cost: what a stale factor may spend in CG before it is rebuilt
+        state["wb_cost"] = time.perf_counter() - t0
         state["wb"] = pre if pre.ok else None
         state["wb_fresh"] = True
         state["wb_failed"] = not pre.ok  # then block-Jacobi alone on this set
@@ -969,22 +1038,33 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
         else:
             Minv = lambda r: torch.cholesky_solve(r[:, :, None], chol)[:, :, 0]  # noqa: E731
         can_build = wb_allowed and not state.get("wb_failed", False)
-        budget = int(min(cg_max, max(10, be))) if can_build else cg_max
-        step, k, done = _pcg(hv, -g, Minv, tol=cg_tol, max_iter=budget)
-        if not done and can_build and budget < cg_max:
+        # the rental budget: the measured cost of the last build when there is one (the cost
+        # model counts flops; a CG iteration here also pays its (d, d) solves and overheads)
+        cost = state.get("wb_cost") if can_build else None
+        budget = cg_max if not can_build else (cg_max if cost is not None
+                                               else int(min(cg_max, max(10, be))))
+        step, k, done = _pcg(hv, -g, Minv, tol=cg_tol, max_iter=budget,
+                             time_budget=math.inf if cost is None else cost)
+        if not done and can_build and (budget < cg_max or cost is not None):
             pre = woodbury()
     if pre is not None:
         fresh = state.pop("wb_fresh", False)
         # a kept factor (built at an earlier point, or on more groups: _Restricted) gets the
-        # iterations a rebuild would cost; past them it is rebuilt here and the CG goes on
-        rent = cg_max if fresh else int(min(cg_max, max(10, be)))
+        # time its rebuild took (measured; else the iterations of the cost model); past it, it
+        # is rebuilt here and the CG goes on ((2000, 30, 100), λ = 0.01 λ_max, seed 1: the model
+        # let a stale factor run 47 iterations, about 5x the measured 55 ms of a rebuild)
+        cost = None if fresh else state.get("wb_cost")
+        rent = cg_max if fresh or cost is not None else int(min(cg_max, max(10, be)))
+        t_rent = time.perf_counter()
         if step is None:
-            step, k1, done = _pcg(hv, -g, pre, tol=cg_tol, max_iter=rent)
+            step, k1, done = _pcg(hv, -g, pre, tol=cg_tol, max_iter=rent,
+                                  time_budget=math.inf if cost is None else cost)
         else:  # go on from the block-Jacobi iterate: solve for the correction
             res = -g - hv(step)
             corr, k1, done = _pcg(hv, res, pre, tol=cg_tol * gn / max(float(res.norm()), _TINY),
-                                  max_iter=rent)
+                                  max_iter=rent, time_budget=math.inf if cost is None else cost)
             step = step + corr
+        t_rent = time.perf_counter() - t_rent
         k += k1
         if not done and not fresh:
             pre = woodbury()
@@ -998,8 +1078,9 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
                 k1 = k2
                 fresh = True
         # a fresh factor converges in a handful of iterations; rebuild at the next step when
-        # the kept one needs more than a quarter of the rebuild's cost in iterations
-        state["wb_slow"] = (not fresh) and k1 > max(8.0, be / 4)
+        # the kept one needs more than a quarter of the rebuild's cost
+        state["wb_slow"] = (not fresh) and (k1 > max(8.0, be / 4) if cost is None
+                                            else k1 > 4 and t_rent > _WB_STALE * cost)
     slope = float((g * step).sum())
     if not slope < 0:
         return u, z, F, k, False
@@ -1073,7 +1154,8 @@ def _newton(A: MaskedDesign, Aw: MaskedDesign, y, lam, loss, U, L, *, tol, max_n
                 state = precond["state"]  # the same groups as in an earlier round
             else:
                 old = precond.get("state", {}).get("wb")
-                state = {}
+                cost = precond.get("state", {}).get("wb_cost")
+                state = {} if cost is None else {"wb_cost": cost}
                 if isinstance(old, _Restricted):
                     old = old.pre
                 if old is not None:
@@ -1114,7 +1196,8 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
             Uw, L, it, rel = _fista(Aw, yw, lam, loss, U.to(Aw.dtype), L,
                                     max_iter=max(1, min(fista_budget if polish else _SCREEN_MAX, max_iter
                                                         - counters["fista"] - counters["newton"])),
-                                    rel_tol=max(tol, switch), deadline=deadline, handoff=handoff)
+                                    rel_tol=max(tol, switch), deadline=deadline,
+                                    handoff=handoff and (polish or _SCREEN_HANDOFF))
             counters["fista"] += it
             if bool(torch.isfinite(Uw).all()):
                 U = Uw.to(torch.float64)
