@@ -24,6 +24,11 @@ Sections (``--sections``; every number is printed beside ``os.getloadavg()`` and
     ``(F - F_ref)/F_ref``, the plain certificate of the point and the refined one
     (``group_lasso_certificate(refine=True)``), whose ratio to the true suboptimality is the
     "tight certificate" goal.
+``seeds``
+    The squared rows of ``group_lasso`` (altheory-fast float64 against pyscnn, same three λ) on
+    more instances, ``--extra-seeds`` (default 1, 2): the goal is held on every seed, not only
+    the one the solver was tuned on (before the transposed products and the measured rental
+    budget, seed 1 at 0.01 λ_max took 1.7-2.2x pyscnn's time while seed 0 met the goal).
 ``threads``
     altheory-fast with one thread, with all threads and with the rule
     (:func:`altheory.solvers.fast.solver_threads`), on (2000, 30, 100) and (20000, 50, 200), in two
@@ -71,7 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("group_lasso", "threads", "large", "pilanci_ergen", "wider")
+SECTIONS = ("group_lasso", "seeds", "threads", "large", "pilanci_ergen", "wider")
 PE_QUICK = {(12, 2), (16, 5), (24, 3)}  # C5's quick sizes (n, d)
 LOADED = 1.5  # background load above which a measurement is labelled "loaded"
 
@@ -216,7 +221,7 @@ def section_group_lasso(args, out):
         solvers = ["fast", "fast32"] + (["scnn"] if loss == "squared" else []) + ["clarabel"]
         found = {}
         for s in solvers:
-            row = {"section": "group_lasso", "n": n, "d": d, "p": p, "loss": loss,
+            row = {"section": "group_lasso", "seed": args.seed, "n": n, "d": d, "p": p, "loss": loss,
                    "lam": lam, "lam_name": lam_name, "solver": s, "device": "cpu",
                    "reference_objective": Fref, "reference_rel_gap": ref.rel_gap}
             if s == "scnn" and missing:
@@ -264,6 +269,40 @@ def section_group_lasso(args, out):
         if "fast" in found and "clarabel" in found:
             found["fast"]["fast_over_clarabel"] = found["fast"]["time"] / found["clarabel"]["time"]
         save(args, out)
+
+
+def section_seeds(args, out):
+    from altheory.solvers.fast import lambda_max, solve_group_lasso
+
+    n, d, p = (400, 10, 100) if args.quick else (2000, 30, 100)
+    missing = scnn_available()
+    if missing:
+        print(f"\nseeds: pyscnn {missing}; section skipped", flush=True)
+        return
+    for seed in args.extra_seeds:
+        X, V, G, y = make_instance(n, d, p, seed)
+        for frac in (0.1, 0.01, None):
+            lam = 1e-3 if frac is None else frac * lambda_max(X, G, y)
+            lam_name = "1e-3" if frac is None else f"{frac} lam_max"
+            ref = solve_group_lasso(X, G, y, lam, tol=1e-13, max_iter=20_000, time_limit=120)
+            base = {"section": "seeds", "seed": seed, "n": n, "d": d, "p": p, "loss": "squared",
+                    "lam": lam, "lam_name": lam_name, "reference_objective": ref.objective}
+            r, mf = timed(lambda: run_fast(X, G, y, lam), args.repeats)
+            U, ms = timed(lambda: run_scnn(X, V, y, lam, tol=1e-8), args.repeats)
+            row = {**base, "solver": "fast", "status": r.status, "certified_rel_gap": r.rel_gap,
+                   "iterations": r.iterations, **mf, "machine": label(mf, "quiet"),
+                   "scnn_time": ms["time"], "scnn_times": ms["times"],
+                   "scnn_status": "done" if U is not None else "gates-changed",
+                   "fast_over_scnn": mf["time"] / ms["time"]}
+            if U is not None:
+                from altheory.solvers.fast import group_lasso_certificate
+
+                F = group_lasso_certificate(X, G, y, U, lam)["objective"]
+                row["scnn_excess"] = (F - ref.objective) / abs(ref.objective)
+            out["rows"].append(row)
+            _p(f"seed {seed} {n}x{d}x{p} squared {lam_name}: fast {r.status}", mf,
+               f"pyscnn {ms['time']:.3f} s, ratio {row['fast_over_scnn']:.2f}")
+            save(args, out)
 
 
 def section_threads(args, out):
@@ -410,9 +449,11 @@ def summary(rows) -> dict:
                               "pe fast_over_cvxpy (<= 1 quick sizes, <= 0.1 largest)": [],
                               "wider fast_over_scnn (reported, no goal)": []}
     for r in rows:
-        tag = {k: r.get(k) for k in ("n", "d", "p", "loss", "lam_name", "condition", "P",
+        tag = {k: r.get(k) for k in ("n", "d", "p", "seed", "loss", "lam_name", "condition", "P",
                                      "lam", "machine", "load1") if r.get(k) is not None}
-        if r.get("section") == "group_lasso":
+        if r.get("section") == "seeds":
+            goals["fast_over_scnn (<= 0.5, squared)"].append({**tag, "value": r["fast_over_scnn"]})
+        elif r.get("section") == "group_lasso":
             if r["solver"] == "fast" and "fast_over_scnn" in r:
                 goals["fast_over_scnn (<= 0.5, squared)"].append({**tag, "value": r["fast_over_scnn"]})
             if r["solver"] == "fast" and r["loss"] == "logistic" and "fast_over_clarabel" in r:
@@ -462,6 +503,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs per timing (median reported)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra-seeds", default="1,2", type=lambda v: [int(x) for x in v.split(",") if x],
+                    help="instances of the seeds section (comma-separated)")
     ap.add_argument("--out", default="paper_repro/results/bench_fast_solver.json")
     args = ap.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]

@@ -360,7 +360,9 @@ def block_fast_goals() -> str:
         for r in d.get(key, []):
             size = [f"{r['n']}x{r['d']}x{r['p']}"] if "p" in r else []
             cond = ", ".join(size + [str(r[k]) for k in ("loss", "lam_name", "solver", "condition")
-                                     if r.get(k) is not None]).replace("lam_max", "λ_max")
+                                     if r.get(k) is not None]
+                             + ([f"seed {r['seed']}"] if "seed" in r else [])
+                             ).replace("lam_max", "λ_max")
             ok = r["value"] <= bound if how == "le" else r["value"] < bound
             rows.append([what, cond, f"{'≤' if how == 'le' else '<'} {bound:g}", _s(r["value"], 3),
                          "met" if ok else "**missed**", _s(r["load1"])])

@@ -108,6 +108,11 @@ SOLVER_NAME = "altheory-fast"
 _TINY = 1e-300
 _HANDOFF = True
 _CG_MAX = 500  # CG iterations per Newton step, at most
+# ... and with a freshly built sample-space factor, whose spectrum bound promises a handful: past
+# this many it has met float32's floor or a nearly singular Hessian (k d >> n), and the CG
+# iterate, a descent direction, is taken ((2000, 30, 300), squared, λ = 1e-3: one such CG ran
+# 500 iterations, 5.7 s of an 18 s solve, for a step that moved the point 2e-3)
+_CG_FRESH_MAX = 60
 _WB_MAX_N = 4096  # the sample-space (Woodbury) preconditioner factors an (n, n) matrix: n at most
 _WB_BLAS3 = 4.0  # dense factorisation / GEMM flops per second over those of the design products
 _WB_STALE = 0.25  # a kept factor whose CG took this fraction of its build time is rebuilt at the next step
@@ -1054,7 +1059,8 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
         # is rebuilt here and the CG goes on ((2000, 30, 100), λ = 0.01 λ_max, seed 1: the model
         # let a stale factor run 47 iterations, about 5x the measured 55 ms of a rebuild)
         cost = None if fresh else state.get("wb_cost")
-        rent = cg_max if fresh or cost is not None else int(min(cg_max, max(10, be)))
+        rent = min(cg_max, _CG_FRESH_MAX) if fresh else (
+            cg_max if cost is not None else int(min(cg_max, max(10, be))))
         t_rent = time.perf_counter()
         if step is None:
             step, k1, done = _pcg(hv, -g, pre, tol=cg_tol, max_iter=rent,
@@ -1072,7 +1078,7 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
                 res = -g - hv(step)
                 corr, k2, done = _pcg(hv, res, pre,
                                       tol=cg_tol * gn / max(float(res.norm()), _TINY),
-                                      max_iter=cg_max)
+                                      max_iter=min(cg_max, _CG_FRESH_MAX))
                 step = step + corr
                 k += k2
                 k1 = k2
