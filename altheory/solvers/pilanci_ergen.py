@@ -575,12 +575,14 @@ def solve_pilanci_ergen(X, patterns, y, lam, *, loss: FastLoss = "squared", tol:
         working_set = P > max(256, 25 * n)
     V = np.zeros((P, d))
     W = np.zeros((P, d))
-    # the first set: the patterns whose dual constraint is most violated at V = W = 0
-    primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss, k_min=max(16, n))
     ws = np.zeros(P, bool)
     if working_set:
+        # the first set: the patterns whose dual constraint is most violated at V = W = 0
+        primal, dual, scores = _pe_certificate(Xn, Gn, yn, V, W, lam, loss, k_min=max(16, n))
         ws[np.argsort(-scores)[:min(P, max(16, n))]] = True
-    else:
+    else:  # every pattern: no scores needed ((16, 5), 61 patterns: 3.5 ms of a 40 ms solve)
+        primal = float(_loss(torch.zeros(n, dtype=torch.float64), yt, loss))
+        dual = -math.inf
         ws[:] = True
     statuses: dict[str, int] = {}
     rounds, infeas, tight = 0, 0.0, (True if working_set else _ONE_SHOT_TOL)
