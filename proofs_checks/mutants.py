@@ -1435,6 +1435,10 @@ MUTANTS: list[Mutant] = [
            "busy processes",
            [("method", "altheory.solvers.fast._blas3_threads.__enter__", _blas3_ignores_load)],
            killed_by_tests=("tests/test_fast_solver.py::test_blas3_threads_widen_only_inside_an_auto_solve_on_an_idle_machine",)),
+    Mutant("newton-never-hands-back", (), "the Newton polish keeps taking 1/16-long steps on a "
+           "wide design instead of handing back to the first-order pass",
+           [("func", "altheory.solvers.fast._SHORT_STEPS", lambda orig: 10 ** 9)],
+           killed_by_tests=("tests/test_fast_precond.py::test_newton_hands_back_when_its_steps_stay_short",)),
     Mutant("pcg-no-time-budget", (), "CG rents a stale preconditioner past its time budget",
            [("func", "altheory.solvers.fast._pcg", _pcg_no_time_budget)],
            killed_by_tests=("tests/test_fast_solver.py::test_pcg_stops_unconverged_past_its_time_budget",)),

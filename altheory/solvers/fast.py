@@ -113,6 +113,13 @@ _CG_MAX = 500  # CG iterations per Newton step, at most
 # iterate, a descent direction, is taken ((2000, 30, 300), squared, λ = 1e-3: one such CG ran
 # 500 iterations, 5.7 s of an 18 s solve, for a step that moved the point 2e-3)
 _CG_FRESH_MAX = 60
+# a Newton polish whose last _SHORT_STEPS steps were all at most _SHORT_STEP long hands back to
+# the first-order pass (whose prox step drops groups wholesale): with k d >> n the Newton
+# direction is unbounded along the û_j and each step drops or re-adds a few groups at a
+# line-search length of 1/16 to 1/1000 ((600, 10, 200), squared, λ = 1e-3: 19 362 Newton steps
+# and max_iter after 385 s; handing back: 30 steps, optimal in 0.9 s)
+_SHORT_STEP = 1.0 / 8
+_SHORT_STEPS = 3
 _WB_MAX_N = 4096  # the sample-space (Woodbury) preconditioner factors an (n, n) matrix: n at most
 _WB_BLAS3 = 4.0  # dense factorisation / GEMM flops per second over those of the design products
 _WB_STALE = 0.25  # a kept factor whose CG took this fraction of its build time is rebuilt at the next step
@@ -1109,8 +1116,10 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
             zc = sub.matvec(uc)
             Fc = float(_loss(zc, y, loss)) + lam * float(uc.norm(dim=1).sum())
             if Fc <= F + 1e-4 * a * slope and not Fn < Fc:
+                state["step_length"] = a
                 return uc, zc, Fc, k, True
         if Fn <= F + 1e-4 * a * slope:
+            state["step_length"] = a
             return un, zn, Fn, k, True
         a *= 0.5
     return u, z, F, k, False
@@ -1118,7 +1127,9 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
 
 def _newton(A: MaskedDesign, Aw: MaskedDesign, y, lam, loss, U, L, *, tol, max_newton=60,
             deadline=math.inf, counters=None, precond=None):
-    """Prox-gradient step (identifies the non-zero groups) + Newton step on them, repeated.
+    """Prox-gradient step (identifies the non-zero groups) + Newton step on them, repeated;
+    stops at ``rel_gap <= tol``, or after ``_SHORT_STEPS`` Newton steps in a row no longer than
+    ``_SHORT_STEP`` (the caller's first-order pass takes over: the support is still moving).
 
     ``precond`` (a dict, kept by the caller across working-set rounds) holds the
     preconditioner state of the last set of non-zero groups, by their group ids.
@@ -1128,6 +1139,7 @@ def _newton(A: MaskedDesign, Aw: MaskedDesign, y, lam, loss, U, L, *, tol, max_n
     state: dict = {}
     precond = {} if precond is None else precond
     rel = math.inf
+    short = 0
     for it in range(max_newton + 1):
         z = A.matvec(U)
         gl = _grad(z, y, loss)
@@ -1180,6 +1192,9 @@ def _newton(A: MaskedDesign, Aw: MaskedDesign, y, lam, loss, U, L, *, tol, max_n
         U[act] = u
         if not ok and Fp >= F:
             break  # no progress from either step: numerical floor
+        short = short + 1 if state.get("step_length", 1.0) <= _SHORT_STEP else 0
+        if short >= _SHORT_STEPS:
+            break
     return U, L, rel
 
 
