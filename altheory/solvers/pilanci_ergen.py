@@ -155,8 +155,9 @@ def _pe_exact_mu(C: np.ndarray, x: np.ndarray, rows) -> np.ndarray:
     :math:`\Pi_K(x)` (Moreau: :math:`p\in K`, :math:`x - p\in K_F^\circ\subseteq K^\circ`,
     :math:`p\perp x - p`), else all rows are used. Returned scattered to all n rows."""
     if rows is not None and 0 < len(rows) < C.shape[0]:
-        muF = _pe_cone_mu(C[rows], x)
-        p = x + C[rows].T @ muF
+        CF = C[rows]
+        muF = _pe_cone_mu(CF, x)
+        p = x + CF.T @ muF
         # exact up to rounding (a point just outside K still gives a valid, tight bound)
         if (C @ p).min() >= -1e-9 * float(np.abs(C).max()) * float(np.linalg.norm(x)):
             mu = np.zeros(C.shape[0])
