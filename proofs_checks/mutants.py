@@ -999,8 +999,9 @@ def _pcg_always_converged(orig):
 
 # the projected Newton line search accepts the point with crossing groups zeroed unchecked
 _newton_projection_unchecked = _edited(
-    "            if Fc <= F + 1e-4 * a * slope and not Fn < Fc:\n                return uc, zc, Fc, k, True",
-    "            return uc, zc, Fc, k, True")
+    "            if Fc <= F + 1e-4 * a * slope and not Fn < Fc:\n                state[\"step_length\"] = a\n"
+    "                return uc, zc, Fc, k, True",
+    "            state[\"step_length\"] = a\n            return uc, zc, Fc, k, True")
 
 
 def _pe_batched_bounds_low(orig):
