@@ -1094,6 +1094,16 @@ def _pcg_no_time_budget(orig):
     return f
 
 
+def _flip_facets_memo_stale(orig):
+    """A row added to a pattern's facets never reaches the kept answer."""
+    def add(self, i, rows):
+        kept = self.memo.get(i)
+        orig(self, i, rows)
+        if kept is not None:
+            self.memo[i] = kept
+    return add
+
+
 MUTANTS: list[Mutant] = [
     # C1: linearization (operators)
     Mutant("linearize-drops-bias", ("C1",), "linearize returns c_S = 0 (biases forgotten)",
@@ -1436,6 +1446,10 @@ MUTANTS: list[Mutant] = [
            "busy processes",
            [("method", "altheory.solvers.fast._blas3_threads.__enter__", _blas3_ignores_load)],
            killed_by_tests=("tests/test_fast_solver.py::test_blas3_threads_widen_only_inside_an_auto_solve_on_an_idle_machine",)),
+    Mutant("pe-flip-facets-memo-stale", (), "a row added to a pattern's facets after a point "
+           "violated it is lost to the kept rows",
+           [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.add", _flip_facets_memo_stale)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_flip_facets_remember_their_rows_until_a_row_is_added",)),
     Mutant("newton-never-hands-back", (), "the Newton polish keeps taking 1/16-long steps on a "
            "wide design instead of handing back to the first-order pass",
            [("func", "altheory.solvers.fast._SHORT_STEPS", lambda orig: 10 ** 9)],

@@ -247,3 +247,18 @@ def test_feasibility_step_makes_every_block_feasible_and_moves_it_little():
     assert np.allclose(Vf[pick[41:]], near[pick[41:]], rtol=0, atol=1e-14)
     assert np.allclose(Wf, W, rtol=0, atol=1e-14)
     assert not Vf[pick[40]].any()
+
+
+def test_flip_facets_remember_their_rows_until_a_row_is_added():
+    """_PeFlipFacets keeps each pattern's rows (asked thousands of times a solve); a row added
+    after a point violated it shows in the next answer."""
+    X, _ = _data(2403, 24, 3)
+    P = enumerate_patterns(X)
+    facets = pe._PeFlipFacets(P.G)
+    first = facets(5)
+    assert facets(5) is first                        # kept
+    extra = int(np.setdiff1d(np.arange(24), first)[0])
+    facets.add(5, [extra])
+    again = facets(5)
+    assert extra in again.tolist() and set(first.tolist()) <= set(again.tolist())
+    assert facets(4).tolist() == sorted(set(facets(4).tolist()))
