@@ -126,9 +126,8 @@ _SHORT_STEP = 1.0 / 8
 _SHORT_STEPS = 3
 _WB_MAX_N = 4096  # the sample-space (Woodbury) preconditioner factors an (n, n) matrix: n at most
 _WB_BLAS3 = 4.0  # dense factorisation / GEMM flops per second over those of the design products
-_WB_STALE = 0.25  # a kept factor whose CG took this fraction of its build time is rebuilt at the next step
+_WB_STALE = 0.25  # a kept factor whose CG took this share of a build's time: rebuilt next step
 _WB_C = 1e-2  # curvature along u_j/||u_j|| in the preconditioner, relative to A's (see below)
-_SCREEN_HANDOFF = False
 _SCREEN_MAX = 60  # FISTA iterations of a screening round of the working set, at most
 _SCREEN_F32 = True  # screening rounds in float32 also when dtype=float64 (their point is not returned)
 _SCREEN_FLOOR = 1e-4  # below this relative gap the float32 screening is rounding noise
@@ -1222,7 +1221,7 @@ def _solve_on(A64: MaskedDesign, Aw: MaskedDesign, y64, yw, lam, loss, U, *, tol
                                     max_iter=max(1, min(fista_budget if polish else _SCREEN_MAX, max_iter
                                                         - counters["fista"] - counters["newton"])),
                                     rel_tol=max(tol, switch), deadline=deadline,
-                                    handoff=handoff and (polish or _SCREEN_HANDOFF))
+                                    handoff=handoff and polish)  # screening: full length
             counters["fista"] += it
             if bool(torch.isfinite(Uw).all()):
                 U = Uw.to(torch.float64)
