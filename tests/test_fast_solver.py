@@ -560,18 +560,18 @@ def test_blas3_threads_widen_only_inside_an_auto_solve_on_an_idle_machine(monkey
     monkeypatch.setattr(fast, "_busy_cpus", lambda samples=5, pause=0.002: 0)
     monkeypatch.setattr(fast._threads, "pool", None)
     with fast._blas3_threads(1e12):  # outside a solve: nothing to widen to
-        pass
+        assert torch.get_num_threads() == 1
     assert seen == []
     monkeypatch.setattr(fast._threads, "pool", 2)
     with fast._blas3_threads(1e3):  # a small block: the solve's own count
-        pass
+        assert torch.get_num_threads() == 1
     assert seen == []
     with fast._blas3_threads(1e12):
         assert seen == [2]
     assert seen == [2, 1]  # restored
     monkeypatch.setattr(fast, "_busy_cpus", lambda samples=5, pause=0.002: 1)
     with fast._blas3_threads(1e12):  # another process runs: no widening
-        pass
+        assert torch.get_num_threads() == 1
     assert seen == [2, 1]
     # ALTHEORY_SOLVER_THREADS fixes every part of the solve
     monkeypatch.setattr(fast._threads, "pool", None)

@@ -1094,7 +1094,7 @@ def _newton_step(sub: MaskedDesign, subw: MaskedDesign, y, lam, loss, u, z, F, s
                 k1 = k2
                 fresh = True
         # a fresh factor converges in a handful of iterations; rebuild at the next step when
-        # the kept one needs more than a quarter of the rebuild's cost
+        # the kept one's CG took more than _WB_STALE of a rebuild's cost
         state["wb_slow"] = (not fresh) and (k1 > max(8.0, be / 4) if cost is None
                                             else k1 > 4 and t_rent > _WB_STALE * cost)
     slope = float((g * step).sum())
