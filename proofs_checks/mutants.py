@@ -1013,8 +1013,8 @@ def _pe_batched_bounds_low(orig):
 
 # the lazy refinement of the Pilanci-Ergen scores stops at the first pattern (no exact maximum)
 _pe_lazy_stops_at_once = _edited(
-    "        if exact:\n            if -neg <= 1.0:\n                break",
-    "        if True:\n            if True:\n                break")
+    "        neg, i, exact = heapq.heappop(heap)\n        if not exact:",
+    "        neg, i, exact = heapq.heappop(heap)\n        break\n        if not exact:")
 
 
 # NNLS keeps SciPy's answer without checking its optimality conditions
@@ -1030,8 +1030,17 @@ _pe_exact_mu_unchecked = _edited(
 
 # the facet-row greedy of the batched bounds takes negative steps too (no longer a bound)
 _pe_facet_greedy_signed = _edited(
-    "            mu = np.where(vm < 0, -vm / cn_safe[m_idx, r], 0.0)      # >= 0",
-    "            mu = -vm / cn_safe[m_idx, r]")
+    "        mu = np.maximum(-v[m_idx, r], 0.0)                               # >= 0",
+    "        mu = -v[m_idx, r]")
+
+# the batched cone projection takes active sets with negative multipliers too (a point of a
+# larger cone's boundary, not the projection)
+_pe_projection_signed = _edited(
+    "        good = valid & (mu >= -1e-12 * xn[todo, None, None]).all(2) \\\n",
+    "        good = valid & True \\\n")
+
+# the certificate trusts a batched projection onto the facet rows without checking every row
+_pe_batched_projection_unchecked = _edited("            ok &= (c_all >= ", "            _ = (c_all >= ")
 
 # the certificate ignores the interior-point dual and uses the gradient of the primal point
 _pe_theta_from_gradient = _edited("ws=ws, theta=theta,", "ws=ws, theta=None,")
@@ -1396,7 +1405,8 @@ MUTANTS: list[Mutant] = [
            killed_by_tests=("tests/test_fast_precond.py::test_newton_step_is_a_descent_step_and_its_objective_is_exact",)),
     Mutant("pe-batched-bounds-low", (), "the batched cone bounds of the Pilanci-Ergen certificate "
            "10% below their value",
-           [("func", "altheory.solvers.pilanci_ergen._pe_cone_bounds_batched", _pe_batched_bounds_low)],
+           [("func", "altheory.solvers.pilanci_ergen._pe_cone_bounds_batched", _pe_batched_bounds_low),
+            ("func", "altheory.solvers.pilanci_ergen._pe_greedy_bounds", _pe_batched_bounds_low)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_cone_bounds_are_upper_bounds_and_never_worse_than_the_norm",)),
     Mutant("pe-lazy-refinement-stops-at-once", (), "the Pilanci-Ergen certificate refines no "
            "score exactly (its maximum stays a loose upper bound)",
@@ -1416,8 +1426,16 @@ MUTANTS: list[Mutant] = [
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_exact_multipliers_on_facet_rows_equal_the_full_nnls",)),
     Mutant("pe-facet-greedy-signed", (), "the facet-row greedy of the batched cone bounds takes "
            "steps of either sign (its points are no longer bounds)",
-           [("func", "altheory.solvers.pilanci_ergen._pe_cone_bounds_batched", _pe_facet_greedy_signed)],
-           killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_bounds_on_facet_rows_and_from_a_warm_start_are_upper_bounds",)),
+           [("func", "altheory.solvers.pilanci_ergen._pe_greedy_bounds", _pe_facet_greedy_signed)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_bounds_on_facet_rows_are_upper_bounds",)),
+    Mutant("pe-projection-signed", (), "the batched cone projection accepts an active set with a "
+           "negative multiplier (not the projection: an inexact score taken as exact)",
+           [("func", "altheory.solvers.pilanci_ergen._pe_project_batched", _pe_projection_signed)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_projection_equals_the_nnls_projection",)),
+    Mutant("pe-batched-projection-unchecked", (), "the certificate takes a projection onto a "
+           "cone's facet rows as exact without checking it against every row",
+           [("func", "altheory.solvers.pilanci_ergen._pe_certificate", _pe_batched_projection_unchecked)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_certificate_with_facets_missing_falls_back_to_every_row",)),
     Mutant("pe-theta-from-gradient", (), "the Pilanci-Ergen certificate uses the gradient of the "
            "primal point instead of the interior-point dual (stalls near the square root of "
            "the solver's accuracy)",
