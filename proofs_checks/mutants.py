@@ -1033,6 +1033,11 @@ _pe_facet_greedy_signed = _edited(
     "        mu = np.maximum(-v[m_idx, r], 0.0)                               # >= 0",
     "        mu = -v[m_idx, r]")
 
+# the cycle test's support digest skips the upper region of a three-state activation
+_digest_ignores_upper = _edited(
+    "        if layer.upper is not None:  # a three-state activation: its upper region is support too",
+    "        if False:")
+
 # the batched cone projection takes active sets with negative multipliers too (a point of a
 # larger cone's boundary, not the projection)
 _pe_projection_signed = _edited(
@@ -1428,6 +1433,10 @@ MUTANTS: list[Mutant] = [
            "steps of either sign (its points are no longer bounds)",
            [("func", "altheory.solvers.pilanci_ergen._pe_greedy_bounds", _pe_facet_greedy_signed)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_bounds_on_facet_rows_are_upper_bounds",)),
+    Mutant("support-digest-ignores-upper", (), "the alternation's cycle test hashes a support "
+           "without the upper region of a three-state activation",
+           [("func", "altheory.alternation.alternation._support_digest", _digest_ignores_upper)],
+           killed_by_tests=("tests/test_alternation.py::test_support_digest_sees_every_part_of_the_support",)),
     Mutant("pe-projection-signed", (), "the batched cone projection accepts an active set with a "
            "negative multiplier (not the projection: an inexact score taken as exact)",
            [("func", "altheory.solvers.pilanci_ergen._pe_project_batched", _pe_projection_signed)],

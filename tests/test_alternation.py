@@ -157,6 +157,29 @@ def test_cycle_detection_stops_a_repeating_exact_alternation():
     assert res.stopped.startswith("cycle-") or res.stopped == "support-stable"
 
 
+def test_support_digest_sees_every_part_of_the_support():
+    """Two supports that differ only in the upper region of a three-state activation (an entry
+    moved from the lower to the upper constant) are different supports for the cycle test."""
+    import copy
+    import dataclasses
+
+    from altheory.alternation.alternation import _support_digest
+
+    net = nn.Sequential(nn.Linear(3, 8), nn.Hardtanh(), nn.Linear(8, 1)).double()
+    x = 3.0 * torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    S = support(net, x)
+    key, layer = next(iter(S.layers.items()))
+    lower = ~layer.mask() & ~layer.upper_mask()                          # (n, 8)
+    i, j = np.argwhere(lower)[0]
+    up = layer.upper_mask().copy()
+    up[i, j] = True
+    moved = dataclasses.replace(layer, upper=np.packbits(up.reshape(up.shape[0], -1), axis=-1))
+    S2 = copy.copy(S)
+    S2.layers = {**S.layers, key: moved}
+    assert _support_digest(S) == _support_digest(copy.copy(S))
+    assert _support_digest(S2) != _support_digest(S)
+
+
 X0 = np.zeros((4, 3))
 Y0 = np.zeros(4)
 

@@ -777,11 +777,17 @@ class AlternationResult:
 
 
 def _support_digest(S: MultiLayerSupport) -> str:
+    """A hash of the whole support (layer keys, masks or argmax indices, and the upper region of
+    a three-state activation): equal digests mean the same support (the cycle test)."""
     import hashlib
 
     h = hashlib.sha1()
-    for layer in S.layers.values():
+    for key, layer in S.layers.items():
+        h.update(key.encode())
         h.update((layer.packed if layer.packed is not None else layer.indices).tobytes())
+        if layer.upper is not None:  # a three-state activation: its upper region is support too
+            h.update(b"upper")
+            h.update(layer.upper.tobytes())
     return h.hexdigest()
 
 
