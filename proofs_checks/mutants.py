@@ -1033,6 +1033,14 @@ _pe_facet_greedy_signed = _edited(
     "        mu = np.maximum(-v[m_idx, r], 0.0)                               # >= 0",
     "        mu = -v[m_idx, r]")
 
+def _pht_tau_and_k(orig):
+    """PHT keeps a threshold it then ignores beside a top-k count (the old behaviour)."""
+    def f(self, tau=0.0, *, k=None, dim=1):
+        orig(self, 0.0 if k is not None else tau, k=k, dim=dim)
+        self.tau = float(tau)
+    return f
+
+
 # the cycle test's support digest skips the upper region of a three-state activation
 _digest_ignores_upper = _edited(
     "        if layer.upper is not None:  # a three-state activation: its upper region is support too",
@@ -1433,6 +1441,9 @@ MUTANTS: list[Mutant] = [
            "steps of either sign (its points are no longer bounds)",
            [("func", "altheory.solvers.pilanci_ergen._pe_greedy_bounds", _pe_facet_greedy_signed)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_bounds_on_facet_rows_are_upper_bounds",)),
+    Mutant("pht-tau-and-k-accepted", (), "PHT(tau=0.1, k=2) silently drops the threshold",
+           [("method", "altheory.nets.activations.PHT.__init__", _pht_tau_and_k)],
+           killed_by_tests=(f"{_BAD}[PHT-tau-and-k]",)),
     Mutant("support-digest-ignores-upper", (), "the alternation's cycle test hashes a support "
            "without the upper region of a three-state activation",
            [("func", "altheory.alternation.alternation._support_digest", _digest_ignores_upper)],

@@ -161,6 +161,9 @@ BAD = [
     ("topk-scalar", lambda: topk_mask(np.float64(1.0), k=1), ValueError, "at least one dimension"),
     ("PHT-k-zero", lambda: PHT(k=0), ValueError, "k=None"),  # was: silent
     ("PHT-k-bool", lambda: PHT(k=True), TypeError, "k must be an int"),
+    ("PHT-tau-and-k", lambda: PHT(0.1, k=2), ValueError, "not both"),  # was: tau ignored
+    ("replace-relu-tau-and-k", lambda: replace_relu(nn.Sequential(nn.ReLU()), tau=0.1, k=2),
+     ValueError, "not both"),  # was: tau ignored
     ("PHT-tau-negative", lambda: PHT(-1.0), ValueError, "tau must be"),
     ("PHT-dim-str", lambda: PHT(k=2, dim="1"), TypeError, "dim must be an int"),
     ("PHT-dim-out-of-range", lambda: PHT(k=1, dim=3)(torch.ones(2, 3)), ValueError,

@@ -456,6 +456,8 @@ def test_topk_config_has_one_meaning(tmp_path):
         load_config(None, {"topk": "0"})
     cfg = load_config(None, {"topk": "2"})
     assert cfg.topk == 2
+    with pytest.raises(ValueError, match="top-k form has no threshold"):
+        load_config(None, {"topk": "2", "tau": "0.1"})
     assert load_config(None, parse_overrides(["--topk=none"])).topk is None
     p = tmp_path / "c.toml"
     p.write_text(TrainConfig().dumps())

@@ -219,7 +219,8 @@ class PHT(nn.Module):
     Parameters
     ----------
     tau : float, default 0.0
-        Threshold (ignored when ``k`` is given).
+        Threshold of the threshold form. The top-k form has none: a non-zero ``tau`` with ``k``
+        is refused (it used to be ignored silently).
     k : int >= 1 or None
         Top-k form when given: the number of entries kept, at most the width along ``dim``
         (checked on every call). ``None`` (the default) is the threshold form; ``k=0`` is an
@@ -238,6 +239,10 @@ class PHT(nn.Module):
         super().__init__()
         self.tau = _check_tau(tau)
         self.k = None if k is None else _check_k(k)
+        if self.k is not None and self.tau != 0.0:
+            raise ValueError(f"PHT takes a threshold tau or a top-k count k, not both; got "
+                             f"tau={tau!r}, k={k!r}. The top-k form keeps the k largest positive "
+                             f"entries and has no threshold: drop tau, or k for the threshold form.")
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise TypeError(f"dim must be an int; got {type(dim).__name__}.")
         self.dim = dim

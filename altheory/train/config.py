@@ -49,7 +49,7 @@ class TrainConfig:
     arch: str = "resnet20"            # one of ARCHS: CIFAR-style resnet8/20/56, torchvision resnet18/50
     width: int = 16                   # channels of the first stage (CIFAR-style ResNets only)
     activation: str = "pht"           # "pht" (every ReLU replaced by PHT) or "relu" (the control)
-    tau: float = 0.0                  # PHT threshold (>= 0; 0 = ReLU values); ignored when topk is set
+    tau: float = 0.0                  # PHT threshold (>= 0; 0 = ReLU values); not with topk
     topk: int | None = None           # top-k PHT: keep the k largest positive channels per spatial position (k >= 1); unset = threshold form
     # --- method ---------------------------------------------------------------------------------
     method: str = "sgd"               # "sgd", "alt" or "alt-inner" (see altheory.train.methods)
@@ -109,6 +109,9 @@ class TrainConfig:
                                       or self.topk < 1):
             raise ValueError(f"config topk must be a positive int (keep the k largest positive entries); "
                              f"got topk={self.topk!r}. Omit topk for the threshold form (tau).")
+        if self.topk is not None and self.tau != 0:
+            raise ValueError(f"config tau={self.tau!r} and topk={self.topk!r}: the top-k form has no "
+                             f"threshold. Set one of them (tau=0 with topk, or omit topk).")
         nonneg = ("tau", "eval_subset", "alt_every", "crop_pad", "workers", "warmup_steps", "stop_step",
                   "train_subset", "lr", "weight_decay", "head_l2", "momentum")
         for name in nonneg:
