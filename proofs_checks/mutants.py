@@ -1033,6 +1033,13 @@ _pe_facet_greedy_signed = _edited(
     "        mu = np.maximum(-v[m_idx, r], 0.0)                               # >= 0",
     "        mu = -v[m_idx, r]")
 
+# the sample-space preconditioner solves with the Cholesky factor once, not with L and L^T
+_chol_solve_one_triangle = _edited(
+    "    return torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, b, upper=False),\n"
+    "                                         upper=True)",
+    "    return torch.linalg.solve_triangular(L, b, upper=False)")
+
+
 def _pht_tau_and_k(orig):
     """PHT keeps a threshold it then ignores beside a top-k count (the old behaviour)."""
     def f(self, tau=0.0, *, k=None, dim=1):
@@ -1441,6 +1448,11 @@ MUTANTS: list[Mutant] = [
            "steps of either sign (its points are no longer bounds)",
            [("func", "altheory.solvers.pilanci_ergen._pe_greedy_bounds", _pe_facet_greedy_signed)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_bounds_on_facet_rows_are_upper_bounds",)),
+    Mutant("chol-solve-one-triangle", (), "the sample-space preconditioner applies L^{-1} "
+           "only, not (L L^T)^{-1}",
+           [("func", "altheory.solvers.fast._chol_solve", _chol_solve_one_triangle)],
+           killed_by_tests=("tests/test_fast_precond.py::test_cholesky_pair_of_triangular_solves_equals_cholesky_solve",
+                            "tests/test_fast_precond.py::test_sample_space_preconditioner_is_the_inverse_of_its_matrix")),
     Mutant("pht-tau-and-k-accepted", (), "PHT(tau=0.1, k=2) silently drops the threshold",
            [("method", "altheory.nets.activations.PHT.__init__", _pht_tau_and_k)],
            killed_by_tests=(f"{_BAD}[PHT-tau-and-k]",)),

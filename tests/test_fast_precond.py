@@ -91,6 +91,20 @@ def test_sample_space_preconditioner_is_the_inverse_of_its_matrix(loss, n, d, k)
     assert np.all(c <= fast._WB_C * curv * (1 + 1e-9) + fast._WB_C * float(r.min()) * (1 + 1e-9))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cholesky_pair_of_triangular_solves_equals_cholesky_solve(dtype):
+    """fast._chol_solve (two triangular solves, the fast path) against torch.cholesky_solve."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(300, 300, generator=g, dtype=torch.float64)
+    K = (A @ A.T / 300 + torch.eye(300, dtype=torch.float64)).to(dtype)
+    L = torch.linalg.cholesky(K)
+    b = torch.randn(300, 3, generator=g, dtype=torch.float64).to(dtype)
+    got = fast._chol_solve(L, b)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got, torch.cholesky_solve(b, L), rtol=tol, atol=tol)
+    torch.testing.assert_close(K @ got, b, rtol=100 * tol, atol=100 * tol)
+
+
 def test_sample_space_preconditioner_falls_back_to_float64_when_float32_is_too_coarse():
     """Curvature / r_j above ~1e4 leaves float32 fewer than three digits: the factor is float64."""
     X, G, y, A, u, w, lam, r, uh = _point(5, 30, 3, 8, "squared")

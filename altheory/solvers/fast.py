@@ -959,7 +959,7 @@ class _SampleSpacePrecond:
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         t = self._rinv(v)
         s = self.sw * self.A.matvec(t.to(self.dtype))
-        s = torch.cholesky_solve(s[:, None], self.L)[:, 0]
+        s = _chol_solve(self.L, s[:, None])[:, 0]
         return t - self._rinv(self.A.rmatvec(self.sw * s).to(t.dtype))
 
     @staticmethod
@@ -967,6 +967,15 @@ class _SampleSpacePrecond:
         r"""Block-Jacobi CG iterations that cost as much as building this preconditioner:
         :math:`(n^3/3 + 4n^2k)/\mathrm{\_WB\_BLAS3}` over :math:`4nkd` (one Hessian product)."""
         return (n ** 3 / 3 + 4.0 * n * n * k) / _WB_BLAS3 / (4.0 * n * k * d)
+
+
+def _chol_solve(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r""":math:`(LL^\top)^{-1}b` by two triangular solves. ``torch.cholesky_solve`` does the same
+    but took 3.7 ms against 0.55 ms (float32) and 7.5 against 1.3 ms (float64) for one
+    2000 x 2000 factor and one vector on this 2-core machine, one thread: the sample-space
+    preconditioner applies it at every CG iteration. Equal results (max difference 0)."""
+    return torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, b, upper=False),
+                                         upper=True)
 
 
 class _Restricted:
