@@ -1048,6 +1048,12 @@ def _pht_tau_and_k(orig):
     return f
 
 
+# the train config keeps a threshold beside topk (the model would then refuse it, or drop it)
+_config_tau_and_topk = _edited("    if self.topk is not None and self.tau != 0:", "    if False:")
+
+# the closed-form small solves never flag a singular system
+_small_solve_unflagged = _edited("    return mu, np.abs(det) > 1e-10 * diag", "    return mu, np.ones(det.shape, bool)")
+
 # the cycle test's support digest skips the upper region of a three-state activation
 _digest_ignores_upper = _edited(
     "        if layer.upper is not None:  # a three-state activation: its upper region is support too",
@@ -1456,6 +1462,13 @@ MUTANTS: list[Mutant] = [
     Mutant("pht-tau-and-k-accepted", (), "PHT(tau=0.1, k=2) silently drops the threshold",
            [("method", "altheory.nets.activations.PHT.__init__", _pht_tau_and_k)],
            killed_by_tests=(f"{_BAD}[PHT-tau-and-k]",)),
+    Mutant("config-tau-and-topk-accepted", (), "the train config accepts tau beside topk",
+           [("method", "altheory.train.config.TrainConfig.validate", _config_tau_and_topk)],
+           killed_by_tests=("tests/test_certify_run.py::test_topk_config_has_one_meaning",)),
+    Mutant("small-solve-singular-unflagged", (), "the closed-form 2x2/3x3 solves of the batched "
+           "cone projection take a singular system as solved",
+           [("func", "altheory.solvers.pilanci_ergen._small_spd_solve", _small_solve_unflagged)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_small_closed_form_solves_equal_lapack_and_flag_singular_systems",)),
     Mutant("support-digest-ignores-upper", (), "the alternation's cycle test hashes a support "
            "without the upper region of a three-state activation",
            [("func", "altheory.alternation.alternation._support_digest", _digest_ignores_upper)],
