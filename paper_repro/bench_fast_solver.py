@@ -19,7 +19,8 @@ Sections (``--sections``; every number is printed beside ``os.getloadavg()`` and
 ``group_lasso``
     (2000, 30, 100), squared and logistic, λ ∈ {1e-3, 0.01 λ_max, 0.1 λ_max}: altheory-fast
     (float64; and float32 first phase), pyscnn R-FISTA at tol 1e-8 (squared; optional, the
-    ``bench`` extra), Clarabel; ``--repeats`` runs each, the median is reported. Each point is
+    ``bench`` extra), Clarabel; ``--repeats`` runs each, interleaved (fast, fast32, pyscnn,
+    fast, ...; Clarabel once, after), the median is reported. Each point is
     scored against a reference solve (altheory-fast, tol 1e-13): true suboptimality
     ``(F - F_ref)/F_ref``, the plain certificate of the point and the refined one
     (``group_lasso_certificate(refine=True)``), whose ratio to the true suboptimality is the
@@ -136,6 +137,24 @@ def timed(fn, repeats: int):
                  "load1_after": round(os.getloadavg()[0], 2)}
 
 
+def timed_interleaved(fns: dict, repeats: int) -> dict:
+    """:func:`timed` for several solvers, their runs interleaved (a, b, a, b, ...): the load
+    and the machine's speed drift within seconds on a shared machine (pyscnn's time for one
+    instance moved by half between runs of the same hour), and a drift then hits every solver
+    alike instead of the one whose runs it overlaps. Returns ``{name: (last result, meas)}``."""
+    before = load_now()
+    times = {k: [] for k in fns}
+    outs = {}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    after = round(os.getloadavg()[0], 2)
+    return {k: (outs[k], {"time": statistics.median(v), "times": v, **before,
+                          "load1_after": after}) for k, v in times.items()}
+
+
 def label(meas: dict, condition: str) -> str:
     """"loaded" when the background load before the measurement exceeded LOADED."""
     own = 1.0  # this process, computing without pause, adds about 1 to the load average
@@ -219,6 +238,15 @@ def section_group_lasso(args, out):
         print(f"\n{n}x{d}x{p} {loss} lam = {lam_name} = {lam:.4g}: reference F = {Fref:.12g} "
               f"(certified rel. gap {ref.rel_gap:.1e})", flush=True)
         solvers = ["fast", "fast32"] + (["scnn"] if loss == "squared" else []) + ["clarabel"]
+        # the repeated solvers run interleaved (their ratio is the goal); Clarabel once, after
+        runs = {}
+        for s in solvers:
+            if s in ("fast", "fast32"):
+                runs[s] = (lambda dt: lambda: run_fast(X, G, y, lam, loss=loss, dtype=dt))(
+                    "float32" if s == "fast32" else "float64")
+            elif s == "scnn" and not missing:
+                runs[s] = lambda: run_scnn(X, V, y, lam, tol=1e-8)
+        measured = timed_interleaved(runs, args.repeats)
         found = {}
         for s in solvers:
             row = {"section": "group_lasso", "seed": args.seed, "n": n, "d": d, "p": p, "loss": loss,
@@ -229,18 +257,15 @@ def section_group_lasso(args, out):
                 out["rows"].append(row)
                 print(f"  {s}: {missing}", flush=True)
                 continue
-            reps = 1 if s == "clarabel" else args.repeats
             if s in ("fast", "fast32"):
-                r, meas = timed(lambda: run_fast(X, G, y, lam, loss=loss,
-                                                 dtype="float32" if s == "fast32" else "float64"),
-                                reps)
+                r, meas = measured[s]
                 U, status = r.U, r.status
                 row.update(certified_rel_gap=r.rel_gap, active=r.active, iterations=r.iterations)
             elif s == "scnn":
-                U, meas = timed(lambda: run_scnn(X, V, y, lam, tol=1e-8), reps)
+                U, meas = measured[s]
                 status = "done" if U is not None else "gates-changed"
             else:
-                c, meas = timed(lambda: group_lasso(X, G, y, lam, loss=loss, solver="clarabel"), reps)
+                c, meas = timed(lambda: group_lasso(X, G, y, lam, loss=loss, solver="clarabel"), 1)
                 U, status = (c.U if c.weights.get("U") is not None else None), c.status
             row.update(status=status, **meas, machine=label(meas, "quiet"))
             if U is not None:
@@ -287,8 +312,10 @@ def section_seeds(args, out):
             ref = solve_group_lasso(X, G, y, lam, tol=1e-13, max_iter=20_000, time_limit=120)
             base = {"section": "seeds", "seed": seed, "n": n, "d": d, "p": p, "loss": "squared",
                     "lam": lam, "lam_name": lam_name, "reference_objective": ref.objective}
-            r, mf = timed(lambda: run_fast(X, G, y, lam), args.repeats)
-            U, ms = timed(lambda: run_scnn(X, V, y, lam, tol=1e-8), args.repeats)
+            measured = timed_interleaved({"fast": lambda: run_fast(X, G, y, lam),
+                                          "scnn": lambda: run_scnn(X, V, y, lam, tol=1e-8)},
+                                         args.repeats)
+            (r, mf), (U, ms) = measured["fast"], measured["scnn"]
             row = {**base, "solver": "fast", "status": r.status, "certified_rel_gap": r.rel_gap,
                    "iterations": r.iterations, **mf, "machine": label(mf, "quiet"),
                    "scnn_time": ms["time"], "scnn_times": ms["times"],
@@ -498,7 +525,8 @@ def save(args, out) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {SECTIONS}")
-    ap.add_argument("--repeats", type=int, default=3, help="runs per timing (median reported)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="runs per timing, interleaved between the solvers compared (median reported)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra-seeds", default="1,2", type=lambda v: [int(x) for x in v.split(",") if x],

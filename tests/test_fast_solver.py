@@ -196,16 +196,18 @@ def test_solver_threads_rule(monkeypatch):
     monkeypatch.delenv("ALTHEORY_SOLVER_THREADS", raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(fast, "_probe_memo", {})
     X, G = torch.ones(10, 2, dtype=torch.float64), torch.ones(10, 3, dtype=torch.bool)
     assert fast.solver_threads(1e5, X=X, G=G) == 1         # small: one thread, no probe
     monkeypatch.setattr(fast, "_probe", lambda X, G, most: most)
     assert fast.solver_threads(1e7, X=X, G=G) == 2         # the probe's choice
+    monkeypatch.setattr(fast, "_probe_memo", {})
     monkeypatch.setattr(fast, "_probe", lambda X, G, most: 1)
     assert fast.solver_threads(1e7, X=X, G=G) == 1
-    monkeypatch.setattr(fast, "_busy_cpus", lambda: 0)     # large and idle: every thread, unprobed
+    monkeypatch.setattr(fast, "_busy_cpus", lambda **k: 0)  # large and idle: every thread, unprobed
     assert fast.solver_threads(1e9, X=X, G=G) == 2
     assert fast.solver_threads(1e9) == 2                   # no design: the idle cores
-    monkeypatch.setattr(fast, "_busy_cpus", lambda: 1)
+    monkeypatch.setattr(fast, "_busy_cpus", lambda **k: 1)
     assert fast.solver_threads(1e9, X=X, G=G) == 1         # large but busy: the probe again
     assert fast.solver_threads(1e9) == 1
     assert fast.solver_threads(1e9, "meta") == 2           # not the CPU: torch's setting
@@ -214,6 +216,31 @@ def test_solver_threads_rule(monkeypatch):
     monkeypatch.setenv("ALTHEORY_SOLVER_THREADS", "zero")
     with pytest.raises(ValueError, match="ALTHEORY_SOLVER_THREADS"):
         fast.solver_threads(1e9)
+
+
+def test_probe_choice_is_reused_for_one_shape_and_background(monkeypatch):
+    """_probed runs the probe once per (shape, dtype, device, threads, other running processes)
+    within _PROBE_TTL seconds: a second solve of the same shape reuses it; another shape, a
+    changed background or an expired choice probe again."""
+    from altheory.solvers import fast
+
+    calls = []
+    monkeypatch.setattr(fast, "_probe_memo", {})
+    monkeypatch.setattr(fast, "_probe", lambda X, G, most: calls.append(X.shape) or most)
+    busy = {"n": 0}
+    monkeypatch.setattr(fast, "_busy_cpus", lambda **k: busy["n"])
+    clock = {"t": 100.0}
+    monkeypatch.setattr(fast.time, "monotonic", lambda: clock["t"])
+    X, G = torch.ones(10, 2, dtype=torch.float64), torch.ones(10, 3, dtype=torch.bool)
+    assert fast._probed(X, G, 2) == 2 and len(calls) == 1
+    assert fast._probed(X, G, 2) == 2 and len(calls) == 1         # reused
+    assert fast._probed(X[:5], G[:5], 2) == 2 and len(calls) == 2  # another shape
+    assert fast._probed(X.float(), G, 2) == 2 and len(calls) == 3  # another dtype
+    busy["n"] = 2
+    assert fast._probed(X, G, 2) == 2 and len(calls) == 4         # the background changed
+    clock["t"] += fast._PROBE_TTL + 1
+    assert fast._probed(X, G, 2) == 2 and len(calls) == 5         # expired
+    assert fast._probed(X, G, 2) == 2 and len(calls) == 5
 
 
 def test_probe_picks_the_faster_count(monkeypatch):

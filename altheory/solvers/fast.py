@@ -435,6 +435,8 @@ _PROBE_MIN_WORK = 1e6    # flops per product below which one thread is used with
 _PROBE_WORK = 1e7        # flops per product of the probe (a row subset of the design)
 _PROBE_GAIN = 0.75       # all threads only when they take at most this fraction of one's time
 _LARGE_WORK = 1e8        # flops per product above which an idle machine gets every thread unprobed
+_PROBE_TTL = 10.0        # seconds a probe's choice is reused (same design shape, same background)
+_probe_memo: dict[tuple, tuple[float, int]] = {}
 
 
 def _busy_cpus(samples: int = 5, pause: float = 0.002) -> int:
@@ -501,9 +503,10 @@ def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=No
 
     with :math:`w` the flops of one product with the full design (``n p d``) and :math:`T(k)`
     the time of the solver's product pair :math:`A^\top(Au)` on :math:`k` threads, on a row
-    subset of ``(X, G)`` (:func:`_probe`, ~10-40 ms, done once per solve). Why measure: whether
-    a second thread pays depends on the machine *now*, and no fixed rule was right on the 2-core
-    machine this was written on: with OpenMP's spinning wait policy two threads were
+    subset of ``(X, G)`` (:func:`_probe`, ~10-40 ms; its choice is reused for ``_PROBE_TTL`` s
+    by solves of the same shape while the background stays the same, :func:`_probed`). Why
+    measure: whether a second thread pays depends on the machine *now*, and no fixed rule was
+    right on the 2-core machine this was written on: with OpenMP's spinning wait policy two threads were
     6x slower than one beside other jobs (11.0 s against 1.7-2.0 s, (2000, 30, 100), load 4);
     with ``OMP_WAIT_POLICY=PASSIVE`` one thread won at load 4 (0.37-0.42 s against 0.63-0.78 s)
     and lost at load 8 (0.93 s against 0.29 s). ``paper_repro/bench_fast_solver.py`` measures
@@ -538,8 +541,31 @@ def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=No
     if work >= _LARGE_WORK and _busy_cpus() == 0:
         return most
     if X is not None and G is not None:
-        return _probe(X, G, most)
+        return _probed(X, G, most)
     return max(1, min(most, (os.cpu_count() or 1) - _busy_cpus()))
+
+
+def _probed(X: torch.Tensor, G: torch.Tensor, most: int) -> int:
+    """:func:`_probe`'s choice, reused for ``_PROBE_TTL`` seconds by the solves of a design of
+    the same shape, dtype and device while the number of other running processes (capped at
+    ``most``; :func:`_busy_cpus`, ~2 ms) stays the same; a change of either probes again.
+
+    Why: the probe cost 14-22 ms of a 0.2-0.3 s solve ((2000, 30, 100), squared, 0.1 λ_max,
+    idle 2-core machine), paid again by every solve of a λ path or a benchmark's repeats, and
+    its choice flipped between repeated solves of one instance (ratios 0.71-1.35 in 15 probes)
+    where one and two threads ran the whole solve equally fast: a reused choice makes repeated
+    solves alike, and a background that changes is still seen."""
+    key = (tuple(X.shape), int(G.shape[1]), X.dtype, str(X.device), most,
+           min(_busy_cpus(samples=3, pause=0.0005), most))
+    now = time.monotonic()
+    hit = _probe_memo.get(key)
+    if hit is not None and now - hit[0] <= _PROBE_TTL:
+        return hit[1]
+    k = _probe(X, G, most)
+    if len(_probe_memo) >= 64:  # a long session of many shapes: forget the old choices
+        _probe_memo.clear()
+    _probe_memo[key] = (now, k)
+    return k
 
 
 class _threads:
