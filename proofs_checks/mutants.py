@@ -1424,6 +1424,10 @@ MUTANTS: list[Mutant] = [
            [("func", "altheory.solvers.fast._probed",
              _edited("now - hit[0] <= _PROBE_TTL", "True"))],
            killed_by_tests=("tests/test_fast_solver.py::test_probe_choice_is_reused_for_one_shape_and_background",)),
+    Mutant("newton-hess32-no-fallback", (), "a Newton step misled by float32 Hessian products "
+           "is not retried with float64 ones",
+           [("func", "altheory.solvers.fast._newton", _edited("if not ok and hess32:", "if False:"))],
+           killed_by_tests=("tests/test_fast_solver.py::test_float64_newton_uses_float32_hessian_products_and_falls_back_when_they_mislead",)),
     Mutant("threads-always-all", (), "the solver's thread rule always takes every thread",
            [("func", "altheory.solvers.fast.solver_threads", _threads_always_all)],
            killed_by_tests=("tests/test_fast_solver.py::test_solver_threads_rule",)),

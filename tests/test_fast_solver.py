@@ -330,6 +330,45 @@ def test_float32_rounds_after_a_float64_newton_point_stay_finite():
     assert r.dtype == "float32"
 
 
+def test_float64_newton_uses_float32_hessian_products_and_falls_back_when_they_mislead(monkeypatch):
+    """A float64 solve runs the Newton CG's Hessian products in float32 (the gradient, line
+    search and certificate stay float64). When a float32 product misleads the step (here: a
+    float32 design whose products are negated, so the CG sees a Hessian that is not positive
+    and the step is rejected), the step is retried with float64 products and the solve still
+    certifies the same optimum."""
+    from altheory.solvers import fast
+
+    X, G, y = _instance(11, 200, 4, 12, "squared")
+    lam = 0.05 * lambda_max(X, G, y)
+    ref = solve_group_lasso(X, G, y, lam, working_set=False)
+    assert ref.status == "optimal"
+    seen = []
+    real_step = fast._newton_step
+
+    class Negated:
+        def __init__(self, A):
+            self.A = A
+
+        def __getattr__(self, name):
+            return getattr(self.A, name)
+
+        def matvec(self, U):
+            return -self.A.matvec(U)
+
+    def step(sub, subw, *args, **kwargs):
+        seen.append(subw.dtype)
+        if subw.dtype == torch.float32 and sub.dtype == torch.float64:
+            subw = Negated(subw)
+        return real_step(sub, subw, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "_newton_step", step)
+    r = solve_group_lasso(X, G, y, lam, working_set=False)
+    assert seen[0] == torch.float32 and torch.float64 in seen
+    assert r.iterations.get("hess64_fallbacks", 0) >= 1, r.iterations
+    assert r.status == "optimal", (r.status, r.rel_gap, r.iterations)
+    assert abs(r.objective - ref.objective) <= 2e-8 * abs(ref.objective)
+
+
 def test_working_set_and_full_agree():
     X, G, y = _instance(7, 150, 3, 90, "squared")
     lam = 0.2 * lambda_max(X, G, y)
