@@ -131,6 +131,7 @@ _WB_C = 1e-2  # curvature along u_j/||u_j|| in the preconditioner, relative to A
 _SCREEN_MAX = 60  # FISTA iterations of a screening round of the working set, at most
 _SCREEN_F32 = True  # screening rounds in float32 also when dtype=float64 (their point is not returned)
 _SCREEN_FLOOR = 1e-4  # below this relative gap the float32 screening is rounding noise
+_WS_START = 32  # groups of the first working set (the top scores at the start)
 _HESS_F32 = True  # the CG's Hessian products in float32 also in a float64 solve (see _newton)
 
 
@@ -1401,7 +1402,7 @@ def _solve_group_lasso(Xt, Gt, yt, lam, loss, dev, U, *, tol, max_iter, deadline
     if working_set:
         ws = torch.zeros(p, dtype=torch.bool, device=dev)
         ws |= U.norm(dim=1) > 0
-        k0 = min(p, max(32, int(ws.sum())))
+        k0 = min(p, max(_WS_START, int(ws.sum())))
         ws[torch.topk(scores, k0).indices] = True
     else:
         ws = torch.ones(p, dtype=torch.bool, device=dev)
