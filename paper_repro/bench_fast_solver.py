@@ -409,11 +409,14 @@ def section_pilanci_ergen(args, out):
             X = rng.standard_normal((n, d))
             y = rng.standard_normal(n)
             P = enumerate_patterns(X) if pats == "exact" else sample_patterns(X, pats, seed=1)
-            # the quick sizes take ~10-300 ms: the median of --repeats runs (one run of a 10 ms
-            # solve moved the ratio by 0.3 between two reruns); the larger ones, one run each
+            # the quick sizes take ~10-300 ms: the median of --repeats interleaved runs (one run
+            # of a 10 ms solve moved the ratio by 0.3 between two reruns); the larger ones, one
+            # run each
             reps = args.repeats if (n, d) in PE_QUICK else 1
-            r, mf = timed(lambda: solve_pilanci_ergen(X, P.G, y, lam), reps)
-            c, mc = timed(lambda: relu_program(X, y, lam, P, solver="clarabel"), reps)
+            measured = timed_interleaved(
+                {"fast": lambda: solve_pilanci_ergen(X, P.G, y, lam),
+                 "cvxpy": lambda: relu_program(X, y, lam, P, solver="clarabel")}, reps)
+            (r, mf), (c, mc) = measured["fast"], measured["cvxpy"]
             row = {"section": "pilanci_ergen", "n": n, "d": d, "patterns": pats, "P": P.P,
                    "lam": lam, "fast_status": r.status, "fast_rel_gap": r.rel_gap,
                    "fast_time": mf["time"], "fast_objective": r.objective,

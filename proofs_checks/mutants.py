@@ -1092,6 +1092,12 @@ _pe_feasible_no_fallback = _edited(
     "            pass")
 
 
+# the batched projections of the feasibility step are kept where the enumeration found none
+_pe_feasible_batch_unchecked = _edited(
+    "ok = found & (pc.min(axis=1) >= -1e-15 * np.abs(pc).max(axis=1))",
+    "ok = np.ones_like(found)")
+
+
 def _flip_facets_drop_last(orig):
     """The facets read off the pattern set miss each cone's last one."""
     def f(self, i):
@@ -1510,6 +1516,10 @@ MUTANTS: list[Mutant] = [
     Mutant("pe-feasible-no-fallback", (), "the Pilanci-Ergen feasibility step keeps a block "
            "its greedy steps left outside its cone",
            [("func", "altheory.solvers.pilanci_ergen._pe_feasible", _pe_feasible_no_fallback)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_feasibility_step_makes_every_block_feasible_and_moves_it_little",)),
+    Mutant("pe-feasible-batch-unchecked", (), "the Pilanci-Ergen feasibility step keeps the "
+           "batched projections that were not found (the block unmoved, outside its cone)",
+           [("func", "altheory.solvers.pilanci_ergen._pe_feasible", _pe_feasible_batch_unchecked)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_feasibility_step_makes_every_block_feasible_and_moves_it_little",)),
     Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
            [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],

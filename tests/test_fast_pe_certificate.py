@@ -230,19 +230,22 @@ def test_feasibility_step_makes_every_block_feasible_and_moves_it_little():
         for M in (V, W):
             while np.linalg.norm(M[i]) < 0.1:
                 M[i] = pe._pe_project(C, rng.standard_normal(3))
-    near = V.copy()
-    near[pick[:20]] += 1e-10 * rng.standard_normal((20, 3))       # a solver's tolerance out
-    near[pick[20:40]] = 3.0 * rng.standard_normal((20, 3))         # far out
-    near[pick[40]] = 1e-14 * near[pick[0]]                         # negligible
-    Vf, Wf, infeas = pe._pe_feasible(X, G, near, W)
-    assert infeas <= 1e-14
-    for M in (Vf, Wf):
-        c = (M @ X.T) * B.T
-        assert c.min() >= -1e-14 * np.abs(c).max()
-    assert np.abs(Vf[pick[:20]] - near[pick[:20]]).max() <= 1e-8
-    assert np.allclose(Vf[pick[41:]], near[pick[41:]], rtol=0, atol=1e-14)
-    assert np.allclose(Wf, W, rtol=0, atol=1e-14)
-    assert not Vf[pick[40]].any()
+    far = 3.0 * rng.standard_normal((20, 3))
+    # 20 blocks far out: their exact projections batched; 3: one NNLS each
+    for n_far in (20, 3):
+        near = V.copy()
+        near[pick[:20]] += 1e-10 * rng.standard_normal((20, 3))   # a solver's tolerance out
+        near[pick[20:20 + n_far]] = far[:n_far]                      # far out
+        near[pick[40]] = 1e-14 * near[pick[0]]                       # negligible
+        Vf, Wf, infeas = pe._pe_feasible(X, G, near, W)
+        assert infeas <= 1e-14
+        for M in (Vf, Wf):
+            c = (M @ X.T) * B.T
+            assert c.min() >= -1e-14 * np.abs(c).max()
+        assert np.abs(Vf[pick[:20]] - near[pick[:20]]).max() <= 1e-8
+        assert np.allclose(Vf[pick[41:]], near[pick[41:]], rtol=0, atol=1e-14)
+        assert np.allclose(Wf, W, rtol=0, atol=1e-14)
+        assert not Vf[pick[40]].any()
 
 
 def test_flip_facets_remember_their_rows_until_a_row_is_added():

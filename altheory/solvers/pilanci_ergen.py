@@ -613,9 +613,14 @@ def _pe_feasible(X, G, V, W, *, rtol=1e-12, steps=4):
     An interior-point solution violates its cones by the solver's tolerance only, mostly on one
     or two rows: a few greedy steps, all blocks at once (each projects a block onto the
     hyperplane of its most violated row), make it feasible; a block still violating by more
-    than rounding (1e-15 of its largest row value) is projected exactly
-    (:func:`_pe_project`, one NNLS). (16, 5), 61 patterns: 119 NNLS projections per solve
-    before, about 4 ms of a 30 ms solve."""
+    than rounding (1e-15 of its largest row value) is projected exactly. From
+    ``_PE_FEAS_BATCH`` such blocks on, the projections are batched
+    (:func:`_pe_project_batched` over the ``_PE_FEAS_ROWS`` rows nearest to active at the block,
+    kept where the result satisfies every row: then it is the projection onto the whole cone,
+    by Moreau's conditions); the others take one NNLS each (:func:`_pe_project`). (16, 5), 61
+    patterns: 119 NNLS projections per solve before the greedy steps, about 4 ms of a 30 ms
+    solve; 65 after them, 11 with the batch. Interleaved against one NNLS each, 3-7 runs: 2-9%
+    faster a solve at (16, 5), (24, 3) and (40, 3), equal at (12, 2) (below the batch size)."""
     B = 2.0 * G - 1.0
     V, W = V.copy(), W.copy()
     top = max(np.linalg.norm(V, axis=1).max(initial=0.0), np.linalg.norm(W, axis=1).max(initial=0.0))
@@ -638,7 +643,19 @@ def _pe_feasible(X, G, V, W, *, rtol=1e-12, steps=4):
                 break
             cur += (np.where(cm < 0, -cm / xn[r], 0.0) * Bi[rows, r])[:, None] * X[r]
         c = (cur @ X.T) * Bi
-        for j in np.flatnonzero(c.min(axis=1) < -1e-15 * np.abs(c).max(axis=1)):
+        bad = np.flatnonzero(c.min(axis=1) < -1e-15 * np.abs(c).max(axis=1))
+        if bad.size >= _PE_FEAS_BATCH:  # exact projections, batched; NNLS where that fails
+            x = M[idx[bad]]
+            # the rows nearest to active at x (the candidates of the projection's active set)
+            near = np.argsort(((x @ X.T) * Bi[bad]) / np.sqrt(np.where(xn > 0, xn, 1.0)),
+                              axis=1)[:, :_PE_FEAS_ROWS]
+            p, found = _pe_project_batched(
+                _pe_unit_rows(X, np.take_along_axis(Bi[bad], near, axis=1), near), x)
+            pc = (p @ X.T) * Bi[bad]
+            ok = found & (pc.min(axis=1) >= -1e-15 * np.abs(pc).max(axis=1))
+            cur[bad[ok]] = p[ok]
+            bad = bad[~ok]
+        for j in bad:
             cur[j] = _pe_project(Bi[j][:, None] * X, M[idx[j]])
         M[idx] = cur
         c = (cur @ X.T) * Bi
@@ -647,6 +664,8 @@ def _pe_feasible(X, G, V, W, *, rtol=1e-12, steps=4):
     return V, W, worst / scale
 
 
+_PE_FEAS_ROWS = 6  # rows of a cone the batched projection of _pe_feasible enumerates over
+_PE_FEAS_BATCH = 8  # infeasible blocks from which _pe_feasible batches their projections
 _ONE_SHOT_TOL = 1e-10  # Clarabel's tolerances for the one-solve path (see working_set)
 
 
