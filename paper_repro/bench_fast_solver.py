@@ -53,8 +53,9 @@ process's own share, about 1 while it computes) exceeds 1.5 is labelled ``"loade
 ``machine`` field. The average lags by a minute and counts this benchmark's own earlier work
 (the two-thread solves, the busy processes of ``threads``): each section first waits, idle, for
 it to fall to 1 (at most ``SETTLE_MAX`` s; the wait is stored in ``settled``), so that the
-label speaks of other processes; speed-up claims are only made from ``"quiet"`` (and ``"busy"``, for the
-thread section) rows. ``summary`` collects the goal ratios with the rows they come from.
+label speaks of other processes. Speed-up claims are only made from ``"quiet"`` (and
+``"busy"``, for the thread section) rows. ``summary`` collects the goal ratios with the rows
+they come from.
 
 Usage (the quiet-machine run, one command, about 15 minutes on 2 cores)::
 
@@ -543,7 +544,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {SECTIONS}")
     ap.add_argument("--repeats", type=int, default=5,
-                    help="runs per timing, interleaved between the solvers compared (median reported)")
+                    help="runs per timing, interleaved between the solvers compared "
+                         "(median reported)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra-seeds", default="1,2", type=lambda v: [int(x) for x in v.split(",") if x],

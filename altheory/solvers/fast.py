@@ -511,9 +511,10 @@ def solver_threads(work: float, dev: torch.device | str = "cpu", *, X=None, G=No
     right on the 2-core machine this was written on: with OpenMP's spinning wait policy two
     threads were 6x slower than one beside other jobs (11.0 s against 1.7-2.0 s,
     (2000, 30, 100), load 4); with ``OMP_WAIT_POLICY=PASSIVE`` one thread won at load 4
-    (0.37-0.42 s against 0.63-0.78 s) and lost at load 8 (0.93 s against 0.29 s). ``paper_repro/bench_fast_solver.py`` measures
-    the rule against one and all threads on an idle machine and beside two busy processes
-    (``threads`` rows; goal: never above 1.5x the better of the two). Without ``X, G`` (or off
+    (0.37-0.42 s against 0.63-0.78 s) and lost at load 8 (0.93 s against 0.29 s).
+    ``paper_repro/bench_fast_solver.py`` measures the rule against one and all threads on an
+    idle machine and beside two busy processes (``threads`` rows; goal: never above 1.5x the
+    better of the two). Without ``X, G`` (or off
     the CPU's float64 design) the rule falls back to the idle cores
     (:math:`\max(1, \mathrm{cpus} - b)`, :math:`b` the runnable threads of other processes).
     Why large products skip the probe on an idle machine: the probe times one product pair, and
