@@ -142,14 +142,7 @@ class Busy:
 
 def timed(fn, repeats: int):
     """Median wall time of ``repeats`` calls (the last result returned), with the load."""
-    before = load_now()
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, {"time": statistics.median(times), "times": times, **before,
-                 "load1_after": round(os.getloadavg()[0], 2)}
+    return timed_interleaved({"fn": fn}, repeats)["fn"]
 
 
 def timed_interleaved(fns: dict, repeats: int) -> dict:

@@ -1098,6 +1098,11 @@ _pe_feasible_batch_unchecked = _edited(
     "ok = np.ones_like(found)")
 
 
+# the batched projections of the feasibility step land inside the cone but not at the
+# projection (feasible, so only a check of the point itself sees it)
+_pe_feasible_batch_shrunk = _edited("cur[bad[ok]] = p[ok]", "cur[bad[ok]] = 0.9 * p[ok]")
+
+
 def _flip_facets_drop_last(orig):
     """The facets read off the pattern set miss each cone's last one."""
     def f(self, i):
@@ -1520,6 +1525,10 @@ MUTANTS: list[Mutant] = [
     Mutant("pe-feasible-batch-unchecked", (), "the Pilanci-Ergen feasibility step keeps the "
            "batched projections that were not found (the block unmoved, outside its cone)",
            [("func", "altheory.solvers.pilanci_ergen._pe_feasible", _pe_feasible_batch_unchecked)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_feasibility_step_makes_every_block_feasible_and_moves_it_little",)),
+    Mutant("pe-feasible-batch-shrunk", (), "the Pilanci-Ergen feasibility step's batched "
+           "projections are feasible points short of the projection",
+           [("func", "altheory.solvers.pilanci_ergen._pe_feasible", _pe_feasible_batch_shrunk)],
            killed_by_tests=("tests/test_fast_pe_certificate.py::test_feasibility_step_makes_every_block_feasible_and_moves_it_little",)),
     Mutant("pe-flip-facets-drop-last", (), "the facets read off the pattern set miss one per cone",
            [("method", "altheory.solvers.pilanci_ergen._PeFlipFacets.__call__", _flip_facets_drop_last)],

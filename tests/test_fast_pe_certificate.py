@@ -246,6 +246,13 @@ def test_feasibility_step_makes_every_block_feasible_and_moves_it_little():
         assert np.allclose(Vf[pick[41:]], near[pick[41:]], rtol=0, atol=1e-14)
         assert np.allclose(Wf, W, rtol=0, atol=1e-14)
         assert not Vf[pick[40]].any()
+        # without the greedy steps every block outside is projected exactly: the batched
+        # projections (20 blocks) and the NNLS ones (3) both equal the projection onto the cone
+        Vx, _, infeas = pe._pe_feasible(X, G, near, W, steps=0)
+        assert infeas <= 1e-14
+        for i in pick[20:20 + n_far]:
+            exact = pe._pe_project(B[:, i, None] * X, near[i])
+            np.testing.assert_allclose(Vx[i], exact, rtol=0, atol=1e-10 * np.linalg.norm(near[i]))
 
 
 def test_flip_facets_remember_their_rows_until_a_row_is_added():
