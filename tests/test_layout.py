@@ -25,7 +25,8 @@ LAYERS = ["nets", "solvers", "descent", "certificates", "alternation", "claims",
           "plotting", "train", "cli"]
 # modules at the top of altheory/ that every folder may import, with the folders each of them may
 # import in turn (data.py builds teacher networks from nets/, so nets/ must not import data.py)
-SHARED = {"errors": set(), "io": {"errors"}, "threads": set(), "data": {"nets", "errors", "io"}}
+SHARED = {"errors": set(), "io": {"errors"}, "threads": set(), "floats": set(),
+          "data": {"nets", "errors", "io"}}
 # modules exempt from the layering: the package front door and the hypothesis strategies
 EXEMPT = {"altheory/__init__.py", "altheory/__main__.py", "altheory/testing.py"}
 
