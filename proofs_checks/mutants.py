@@ -1554,7 +1554,7 @@ MUTANTS: list[Mutant] = [
            killed_by_tests=("tests/test_fast_solver.py::test_pcg_stops_unconverged_past_its_time_budget",)),
 ]
 
-# -- issue 22 ("checks proven by bugs nobody wrote down"); one block per part, so that work on
+# -- checks proven by bugs nobody wrote down: one block per part of that work, so that work on
 # -- one part never edits another's lines.
 # §1 the float-comparison rule and §3 the solver evidence of the claims
 MUTANTS += [
