@@ -1123,7 +1123,8 @@ def c8_gaps(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0,
     Returns
     -------
     dict with ``F``, ``F0``, ``margin``, ``layer_gaps`` / ``layer_status`` (keyed by the layer
-    index as a string), and ``joint_gap`` / ``joint_status`` (None when not applicable).
+    index as a string), and ``joint_gap`` / ``joint_status`` (None when not applicable), with
+    ``joint_attempts``: the cvxpy solvers tried in order (two when Clarabel fell back to SCS).
     A gap whose solve is not optimal is None, with the status recorded.
     """
     parts = mlp_parts(model)
@@ -1135,7 +1136,7 @@ def c8_gaps(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0,
     F = objective_np(Ws, bs, Xn, Yn, loss=loss, lam=lam, masks=masks)[1]
     F0 = zero_loss(Yn, loss)
     out: dict = {"F": F, "F0": F0, "margin": S.margin, "layer_gaps": {}, "layer_status": {},
-                 "joint_gap": None, "joint_status": None}
+                 "joint_gap": None, "joint_status": None, "joint_attempts": []}
     for l in range(parts.L):
         W2, b2, info = exact_layer_step(Ws, bs, Xn, Yn, masks, l, loss=loss, lam=lam, solver=solver)
         out["layer_status"][str(l)] = info.status
@@ -1149,5 +1150,6 @@ def c8_gaps(model: nn.Module, X, Y, *, loss: str = "squared", lam: float = 0.0,
 
         r = group_lasso(Xn, masks[0], Yn.reshape(-1), lam, loss=loss, solver=solver)
         out["joint_status"] = r.status
+        out["joint_attempts"] = [a[0] for a in r.attempts]
         out["joint_gap"] = (F - r.objective) / F0 if r.verified else None
     return out

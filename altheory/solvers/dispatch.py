@@ -11,6 +11,8 @@ when the fast solver cannot certify.
 
 from __future__ import annotations
 
+import time
+
 from altheory.solvers import convex, fast
 from altheory.solvers.problems import TwoLayerFixedSupport, _register_solve
 
@@ -86,6 +88,9 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0,
     Returns
     -------
     LayerResult (fast) or ConvexResult (cvxpy), both with ``weights["theta"]`` of shape (q,).
+    A cvxpy result after the fast solver did not certify lists that attempt first in its
+    ``attempts`` (``("altheory-fast", status, seconds)``; status ``"too-wide"`` when the layer
+    was too wide for it).
 
     Examples
     --------
@@ -95,23 +100,31 @@ def per_layer(Phi, offset, Y, *, loss: str = "squared", lam: float = 0.0,
     ('optimal', [1.0, -1.0])
     """
     _check_choice(solver)
+    tried = []  # the fast solver's attempt when it did not certify: the fallback is recorded
     if solver in ("auto", "fast"):
         fast_ok = loss in ("squared", "logistic")
         if solver == "fast" and not fast_ok:
             raise ValueError(f"solver='fast' covers squared and logistic loss; got loss={loss!r}. "
                              "Use solver='clarabel'.")
         if fast_ok:
+            t0 = time.perf_counter()
             try:
                 res = fast.solve_layer(Phi, offset, Y, lam, loss=loss, n_weight=n_weight)
             except ValueError:  # a layer too wide for its explicit Hessian: cvxpy below
                 if solver == "fast":
                     raise
+                tried.append((fast.SOLVER_NAME, "too-wide", time.perf_counter() - t0))
             else:
                 if res.status == "optimal" or solver == "fast":
                     return res
+                tried.append((fast.SOLVER_NAME, res.status, res.solve_time))
         solver = "clarabel"
-    return convex.per_layer_cvxpy(Phi, offset, Y, loss=loss, lam=lam, n_weight=n_weight,
-                                  solver=solver)
+    out = convex.per_layer_cvxpy(Phi, offset, Y, loss=loss, lam=lam, n_weight=n_weight,
+                                 solver=solver)
+    if tried:  # the result's attempts name the fallback (fast -> cvxpy), never silent
+        out.attempts = tried + list(out.attempts)
+        out.solve_time += sum(t for _, _, t in tried)
+    return out
 
 
 _register_solve(solve)
