@@ -25,8 +25,9 @@ Verdicts
 --------
 ``FAIL``        an asserted instance failed (a finding).
 ``ERROR``       the check raised (its traceback is in the report); nothing it measured counts.
-``UNVERIFIED``  an asserted claim with no counted instance, or with fewer certified end points
-                than its stated minimum evidence in some condition group (:class:`Evidence`).
+``UNVERIFIED``  an asserted claim with no counted instance, or below one of its stated minima
+                of evidence (:class:`Evidence`): too few end points certified as local minima in
+                a condition group, or too few counted instances of a solver check.
 ``PASS``        asserted, every counted instance passed, and every evidence minimum is met.
 ``REPORTED``    a claim that is measured, not asserted.
 """
@@ -44,11 +45,16 @@ from typing import Any, Callable, Literal
 
 from altheory.certificates.conditions import Condition
 
-__all__ = ["Profile", "Condition", "Instance", "Evidence", "ClaimReport", "Claim", "register",
-           "registry", "get_claim", "resolve_claim_ids", "error_report", "Timer"]
+__all__ = ["Profile", "Condition", "Instance", "Evidence", "EvidenceKind", "EVIDENCE_KINDS",
+           "ClaimReport", "Claim", "register", "registry", "get_claim", "resolve_claim_ids",
+           "error_report", "Timer"]
 
 Profile = Literal["quick", "thorough"]
 COUNTED = ("pass", "fail")
+EvidenceKind = Literal["certified local minima", "solver instances counted"]
+#: what an :class:`Evidence` counts: end points certified as local minima (descent-based claims)
+#: or counted instances of one asserted solver check (:mod:`altheory.claims._solver`)
+EVIDENCE_KINDS: tuple[str, ...] = ("certified local minima", "solver instances counted")
 
 
 @dataclass
@@ -65,21 +71,46 @@ class Instance:
 
 @dataclass
 class Evidence:
-    """The minimum evidence of one condition group of a descent-based claim.
+    r"""The minimum evidence of one group of a claim's instances: met iff ``counted >= required``.
 
-    ``certified`` counts the end points certified as local minima (raw or polished, see
-    :mod:`altheory.claims._descent`) whose gap was asserted in that group; below ``required``
-    the claim is UNVERIFIED, never PASS (docs/claims.md, "When a verdict means something").
+    Below ``required`` the claim is UNVERIFIED, never PASS (docs/claims.md, "When a verdict
+    means something"). What ``counted`` counts is the evidence's ``kind``:
+
+    ``"certified local minima"``
+        ``group`` is a condition group of a descent-based claim (e.g. ``loss=squared, lam>0``);
+        ``counted`` is the number of its end points certified as local minima (raw or polished,
+        :mod:`altheory.claims._descent`) whose gap was asserted; ``runs`` the descent runs.
+    ``"solver instances counted"``
+        ``group`` is one kind of asserted solver check (e.g. C3's ``fast-vs-cvxpy``);
+        ``counted`` is the number of its instances whose solvers answered and whose comparison
+        was asserted (pass or fail); ``runs`` the instances attempted
+        (:mod:`altheory.claims._solver`).
+
+    Examples
+    --------
+    >>> Evidence("fast-vs-cvxpy", 4, 3, 4, kind="solver instances counted").met
+    False
     """
 
     group: str
     required: int
-    certified: int
+    counted: int
     runs: int = 0
+    kind: str = "certified local minima"
 
     @property
     def met(self) -> bool:
-        return self.certified >= self.required
+        return self.counted >= self.required
+
+    @property
+    def certified(self) -> int:
+        """The name ``counted`` had when only certified local minima were counted (kept for
+        callers and for readers of older reports)."""
+        return self.counted
+
+    @certified.setter
+    def certified(self, value: int) -> None:
+        self.counted = value
 
 
 @dataclass
@@ -132,6 +163,17 @@ class ClaimReport:
         return dict(c)
 
     @property
+    def fallbacks(self) -> dict[str, int]:
+        """Instances whose value rests on a solve that fell back from one solver to another,
+        per path (``detail["fallback"]``, e.g. ``"altheory-pe->clarabel"``; never silent)."""
+        c: Counter = Counter()
+        for inst in self.instances:
+            fb = inst.detail.get("fallback")
+            if isinstance(fb, str) and fb:
+                c[fb] += 1
+        return dict(c)
+
+    @property
     def evidence_met(self) -> bool:
         """Whether every stated minimum evidence (:class:`Evidence`) is met."""
         return all(e.met for e in self.evidence)
@@ -147,12 +189,26 @@ class ClaimReport:
             return "PASS" if (self.n_pass and self.evidence_met) else "UNVERIFIED"
         return "REPORTED"
 
-    def require(self, group: str, required: int, certified: int, runs: int = 0) -> Evidence:
-        """State the minimum evidence of a condition group (see :class:`Evidence`)."""
+    def require(self, group: str, required: int, counted: int, runs: int = 0, *,
+                kind: EvidenceKind = "certified local minima") -> Evidence:
+        """State the minimum evidence of one group (see :class:`Evidence`) and record it.
+
+        Raises
+        ------
+        ValueError
+            ``required`` is not an int >= 1, ``counted`` or ``runs`` is negative, or ``kind``
+            is not one of :data:`EVIDENCE_KINDS`.
+        """
         if isinstance(required, bool) or not isinstance(required, int) or required < 1:
             raise ValueError(f"required must be an int >= 1 (a minimum of 0 verifies nothing); "
                              f"got {required!r} for group {group!r}.")
-        ev = Evidence(group, required, int(certified), int(runs))
+        if kind not in EVIDENCE_KINDS:
+            raise ValueError(f"kind must be one of {EVIDENCE_KINDS}; got {kind!r} for group "
+                             f"{group!r}.")
+        if int(counted) < 0 or int(runs) < 0:
+            raise ValueError(f"counted and runs must be >= 0; got counted={counted!r}, "
+                             f"runs={runs!r} for group {group!r}.")
+        ev = Evidence(group, required, int(counted), int(runs), kind)
         self.evidence.append(ev)
         return ev
 
@@ -162,10 +218,13 @@ class ClaimReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for e, ev in zip(d["evidence"], self.evidence):
+            # "certified": the name of "counted" in reports written before evidence had a kind
+            e.update(met=ev.met, certified=ev.counted)
         d.update(verdict=self.verdict, evidence_met=self.evidence_met,
                  pass_rate=_nan_to_none(self.pass_rate),
                  worst=_nan_to_none(self.worst), counts=dict(self.counts),
-                 solver_statuses=self.solver_statuses)
+                 solver_statuses=self.solver_statuses, fallbacks=self.fallbacks)
         return d
 
     def write_json(self, path) -> None:

@@ -17,7 +17,10 @@ instance (Gaussian ``X``, ``y``):
   beside it, and its objective must agree: :math:`D \le F_{\text{cvxpy}} + s` (a dual bound
   above a feasible value would be a false certificate) and
   :math:`|F - F_{\text{cvxpy}}| \le \text{gap} + s`, :math:`s = 10^{-6}F(0)` (Clarabel's own
-  accuracy); reported only when Clarabel is not optimal;
+  accuracy); reported only when Clarabel is not optimal. Where the certified solver applies
+  (squared loss, ``λ > 0``) but does not certify, the program falls back to cvxpy: both checks
+  are then recorded as ``solver-<status>`` of the certified solver (never skipped) and the
+  fallback is named on every instance resting on it (``detail["fallback"]``);
 * *map* (asserted, always): the convex solution, pruned to linearly independent blocks
   (:func:`altheory.solvers.arrangements.prune_blocks`, so :math:`m^* \le n`), maps to a ReLU network of
   width :math:`m^*` (non-zero blocks, relative threshold 1e-7) with the same objective,
@@ -31,6 +34,10 @@ instance (Gaussian ``X``, ``y``):
   normalised gap ``<= 1e-4``, by width ratio :math:`m/m^*`; the share of runs that could not be
   certified is reported beside it (they count as neither success nor failure). Each run's stop
   reason is recorded.
+
+*Minimum evidence*: each solver check (``certificate``, ``cross-check``, ``map``) needs a
+minimum of counted instances (:mod:`altheory.claims._solver`: every planned one below ten, one
+in ten may be lost from ten on), else the claim is UNVERIFIED.
 
 Sampled patterns (larger ``d``) give an *upper bound* only: labelled so; the bound check is then
 not asserted (descent may legitimately go below it).
@@ -49,6 +56,7 @@ from altheory.certificates.conditions import relu_program_conditions
 from altheory.descent.descent import MLPObjective, descend
 from altheory.solvers.losses import normalised_gap, zero_loss
 from altheory.claims import ClaimReport, Condition, Instance, register
+from altheory.claims._solver import fallback_of, require_solver_checks
 
 TITLE = "Two-layer ReLU: exact convex program"
 TOL_MAP = 1e-6
@@ -190,6 +198,8 @@ def _cross_check(X, y, P, res, s: int, sizes: dict, base: dict, F0: float) -> In
     ref = relu_program(X, y, sizes["lam"], P, loss=sizes["loss"], solver="clarabel")
     detail = {**base, "cvxpy_status": ref.status, "cvxpy_objective": ref.objective,
               "cvxpy_time": ref.solve_time, "dual_value": res.solver_value}
+    if fallback_of(ref):  # the reference fell back from Clarabel to SCS
+        detail["fallback"] = fallback_of(ref)
     if ref.status != "optimal":
         return Instance(s, {**sizes, "check": "cross-check"}, "reported", None, TOL_CROSS,
                         {**detail, "why": "Clarabel not optimal: nothing to compare"})
@@ -259,6 +269,33 @@ def _bound(report: ClaimReport, tally: _Tally, X, y, F0: float, P, res, m_star: 
                                 status, viol, TOL_BOUND, detail))
 
 
+def _certified_solver_applies(row: tuple) -> bool:
+    """Whether :func:`relu_program` (``solver="auto"``) takes the certified Pilanci–Ergen solver
+    on a plan row: squared loss, ``lam > 0``."""
+    return row[3] == "squared" and row[2] > 0
+
+
+def solver_checks_planned(plan) -> dict[str, int]:
+    """Solver check kind -> instances the plan schedules: the certificate and its cross-check
+    on every row the certified solver applies to, the map to a network on every row."""
+    n_cert = sum(1 for row in plan if _certified_solver_applies(row))
+    return {"certificate": n_cert, "cross-check": n_cert, "map": len(plan)}
+
+
+def _not_certified(res, s: int, sizes: dict, base: dict) -> list[Instance]:
+    """The certificate and cross-check of a row where the certified solver applies but did not
+    certify (it fell back to cvxpy, or its status is not optimal): ``solver-<status>`` of the
+    certified solver, never counted, never skipped."""
+    tried = [a for a in res.attempts if a[0] == "altheory-pe"]
+    status = (res.status if res.solver == "altheory-pe" else
+              tried[0][1] if tried else "not-run")
+    detail = {**base, "certified_solver_status": status,
+              "why": f"the certified solver did not certify (status {status!r}); the program was "
+                     f"solved by {res.solver} (status {res.status!r})"}
+    return [Instance(s, {**sizes, "check": check}, f"solver-{status}", None, tol, detail)
+            for check, tol in (("certificate", TOL_CERT), ("cross-check", TOL_CROSS))]
+
+
 def _instance(report: ClaimReport, tally: _Tally, s: int, row: tuple) -> None:
     """Every check of one plan row (seed ``s``): arrangement, certificate, map, bound."""
     n, d, lam, loss, pats, ratios, n_seeds, max_iter = row
@@ -274,10 +311,16 @@ def _instance(report: ClaimReport, tally: _Tally, s: int, row: tuple) -> None:
     res = relu_program(X, y, lam, P, loss=loss)
     base = {"solver_status": res.status, "solver": res.solver, "solve_time": res.solve_time,
             "F_star": res.objective, "kind": res.kind, "P": P.P}
+    if fallback_of(res):
+        base["fallback"] = fallback_of(res)
+    certified = _certified_solver_applies(row)
+    if certified and not (res.verified and res.solver == "altheory-pe"):
+        for inst in _not_certified(res, s, sizes, base):
+            report.add(inst)
     if not res.verified:
         report.add(Instance(s, {**sizes, "check": "map"}, f"solver-{res.status}", None, TOL_MAP, base))
         return
-    if res.solver == "altheory-pe":
+    if certified and res.solver == "altheory-pe":
         report.add(_certificate(res, s, sizes, base))
         report.add(_cross_check(X, y, P, res, s, sizes, base, F0))
     m_star, inst = _map(X, y, P, res, s, sizes, base, F0)
@@ -311,6 +354,7 @@ def _conclude(report: ClaimReport, profile: str, tally: _Tally) -> None:
                                        "end points by m/m*"))
     report.rates = {"by_ratio": {f"{r:g}": {"runs": len(converged[r]), "certified": sum(converged[r]),
                                             "success": sum(success[r])} for r in sorted(converged)}}
+    require_solver_checks(report, solver_checks_planned(_plan(profile)))
     rates = ", ".join(f"m/m*={r:g}: {sum(success[r])}/{len(success[r])} of certified "
                       f"({len(converged[r]) - sum(converged[r])}/{len(converged[r])} not certified)"
                       for r in sorted(converged))

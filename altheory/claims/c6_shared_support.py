@@ -29,6 +29,7 @@ import numpy as np
 from altheory.certificates.conditions import shared_support_conditions
 from altheory.solvers.convex import reduced_rank_regression
 from altheory.solvers.dispatch import per_layer
+from altheory.claims._solver import fallback_of
 from altheory.claims._descent import method_rates, rates_note, require_groups, run_endpoint
 from altheory.descent.descent import MLPObjective
 from altheory.claims import ClaimReport, Condition, Instance, register
@@ -115,6 +116,8 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         base = {"solver_status": opt.status, "solver": opt.solver, "F_star": opt.objective,
                 "rank_bound": r, "kawaguchi": by["Kawaguchi (2016)"].holds,
                 "laurent_von_brecht": by["Laurent-von Brecht (2018)"].holds}
+        if fallback_of(opt):  # the fast solver did not certify: cvxpy answered (recorded)
+            base["fallback"] = fallback_of(opt)
         group = f"loss={loss}, {'bottleneck r < min(d, k)' if r < min(d, k) else 'wide r = min(d, k)'}"
         for method, n_seeds, max_iter in runs:
             for q in range(n_seeds):

@@ -28,6 +28,7 @@ from altheory.certificates.conditions import deep_support_conditions
 from altheory.descent.descent import MLPObjective, descend
 from altheory.descent.endpoints import classify_endpoint
 from altheory.solvers.losses import normalised_gap, zero_loss
+from altheory.claims._solver import fallback_of
 from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Deep fixed support: certified lower bound"
@@ -138,6 +139,8 @@ def check(profile: str = "quick", seed: int = 0) -> ClaimReport:
         base = {"solver_status": res.status, "solver": res.solver, "solve_time": res.solve_time,
                 "bound": res.objective, "lifted_patterns": C, "replication": holds,
                 "replication_numbers": cond.value}
+        if fallback_of(res):  # Clarabel fell back to SCS (recorded)
+            base["fallback"] = fallback_of(res)
         obj = MLPObjective(X, y, [np.zeros((h1, d)), np.zeros((h2, h1)), np.zeros(h2)], masks=masks)
         if holds and res.verified:
             # two-sided: under replication the bound is attained by a network (a bound that is

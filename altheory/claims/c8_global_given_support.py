@@ -22,6 +22,12 @@ two-layer PHT/ReLU network with scalar output, weight decay :math:`\lambda > 0`,
    (:func:`altheory.alternation.alternation.c8_gaps`); the value is the largest normalised gap
    :math:`(F(W) - F^*)/F(0)` — asserted ``<= 1e-6`` for a certified local minimum.
 
+Minimum evidence: per threshold group ``MIN_EVIDENCE`` certified end points, and the joint
+optimum (a solver check) answered ``optimal`` on a minimum of the instances that reached step 3
+(:mod:`altheory.claims._solver`: all of them below ten, one in ten may be lost from ten on; at
+least one per threshold group planned). A joint solve that fell back from Clarabel to SCS is
+recorded (``detail["fallback"]``).
+
 Deeper networks (thorough profile, three layers): each single layer's gap is *reported* (block
 coordinate descent makes no joint claim); the joint lower bound of C7 is reported by C7 itself.
 """
@@ -32,12 +38,14 @@ import numpy as np
 
 from altheory.descent.descent import _in_single_thread
 from altheory.claims import ClaimReport, Condition, Instance, register
+from altheory.claims._solver import fallback_of, require_solver_checks
 
 TOL = 1e-6
 TOL_BELOW = 1e-7  # solver accuracy: how far below an exact optimum a point may seem to lie
 LAM = 1e-3
 # minimum number of certified end points (own or polished) per threshold group
 MIN_EVIDENCE = {"quick": 1, "thorough": 2}
+JOINT = "joint optimum"  # the solver check: cvxpy's group lasso of the final support
 
 
 def _group(tau: float) -> str:
@@ -208,6 +216,8 @@ def _two_layer_instance(s: int, n: int, d: int, h: int, tau: float, max_rounds: 
                   tol_g=ep.tol_g, tol_h=ep.tol_h, joint_gap=gaps["joint_gap"],
                   layer_gaps=gaps["layer_gaps"], solver_status=gaps["joint_status"],
                   layer_status=gaps["layer_status"], F=gaps["F"], F0=gaps["F0"])
+    if fallback_of(gaps.get("joint_attempts") or []):
+        detail["fallback"] = fallback_of(gaps["joint_attempts"])
     status, value = _verdict(ep, gaps, detail)
     detail["group"] = _group(tau)
     return Instance(s, sizes, status, value, TOL, detail)
@@ -232,6 +242,17 @@ def _deeper_instances(report: ClaimReport, seed: int, d: int, max_rounds: int) -
                              "note": "per-layer gaps only; the joint bound is C7's"}))
 
 
+def require_joint_solves(report: ClaimReport, cases: list) -> None:
+    """The solver evidence of C8: the joint optimum of the final support answered ``optimal``
+    on the two-layer instances that reached it (step 3; not-applicable ones did not), at least
+    one per threshold group planned (:func:`altheory.claims._solver.require_solver_checks`)."""
+    require_solver_checks(
+        report, {JOINT: len({_group(c[3]) for c in cases})},
+        kind_of=lambda i: JOINT if (i.sizes.get("layers") == 2
+                                    and "solver_status" in i.detail) else None,
+        counted=lambda i: i.detail.get("solver_status") == "optimal")
+
+
 def _conclude(report: ClaimReport, profile: str, cases: list) -> None:
     """The premise and lam conditions, the minimum evidence per threshold group, the
     certification rates and the notes."""
@@ -245,6 +266,7 @@ def _conclude(report: ClaimReport, profile: str, cases: list) -> None:
     report.conditions.append(Condition("lam > 0", LAM > 0, LAM, "weight decay (C4 group lasso)"))
     require_groups(report, lambda i: i.detail.get("group") if i.sizes.get("layers") == 2 else None,
                    MIN_EVIDENCE[profile], groups={_group(c[3]) for c in cases})
+    require_joint_solves(report, cases)
     own = sum(1 for i in two if i.detail.get("certified_point") == "alternation")
     pol = sum(1 for i in two if i.detail.get("certified_point") == "newton-polish")
     report.rates = {"alternation": {"runs": len(two), "premise_met": len(two) - na,

@@ -22,8 +22,8 @@ from rich.table import Table
 
 from altheory.claims import ClaimReport, Profile, error_report, get_claim, registry, resolve_claim_ids
 
-__all__ = ["run_claims", "summary_table", "exit_code", "write_summary", "script_main",
-           "resolve_claim_ids"]
+__all__ = ["run_claims", "summary_table", "fallback_line", "exit_code", "write_summary",
+           "script_main", "resolve_claim_ids"]
 
 def make_console() -> Console:
     """A rich console; 160 columns wide when the output is not a terminal (logs, CI, pipes)."""
@@ -79,12 +79,31 @@ def run_claims(claim_ids: Iterable[str] | None = None, *, profile: Profile = "qu
         for ev in report.evidence:
             if not ev.met:
                 console.print(f"           [yellow]minimum evidence not met: {ev.group}: "
-                              f"{ev.certified} certified local minima < {ev.required} required[/]")
+                              f"{ev.counted} {ev.kind} < {ev.required} required[/]")
+        if report.fallbacks:
+            console.print(f"           [yellow]{fallback_line(report)}[/]")
         for note in report.notes:
             console.print(f"           {note}", style="dim", markup=False)
         if out_dir is not None:
             report.write_json(Path(out_dir) / f"{cid}.json")
     return reports
+
+
+def fallback_line(report: ClaimReport) -> str:
+    """``solver fallbacks: <path> on <k> instances; ...`` (``none`` when no solve fell back)."""
+    fb = report.fallbacks
+    return "solver fallbacks: " + ("; ".join(f"{path} on {k} instance{'s' if k != 1 else ''}"
+                                             for path, k in sorted(fb.items())) or "none")
+
+
+def _evidence_cell(report: ClaimReport) -> str:
+    """Groups whose minimum evidence is met, per kind: ``minima 3/3, solver 2/2`` (— for none)."""
+    short = {"certified local minima": "minima", "solver instances counted": "solver"}
+    parts = []
+    for kind in dict.fromkeys(e.kind for e in report.evidence):
+        evs = [e for e in report.evidence if e.kind == kind]
+        parts.append(f"{short.get(kind, kind)} {sum(e.met for e in evs)}/{len(evs)}")
+    return ", ".join(parts) or "—"
 
 
 def summary_table(reports: list[ClaimReport]) -> Table:
@@ -101,9 +120,11 @@ def summary_table(reports: list[ClaimReport]) -> Table:
                                      f"{unknown}?" if unknown else "") if p) or "—"
         statuses = ", ".join(f"{k}:{v}" for k, v in sorted(r.counts.items()))
         solver = ", ".join(f"{k}:{v}" for k, v in sorted(r.solver_statuses.items())) or "—"
+        if r.fallbacks:
+            solver += "; fallback " + ", ".join(f"{k}:{v}" for k, v in sorted(r.fallbacks.items()))
         rate = "—" if math.isnan(r.pass_rate) else f"{100 * r.pass_rate:.0f}%"
-        # minimum evidence: groups that met their minimum of certified local minima / stated
-        ev = (f"{sum(e.met for e in r.evidence)}/{len(r.evidence)} groups" if r.evidence else "—")
+        # minimum evidence, per kind: groups that met their minimum / groups stated
+        ev = _evidence_cell(r)
         t.add_row(r.claim, f"[{_STYLE[r.verdict]}]{r.verdict}[/]", conds, str(len(r.instances)), rate,
                   _fmt(r.worst), _tol(r), ev, statuses, solver, f"{r.wall_time:.1f}")
     return t
@@ -167,8 +188,9 @@ def script_main(claim_id: str, argv: list[str] | None = None) -> int:
     for c in report.conditions:
         console.print(f"condition {c.name}: {c.holds} ({c.value}) {c.detail}")
     for ev in report.evidence:
-        console.print(f"evidence {ev.group}: {ev.certified} certified / {ev.required} required "
+        console.print(f"evidence {ev.group}: {ev.counted} {ev.kind} / {ev.required} required "
                       f"({ev.runs} runs){'' if ev.met else ' -- NOT MET'}")
+    console.print(fallback_line(report), markup=False)
     for note in report.notes:
         console.print(note, markup=False)
     console.print(summary_table([report]))
