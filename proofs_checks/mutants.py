@@ -1558,6 +1558,62 @@ MUTANTS: list[Mutant] = [
 # -- one part never edits another's lines.
 # §1 the float-comparison rule and §3 the solver evidence of the claims
 MUTANTS += [
+    Mutant("pe-never-certifies", ("C5",), "the certified Pilanci-Ergen solver never certifies "
+           "(max_iter): relu_program falls back to Clarabel, C5's certificate and cross-check "
+           "are never counted (the claim passed on its other checks before solver evidence)",
+           [("func", "altheory.solvers.pilanci_ergen.solve_pilanci_ergen",
+             lambda orig: lambda *a, **k: dataclasses.replace(orig(*a, **k), status="max_iter"))]),
+    Mutant("fast-layer-never-certifies", ("C3",), "the fast per-layer solver never certifies "
+           "(max_iter): every fast-vs-cvxpy instance of C3 is solver-max_iter",
+           [("func", "altheory.solvers.fast.solve_layer",
+             lambda orig: lambda *a, **k: dataclasses.replace(orig(*a, **k), status="max_iter"))]),
+    Mutant("fast-group-lasso-never-certifies", ("C4",), "the fast group-lasso solver never "
+           "certifies (max_iter): every fast-vs-cvxpy instance of C4 is solver-max_iter",
+           [("func", "altheory.solvers.fast.solve_problem",
+             lambda orig: lambda *a, **k: dataclasses.replace(orig(*a, **k), status="max_iter"))]),
+    Mutant("c3-solver-minimum-unchecked", (), "C3 states no minimum of counted fast-vs-cvxpy "
+           "instances",
+           [("local", "altheory.claims.c3_per_layer.require_solver_checks",
+             lambda orig: lambda *a, **k: None)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C3_fast_solver_that_never_certifies_leaves_the_claim_unverified",)),
+    Mutant("c4-solver-minimum-unchecked", (), "C4 states no minimum of counted solver instances",
+           [("local", "altheory.claims.c4_two_layer_fixed_support.require_solver_checks",
+             lambda orig: lambda *a, **k: None)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C4_fast_solver_that_never_certifies_leaves_the_claim_unverified",)),
+    Mutant("c5-solver-minimum-unchecked", (), "C5 states no minimum of counted certificate, "
+           "cross-check and map instances",
+           [("local", "altheory.claims.c5_relu_convex_program.require_solver_checks",
+             lambda orig: lambda *a, **k: None)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C5_certified_solver_falling_back_is_counted_and_leaves_the_claim_unverified",)),
+    Mutant("c8-joint-minimum-unchecked", (), "C8 states no minimum of counted joint optima",
+           [("local", "altheory.claims.c8_global_given_support.require_joint_solves",
+             lambda orig: lambda *a, **k: None)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C8_joint_solver_that_never_answers_leaves_the_claim_unverified",)),
+    Mutant("c5-fallback-skips-certificate", (), "where the certified solver fell back, C5 skips "
+           "its certificate and cross-check instead of recording them uncounted",
+           [("local", "altheory.claims.c5_relu_convex_program._not_certified",
+             lambda orig: lambda *a, **k: [])],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C5_certified_solver_not_run_is_recorded_not_skipped",)),
+    Mutant("solver-minimum-one", (), "a solver check needs one counted instance, however many "
+           "were planned (a broken path among several passes)",
+           [("local", "altheory.claims._solver.solver_minimum", lambda orig: lambda a: 1)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C5_one_broken_path_of_two_is_enough_to_leave_it_unverified",)),
+    Mutant("solver-minimum-one-in-two", (), "half of a solver check's instances may go uncounted",
+           [("local", "altheory.claims._solver.MISS_ONE_IN", lambda orig: 2)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_require_solver_checks_states_the_minimum_per_kind",)),
+    Mutant("fallback-not-recorded", (), "the claims record no fallback (fallback_of sees none)",
+           [("func", "altheory.claims._solver.fallback_of", lambda orig: lambda *a, **k: None)],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C3_C4_reference_fallback_is_recorded_on_every_instance_resting_on_it",)),
+    Mutant("fallbacks-not-counted", (), "the report counts no fallback",
+           [("method", "altheory.claims.ClaimReport.fallbacks", lambda orig: property(lambda self: {}))],
+           killed_by_tests=("tests/test_solver_evidence.py::test_C3_C4_reference_fallback_is_recorded_on_every_instance_resting_on_it",)),
+    Mutant("per-layer-fallback-silent", (), "dispatch.per_layer falls back from the fast solver "
+           "to cvxpy without listing the fast attempt",
+           [("func", "altheory.solvers.dispatch.per_layer",
+             lambda orig: lambda *a, **k: (lambda r: dataclasses.replace(
+                 r, attempts=[t for t in r.attempts if t[0] != "altheory-fast"])
+                 if hasattr(r, "attempts") else r)(orig(*a, **k)))],
+           killed_by_tests=("tests/test_solver_evidence.py::test_per_layer_fallback_from_the_fast_solver_is_in_the_attempts",)),
 ]
 # §2 bounds and certificates away from the optimum (tests/test_bounds_off_optimum.py)
 MUTANTS += [
