@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from altheory import support
+from altheory.errors import SolverError
+from altheory.floats import assert_close, assert_leq
 from altheory.solvers.softmax_head import (dual_point, head_certificate, softmax_head_dual,
                                            softmax_head_objective, solve_softmax_head)
 from altheory.train import TrainConfig, certify_run, load_config, load_run, train
@@ -66,7 +68,7 @@ def test_softmax_head_matches_cvxpy(seed, lam_b):
     n, p = Phi.shape
     lam = 0.05
     r = solve_softmax_head(Phi, y, k, lam=lam, lam_b=lam_b, tol=1e-11)
-    assert r.status == "optimal" and -1e-14 <= r.gap <= 1e-11 * r.primal
+    assert r.status == "optimal" and 0 <= r.gap <= 1e-11 * r.primal        # gap >= 0: clamped
     W, b = cp.Variable((k, p)), cp.Variable(k)
     Z = Phi @ W.T + np.ones((n, 1)) @ cp.reshape(b, (1, k), order="C")
     Y = np.eye(k)[y]
@@ -75,10 +77,10 @@ def test_softmax_head_matches_cvxpy(seed, lam_b):
     prob = cp.Problem(cp.Minimize(obj))
     prob.solve(solver="CLARABEL")
     assert abs(prob.value - r.primal) <= 1e-7
-    assert r.dual <= r.primal + 1e-14 and r.dual <= prob.value + 1e-7
+    assert r.dual <= r.primal and r.dual <= prob.value + 1e-7
     # the cvxpy point is feasible: its objective (ours) is >= the certified lower bound
     F_cvx = softmax_head_objective(Phi, y, W.value, b.value, lam, lam_b=lam_b)
-    assert F_cvx >= r.dual - 1e-12
+    assert_leq(r.dual, F_cvx, scale=math.log(k), what="weak duality at cvxpy's point")
     np.testing.assert_allclose(r.W, W.value, atol=1e-4)
 
 
@@ -96,7 +98,7 @@ def test_certificate_bounds_true_suboptimality(lam_b):
         c = head_certificate(Phi, y, W, b, lam, lam_b=lam_b)
         sub = c["primal"] - opt.primal
         assert sub > 0
-        assert c["gap"] >= sub - 1e-12, (scale, c["gap"], sub)
+        assert_leq(sub, c["gap"], scale=c["primal"], what=f"weak duality, perturbation {scale}")
         assert c["gap"] <= 20 * sub, (scale, c["gap"], sub)
 
 
@@ -107,8 +109,10 @@ def test_dual_point_is_feasible():
     rng = np.random.default_rng(0)
     W, b = rng.normal(size=(k, Phi.shape[1])), rng.normal(size=k)
     A = dual_point(Phi, y, W, b)
-    assert A.min() >= 0 and np.allclose(A.sum(1), 1, atol=1e-12)
-    np.testing.assert_allclose(A.mean(0), np.bincount(y, minlength=k) / len(y), atol=1e-13)
+    assert A.min() >= 0
+    assert_close(A.sum(1), 1.0, what="rows in the simplex")
+    assert_close(A.mean(0), np.bincount(y, minlength=k) / len(y), scale=1.0,
+                 what="column means = class frequencies")
     assert math.isfinite(softmax_head_dual(Phi, y, A, 0.1))
     Z = Phi @ W.T + b
     P = np.exp(Z - Z.max(1, keepdims=True))
@@ -123,7 +127,7 @@ def test_dual_at_the_optimum_is_the_optimum():
     r = solve_softmax_head(Phi, y, k, lam=0.02, tol=1e-12)
     A = dual_point(Phi, y, r.W, r.b)
     assert abs(softmax_head_dual(Phi, y, A, 0.02) - r.primal) <= 1e-10
-    assert r.primal - r.dual >= -1e-13
+    assert 0 <= r.gap == r.primal - r.dual                               # clamped, exactly
 
 
 @pytest.mark.parametrize("call,err,match", [
@@ -139,6 +143,79 @@ def test_dual_at_the_optimum_is_the_optimum():
 def test_softmax_head_bad_calls(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+def _dual_above_primal(monkeypatch, by):
+    """Make every dual value the preceding primal value plus ``by`` (relative): the rounding a
+    fresh machine showed (D 3e-16 above F near the optimum), or more."""
+    import altheory.solvers.softmax_head as sh
+
+    last = []
+    primal, dual = sh._primal, sh._dual
+
+    def rec_primal(*a):
+        v = primal(*a)
+        last.append(float(v))
+        return v
+
+    def fake_dual(*a):
+        dual(*a)
+        return last[-1] + by * abs(last[-1])
+
+    monkeypatch.setattr(sh, "_primal", rec_primal)
+    monkeypatch.setattr(sh, "_dual", fake_dual)
+
+
+def test_head_dual_above_the_primal_by_rounding_is_clamped(monkeypatch):
+    """A dual value above the primal one by rounding is reported as min(D, F): the gap and the
+    relative gap are 0, never negative; beyond the rounding slack it is a SolverError."""
+    Phi, y, k = _instance(6)
+    _dual_above_primal(monkeypatch, 2 * np.finfo(float).eps)
+    r = solve_softmax_head(Phi, y, k, lam=0.05)
+    assert r.status == "optimal" and r.dual == r.primal and r.gap == 0.0 and r.rel_gap == 0.0
+    c = head_certificate(Phi, y, np.zeros((k, Phi.shape[1])), np.zeros(k), 0.05)
+    assert c["dual"] == c["primal"] and c["gap"] == 0.0
+    _dual_above_primal(monkeypatch, 1e-9)
+    with pytest.raises(SolverError, match="exceeds the primal value beyond rounding"):
+        solve_softmax_head(Phi, y, k, lam=0.05)
+    with pytest.raises(SolverError, match="D - F = "):
+        head_certificate(Phi, y, np.zeros((k, Phi.shape[1])), np.zeros(k), 0.05)
+
+
+def test_certified_bracket_clamps_within_the_slack_only():
+    """_certified_bracket: min(D, F) and F - min(D, F) >= 0; D below F unchanged; D = -inf (a
+    dual point outside the domain) allowed; D above F beyond the slack at scale log k, or NaN,
+    refused with expected, got and the slack."""
+    from altheory.floats import slack
+    from altheory.solvers.softmax_head import _certified_bracket
+
+    F, s = 0.1058, math.log(3)
+    assert _certified_bracket(F, F + 3e-16, scale=s) == (F, 0.0)
+    assert _certified_bracket(F, F - 1e-3, scale=s) == (F - 1e-3, F - (F - 1e-3))
+    assert _certified_bracket(F, -math.inf, scale=s) == (-math.inf, math.inf)
+    just_beyond = F + 2 * slack(F, scale=s)
+    for D in (just_beyond, math.nan):
+        with pytest.raises(SolverError, match="expected D <= F up to"):
+            _certified_bracket(F, D, scale=s)
+
+
+def test_certify_bracket_takes_the_best_bounds_and_clamps():
+    """certify's bracket: the smaller primal value (solver's or trained head's), the larger dual
+    bound clamped to it; a clamp beyond rounding raises."""
+    from types import SimpleNamespace
+
+    from altheory.train.certify import _bracket
+
+    F0 = math.log(3)
+    sol = SimpleNamespace(primal=0.8, dual=0.79)
+    assert _bracket({"primal": 1.0, "dual": 0.5}, sol, F0) == (0.8, 0.79)
+    # the trained head's dual 1e-16 above the solver's primal (both optimal to rounding)
+    assert _bracket({"primal": 1.0, "dual": 0.8 + 1e-16}, sol, F0) == (0.8, 0.8)
+    # a solver stopped above the trained head (max_iter): the trained head's value is the upper end
+    assert _bracket({"primal": 0.7, "dual": 0.6}, SimpleNamespace(primal=0.8, dual=0.65), F0) \
+        == (0.7, 0.65)
+    with pytest.raises(SolverError):                  # the solver's dual above F_trained: no rounding
+        _bracket({"primal": 0.7, "dual": 0.6}, sol, F0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +245,7 @@ def test_load_run_returns_the_trained_model(trained_run):
     data = build_data(cfg, DistInfo(0, 1, 0, torch.device("cpu"), False), torch.float64)
     x_ref, y_ref = next(data.eval_batches("val", limit=6))
     raw = data.Xv[:6]
-    torch.testing.assert_close(run.preprocess(raw), x_ref, rtol=0, atol=1e-15)
+    assert_close(run.preprocess(raw).numpy(), x_ref.numpy(), what="preprocessing")
     acc = float((run.model(x_ref).argmax(1) == y_ref).double().mean())
     assert acc == run.metrics[-1]["val_acc"]
 
@@ -178,10 +255,13 @@ def test_certify_run_report(trained_run, tmp_path):
     out = tmp_path / "cert.json"
     rep = certify_run(cfg.out_dir, subset=40, out=str(out))
     assert rep.status == "optimal" and rep.n == 40 and rep.k == 3 and rep.lam == cfg.weight_decay
-    assert rep.F_star_lower <= rep.F_star_upper <= rep.F_trained + 1e-12
-    assert -1e-12 <= rep.gap_lower <= rep.gap_certified <= rep.gap_self_certified + 1e-12
-    assert rep.gap_certified - rep.gap_lower <= 1e-9
-    assert rep.F0 == pytest.approx(math.log(3), abs=1e-15)
+    # the bracket by construction (best of both certificates, lower end clamped), exactly
+    assert rep.F_star_lower <= rep.F_star_upper <= rep.F_trained
+    assert 0 <= rep.gap_lower <= rep.gap_certified
+    assert_leq(rep.gap_certified, rep.gap_self_certified, scale=rep.F_trained / rep.F0,
+               what="the solver's bound against the trained head's own")
+    assert rep.gap_certified - rep.gap_lower <= 1e-9                     # the solver's tol 1e-10
+    assert rep.F0 == math.log(3)
     # F_trained from the network's own logits on the same samples (features taken right)
     run = load_run(cfg.out_dir)
     data = build_data(cfg, DistInfo(0, 1, 0, torch.device("cpu"), False), torch.float64)
@@ -189,20 +269,39 @@ def test_certify_run_report(trained_run, tmp_path):
     model = run.model.double()
     W = model.fc.weight
     with torch.no_grad():
-        F_ref = float(F.cross_entropy(model(x), y)) + 0.5 * cfg.weight_decay * float((W * W).sum())
-    assert rep.F_trained == pytest.approx(F_ref, rel=1e-12)
+        z = model(x)
+        F_ref = float(F.cross_entropy(z, y)) + 0.5 * cfg.weight_decay * float((W * W).sum())
+    # two computations of one value: rounding at the scale of the logits (log-sum-exp)
+    assert_close(rep.F_trained, F_ref, scale=float(z.abs().max()), what="F_trained")
     # per-layer support statistics are those of altheory.support on the same samples
     S = support(model, x)
     assert list(rep.layers) == list(S.keys())
     for key, L in S.layers.items():
         r = rep.layers[key]
-        assert r["density"] == pytest.approx(L.mask().mean(), rel=1e-12)
-        assert r["margin_min"] == pytest.approx(float(L.margin.min()), rel=1e-12)
+        assert_close(r["density"], L.mask().mean(), what=f"{key} density")  # kept / entries
+        assert_close(r["margin_min"], float(L.margin.min()), what=f"{key} margin")  # same batch
         assert r["margin_min"] <= r["margin_q01"] <= r["margin_q10"] <= r["margin_q50"]
-    assert rep.margin_min == pytest.approx(S.margin, rel=1e-12)
+    assert_close(rep.margin_min, S.margin, what="margin_min")
     saved = json.loads(out.read_text())
     assert saved["status"] == "optimal" and saved["gap_certified"] == rep.gap_certified
     assert "eval mode" in saved["batch_norm"]
+
+
+def test_certify_reports_no_negative_gap_when_the_dual_rounds_above(trained_run, tmp_path, capsys,
+                                                                   monkeypatch):
+    """The fresh-clone report (lower bound 3e-16 above the upper one, "rel gap -4.5e-16"),
+    replayed with every dual value 2 eps above its primal value: the bracket is closed, no gap
+    is negative, and the printed relative gap is 0."""
+    from altheory.train.certify import main
+
+    cfg, _ = trained_run
+    _dual_above_primal(monkeypatch, 2 * np.finfo(float).eps)
+    assert main([cfg.out_dir, "--subset=16", f"--out={tmp_path / 'c.json'}"]) == 0
+    assert "(rel gap 0.0e+00 <= tol" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "c.json").read_text())
+    assert rep["F_star_lower"] <= rep["F_star_upper"] <= rep["F_trained"]
+    assert 0 <= rep["gap_lower"] <= rep["gap_certified"] and rep["gap_self_certified"] >= 0
+    assert rep["solver"]["gap"] >= 0 and rep["solver"]["rel_gap"] >= 0
 
 
 def test_certify_main_exit_statuses(trained_run, tmp_path, capsys):
@@ -338,11 +437,11 @@ def test_resume_extends_a_finished_run(tmp_path):
     finally:
         loop.Stepper.step = orig
     # the first step after the resume takes the new schedule's lr at step 4 of 8 (not 0)
-    assert used[0] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 4 / 8)), rel=1e-12)
+    assert_close(used[0], 0.05 * 0.5 * (1 + math.cos(math.pi * 4 / 8)), what="lr at step 4")
     steps = list(csv.DictReader(open(Path(cos.out_dir) / "steps.csv")))
     assert [int(r["step"]) for r in steps] == list(range(1, 9))
     lr5 = float(steps[4]["lr"])  # lr after step 5 of 8
-    assert lr5 == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 5 / 8)), rel=1e-12)
+    assert_close(lr5, 0.05 * 0.5 * (1 + math.cos(math.pi * 5 / 8)), what="lr after step 5")
 
 
 def test_resume_refuses_changes_with_one_line(tmp_path):
@@ -376,7 +475,7 @@ def test_mid_epoch_resume_metrics(tmp_path, method):
     assert [int(r["step"]) for r in rows] == [3, 4]
     a, b = full["history"][0], s["history"][0]
     assert (a["train_loss"], a["train_acc"]) == (b["train_loss"], b["train_acc"])
-    assert b["images_per_s"] * b["train_seconds"] == pytest.approx(4 * 8, rel=1e-9)
+    assert_close(b["images_per_s"] * b["train_seconds"], 4 * 8, what="images over all 4 steps")
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,7 +544,7 @@ def test_eval_subset_and_step_logs(tmp_path):
     assert sum(int(r["steps"]) for r in rows) == 8
     for ep, sel in ((1, rows[:2]), (2, rows[2:])):
         loss = sum(float(r["train_loss"]) * int(r["steps"]) for r in sel) / sum(int(r["steps"]) for r in sel)
-        assert loss == pytest.approx(s["history"][ep - 1]["train_loss"], rel=1e-12)
+        assert_close(loss, s["history"][ep - 1]["train_loss"], what=f"epoch {ep} loss")
     assert all(v * 5 == round(v * 5) for v in (r["val_acc"] for r in s["history"]))
     tb = list((out / "tb").glob("events*"))
     assert tb and b"step/train_loss" in tb[0].read_bytes()

@@ -29,7 +29,12 @@ labels,
 replaced by the constraint :math:`\frac1n\sum_i\alpha_i = \bar y` (the class frequencies). Weak
 duality :math:`D(A)\le F^*\le F(W, b)` makes ``gap = F(W, b) - D(A)`` a certified upper bound on
 the suboptimality of :math:`(W, b)` (a theorem: Fenchel duality; computed in float64, the
-constraint held to rounding).
+constraint held to rounding). Near the optimum the computed :math:`D` may exceed the computed
+:math:`F` by rounding (3e-16 seen at :math:`F\approx 0.1`): the reported lower bound is then
+:math:`\min(D, F)`, still a bound on :math:`F^*` up to that rounding, so no gap is ever negative;
+an excess beyond the rounding slack of :mod:`altheory.floats` (scale :math:`\log k`, which bounds
+the entropy term) is no rounding and raises :class:`~altheory.errors.SolverError`
+(:func:`_certified_bracket`).
 
 Dual point (:func:`dual_point`). :math:`\alpha_i = \mathrm{softmax}(W\phi_i + b)`, which is the
 dual optimum at the primal optimum. It lies in the simplex; with :math:`\lambda_b = 0` its mean
@@ -56,6 +61,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from altheory.errors import SolverError
+from altheory.floats import leq, slack
+
 __all__ = ["SoftmaxHeadResult", "softmax_head_objective", "softmax_head_dual", "dual_point",
            "head_certificate", "solve_softmax_head"]
 
@@ -68,9 +76,9 @@ class SoftmaxHeadResult:
     ----------
     W : ndarray of shape (k, p), float64; b : ndarray of shape (k,), float64
     primal : :math:`F(W, b)` at the returned point.
-    dual : :math:`D(A)` at the dual point of the returned point: a certified lower bound on
-        :math:`F^*`.
-    gap : ``primal - dual`` (>= 0 up to rounding); rel_gap : ``gap / primal``.
+    dual : :math:`\min(D(A), F(W, b))` at the dual point of the returned point: a certified lower
+        bound on :math:`F^*` (:func:`_certified_bracket`).
+    gap : ``primal - dual`` (>= 0); rel_gap : ``gap / primal`` (>= 0).
     grad_norm : Frobenius norm of the gradient at the returned point.
     iters : Newton iterations; cg_iters : CG iterations in all.
     status : ``"optimal"`` (``rel_gap <= tol``) or ``"not-converged"``.
@@ -122,6 +130,28 @@ def _check(Phi, y, num_classes: int | None, lam: float, lam_b: float):
     if not (isinstance(lam_b, (int, float)) and lam_b >= 0 and math.isfinite(lam_b)):
         raise ValueError(f"lam_b must be a finite number >= 0 (0 = bias not penalised); got {lam_b!r}.")
     return Phi.double(), y.long().to(Phi.device), k
+
+
+def _certified_bracket(primal: float, dual: float, *, scale: float) -> tuple[float, float]:
+    r"""The certified lower bound :math:`\min(D, F)` and the gap :math:`F - \min(D, F)\ge 0`.
+
+    Weak duality (a theorem) gives :math:`D\le F^*\le F`; in float64 :math:`D` may exceed
+    :math:`F` by rounding when both are :math:`F^*` to rounding, and then :math:`F` is a lower
+    bound on :math:`F^*` to the same rounding. ``scale`` is the magnitude of the terms of
+    :math:`D` and :math:`F` (:math:`\log k` bounds the entropy term; :func:`altheory.floats.slack`).
+
+    Raises
+    ------
+    SolverError
+        :math:`D > F` beyond that slack, or a NaN: not rounding, a broken certificate.
+    """
+    if not leq(dual, primal, scale=scale):
+        raise SolverError(f"the dual bound exceeds the primal value beyond rounding: expected "
+                          f"D <= F up to {slack(dual, primal, scale=scale):.3g}; got D={dual!r}, "
+                          f"F={primal!r} (D - F = {dual - primal:.3g}). Weak duality is a theorem: "
+                          "the dual point or the objective is computed wrong.")
+    lower = min(dual, primal)
+    return lower, primal - lower
 
 
 def _logits(Phi, W, b):
@@ -229,8 +259,9 @@ def dual_point(Phi, y, W, b, *, lam_b: float = 0.0, lam: float = 1.0,
 
 def head_certificate(Phi, y, W, b, lam: float, *, lam_b: float = 0.0,
                      num_classes: int | None = None) -> dict:
-    r"""Certify a given head: ``primal`` :math:`F(W, b)`, ``dual`` :math:`D(A(W, b))\le F^*` and
-    ``gap = primal - dual``, an upper bound on :math:`F(W, b) - F^*`.
+    r"""Certify a given head: ``primal`` :math:`F(W, b)`, ``dual`` :math:`\min(D(A(W, b)), F)\le F^*`
+    and ``gap = primal - dual >= 0``, an upper bound on :math:`F(W, b) - F^*`
+    (:func:`_certified_bracket`).
 
     Examples
     --------
@@ -244,7 +275,8 @@ def head_certificate(Phi, y, W, b, lam: float, *, lam_b: float = 0.0,
     Y = torch.nn.functional.one_hot(y, k).double()
     P = float(_primal(Phi, Y, W, b, lam, lam_b))
     D = _dual(Phi, Y, _dual_point(Phi, Y, W, b, lam_b), lam, lam_b)
-    return {"primal": P, "dual": D, "gap": P - D}
+    D, gap = _certified_bracket(P, D, scale=math.log(k))
+    return {"primal": P, "dual": D, "gap": gap}
 
 
 @torch.no_grad()
@@ -357,7 +389,7 @@ def solve_softmax_head(Phi, y, num_classes: int | None = None, *, lam: float, la
         P, gW, gb = grad(W, b)
         F, D = certificate(W, b)
     gnorm = math.sqrt(float((gW * gW).sum() + (gb * gb).sum()))
-    gap = F - D
+    D, gap = _certified_bracket(F, D, scale=math.log(k))
     rel = gap / max(abs(F), 1e-300)
     return SoftmaxHeadResult(W.cpu().numpy(), b.cpu().numpy(), F, D, gap, rel, gnorm, it, cg_total,
                              "optimal" if rel <= tol else "not-converged", time.perf_counter() - t0)

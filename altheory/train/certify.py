@@ -10,7 +10,12 @@ linear layer are fixed, and the head problem
 .. math:: F(W, b) = \frac1n\sum_i \mathrm{CE}(\mathrm{softmax}(W\phi_i + b), y_i) + \frac\lambda2\|W\|_F^2
 
 is convex (C3/C8): :mod:`altheory.solvers.softmax_head` solves it in float64 with a Fenchel
-duality-gap certificate, so :math:`F^*` is bracketed, :math:`D \le F^* \le F_{\text{solver}}`.
+duality-gap certificate, so :math:`F^*` is bracketed: every primal value bounds it from above and
+every dual value from below (weak duality, a theorem), so the bracket takes the best of the
+solver's and the trained head's, :math:`\max(D_{\text{solver}}, D_{\text{trained}}) \le F^* \le
+\min(F_{\text{solver}}, F_{\text{trained}})`, with the lower end clamped to the upper one where
+rounding puts it above (:func:`altheory.solvers.softmax_head._certified_bracket`), so no gap in
+the report is negative.
 The report gives the trained head's objective :math:`F_{\text{trained}}`, the bracket, and the
 normalised gap of the trained head
 :math:`(F_{\text{trained}} - F^*)/F(0)`, :math:`F(0) = \log k`, as an interval
@@ -57,10 +62,11 @@ class CertifyReport:
     lam, lam_b, tol : the head problem's ridge on W, on b (0 = not penalised), solver tolerance.
     F0 : :math:`F(0) = \log k`.
     F_trained : the trained head's objective.
-    F_star_upper, F_star_lower : the solver's objective and its dual bound: ``F_star_lower <= F* <= F_star_upper``.
+    F_star_upper, F_star_lower : the smaller objective (solver's or trained head's) and the larger
+        dual bound, clamped to ``F_star_upper``: ``F_star_lower <= F* <= F_star_upper <= F_trained``.
     gap_lower, gap_certified : :math:`(F_{\text{trained}} - F_{\text{star\_upper}})/F_0` and
         :math:`(F_{\text{trained}} - F_{\text{star\_lower}})/F_0`: the trained head's normalised
-        gap lies between them.
+        gap lies between them (``0 <= gap_lower <= gap_certified <= gap_self_certified``).
     gap_self_certified : the trained head's own duality gap over :math:`F_0` (a bound that needs
         no solve: dual point from the trained head).
     status : the head solver's status (``"optimal"`` only when its relative gap <= tol).
@@ -233,6 +239,19 @@ def _certify_head(Phi, y, head, *, lam: float, lam_b: float, tol: float, max_ite
     return cert, sol, _accuracy(Phi, y, W_tr, b_tr), _accuracy(Phi, y, W_ex, b_ex)
 
 
+def _bracket(cert: dict, sol, F0: float) -> tuple[float, float]:
+    r"""``(upper, lower)``: :math:`\min(F_{\text{solver}}, F_{\text{trained}})` and
+    :math:`\max(D_{\text{solver}}, D_{\text{trained}})` clamped to it (both primal values bound
+    :math:`F^*` from above, both dual values from below; a lower end above the upper one by
+    rounding is replaced by the upper one, beyond rounding it raises
+    :class:`~altheory.errors.SolverError`; scale :math:`F_0 = \log k`)."""
+    from altheory.solvers.softmax_head import _certified_bracket
+
+    upper = min(sol.primal, cert["primal"])
+    lower, _ = _certified_bracket(upper, max(sol.dual, cert["dual"]), scale=F0)
+    return upper, lower
+
+
 def _accuracy(Phi, y, W, b) -> float:
     """Training accuracy of the head ``(W, b)`` on the features ``Phi``."""
     return float(((Phi @ W.T + b).argmax(1) == y).double().mean())
@@ -314,11 +333,12 @@ def certify_run(run_dir, *, subset: int = 0, lam: float | None = None, lam_b: fl
                                               max_iter=max_iter, dev=dev)
     k = head.out_features
     F0 = math.log(k)
+    upper, lower = _bracket(cert, sol, F0)
     rep = CertifyReport(
         run_dir=str(run_dir), step=run.step, n=int(Phi.shape[0]), p=int(Phi.shape[1]), k=k,
         lam=float(lam), lam_b=float(lam_b), tol=float(tol), F0=F0, F_trained=cert["primal"],
-        F_star_upper=sol.primal, F_star_lower=sol.dual,
-        gap_lower=(cert["primal"] - sol.primal) / F0, gap_certified=(cert["primal"] - sol.dual) / F0,
+        F_star_upper=upper, F_star_lower=lower,
+        gap_lower=(cert["primal"] - upper) / F0, gap_certified=(cert["primal"] - lower) / F0,
         gap_self_certified=cert["gap"] / F0, status=sol.status, solver=sol.summary(),
         acc_trained=acc_tr, acc_exact=acc_ex, layers=layers,
         margin_min=float(min((r["margin_min"] for r in layers.values()), default=math.inf)),
