@@ -15,6 +15,7 @@ from altheory import PHT, UnsupportedModuleError, layer_operator, linearize, rep
 from altheory.nets._reference import linearize_reference, module_operator_reference
 from altheory.nets.architectures import build, sample_spec
 from altheory.claims.c1_linearization import measure
+from altheory.floats import assert_close
 from altheory.nets.operators import conv_operator, pool_operator
 from altheory.testing import networks_and_inputs
 
@@ -57,8 +58,8 @@ def test_conv_operator_matches_reference(cin_g, cout_g, k, s, p, dil, groups, hw
         out_hw = conv(torch.zeros(1, *shape, dtype=torch.float64)).shape[2:]
     M, b = conv_operator(conv, shape, tuple(out_hw))
     M_ref, b_ref = module_operator_reference(conv, shape)
-    np.testing.assert_allclose(M.toarray(), M_ref, rtol=0, atol=1e-13)
-    np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-13)
+    assert_close(M.toarray(), M_ref, what="conv operator")
+    assert_close(b, b_ref, what="conv offset")
     assert M.nnz <= conv.weight.numel() * out_hw[0] * out_hw[1]  # one entry per (output, tap) at most
 
 
@@ -71,7 +72,7 @@ def test_avgpool_operator_matches_reference(k, s, p, ceil, include_pad, divisor,
     out_hw = pool(torch.zeros(1, *shape, dtype=torch.float64)).shape[2:]
     M = pool_operator(pool, shape, tuple(out_hw))
     M_ref, _ = module_operator_reference(pool, shape)
-    np.testing.assert_allclose(M.toarray(), M_ref, rtol=0, atol=1e-14)
+    assert_close(M.toarray(), M_ref, what="pool operator")
 
 
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(2, 9))
@@ -80,7 +81,7 @@ def test_adaptive_pool_operator_matches_reference(oh, ow, hw):
     shape = (2, hw, hw + 2)
     M = pool_operator(pool, shape, (oh, ow))
     M_ref, _ = module_operator_reference(pool, shape)
-    np.testing.assert_allclose(M.toarray(), M_ref, rtol=0, atol=1e-14)
+    assert_close(M.toarray(), M_ref, what="pool operator")
 
 
 def test_c1_on_a_pht_resnet18():

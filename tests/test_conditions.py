@@ -13,6 +13,7 @@ from altheory.nets.activations import PHT
 from altheory.solvers.arrangements import (Patterns, cover_count, enumerate_patterns, program_to_network,
                                    prune_blocks, relu_objective, relu_program, sample_patterns)
 from altheory.certificates import certify, lifted_bound, lifted_patterns
+from altheory.floats import assert_close, assert_leq
 from altheory.certificates.conditions import (check_problem, deep_support_conditions, rank,
                                  shared_support_conditions, support_consistency)
 from altheory.solvers.convex import group_lasso, reduced_rank_regression
@@ -45,15 +46,17 @@ def test_C6_conditions_hand_cases():
 def test_C6_reduced_rank_regression_closed_form():
     X = np.eye(3)
     Y = np.diag([3.0, 2.0, 1.0])
-    assert reduced_rank_regression(X, Y, 2).objective == pytest.approx(1.0 / 6, abs=1e-14)
-    assert reduced_rank_regression(X, Y, 3).objective == pytest.approx(0.0, abs=1e-14)
+    F0 = 0.5 * np.sum(Y ** 2) / 3                   # F at B = 0: the terms the fit cancels
+    assert_close(reduced_rank_regression(X, Y, 2).objective, 1.0 / 6, scale=F0, what="rank 2")
+    assert_close(reduced_rank_regression(X, Y, 3).objective, 0.0, scale=F0, what="rank 3")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 4))
     Y = rng.standard_normal((30, 3))
-    objs = [reduced_rank_regression(X, Y, r).objective for r in range(4)]
-    assert all(a >= b - 1e-14 for a, b in zip(objs, objs[1:]))
+    F0 = 0.5 * np.sum(Y ** 2) / 30
+    objs = np.array([reduced_rank_regression(X, Y, r).objective for r in range(4)])
+    assert_leq(objs[1:], objs[:-1], scale=F0, what="the optimum falls with the rank")
     B, *_ = np.linalg.lstsq(X, Y, rcond=None)
-    assert objs[3] == pytest.approx(0.5 * np.sum((X @ B - Y) ** 2) / 30, rel=1e-12)
+    assert_close(objs[3], 0.5 * np.sum((X @ B - Y) ** 2) / 30, scale=F0, what="full rank")
     r = reduced_rank_regression(X, Y, 1)
     assert np.linalg.matrix_rank(r.weights["B"]) == 1 and r.status == "optimal"
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from altheory import PHT, gated_forward, support
+from altheory.floats import assert_close, assert_leq
 from altheory.solvers.losses import loss_torch
 from altheory.train import TrainConfig, load_config, train
 from altheory.train.checkpoint import load_checkpoint
@@ -58,7 +59,7 @@ def test_two_step_run_of_every_method(tmp_path, method):
     assert s["steps"] == 2 and s["epochs"] == 1
     row = s["history"][0]
     assert math.isfinite(row["train_loss"]) and 0 <= row["val_acc"] <= 1
-    assert row["head_status"] == "optimal" and row["head_gap"] >= -1e-12
+    assert row["head_status"] == "optimal" and 0 <= row["head_gap"] <= row["head_gap_certified"]
     out = Path(cfg.out_dir)
     for f in ("checkpoint.pt", "metrics.csv", "summary.json", "config.toml"):
         assert (out / f).is_file(), f
@@ -111,8 +112,10 @@ def test_C1_gated_network_is_the_fixed_support_network():
             p.copy_(q)
     S_old = support(ref_old, x)
     assert S_old != support(ref_new, x), "the perturbation should change the support"
-    torch.testing.assert_close(out, gated_forward(ref_new, S_old, x, same_weights=False), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(net(x), ref_new(x), rtol=1e-12, atol=1e-12)  # released: own support
+    assert_close(out.detach().numpy(), gated_forward(ref_new, S_old, x, same_weights=False).detach().numpy(),
+                 what="gated by the old support")
+    assert_close(net(x).detach().numpy(), ref_new(x).detach().numpy(),
+                 what="released: own support")
 
 
 @pytest.mark.parametrize("arch", ["resnet8", "resnet18"])
@@ -134,7 +137,9 @@ def test_folded_gate_has_the_running_gate_support(arch):
     for la, lb in zip(a, b):
         for sa, sb in zip(la, lb):
             assert torch.equal(sa, sb)
-    torch.testing.assert_close(fold.gate(x), run.gate(x), rtol=1e-10, atol=1e-10)
+    # folding reorders the arithmetic of every layer before the gate, so rounding compounds over
+    # the depth: kappa 1024 (measured: 9.9 eps max|gate| on resnet8/18 of width 4)
+    assert_close(fold.gate(x).numpy(), run.gate(x).numpy(), kappa=1024, what="folded and running gates")
 
 
 def test_folded_gate_refuses_a_model_it_cannot_fold():
@@ -257,8 +262,8 @@ def test_cross_entropy_is_the_softmax_loss_of_altheory_losses():
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(7, 4, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (7,), generator=g)
-    torch.testing.assert_close(F.cross_entropy(logits, y),
-                               loss_torch(logits, F.one_hot(y, 4).double(), "softmax"), rtol=1e-14, atol=0)
+    assert_close(float(F.cross_entropy(logits, y)), float(loss_torch(logits, F.one_hot(y, 4).double(), "softmax")),
+                 scale=float(logits.abs().max()), what="cross-entropy")
 
 
 def test_C8_head_solver_matches_reference_minimiser():
@@ -283,8 +288,9 @@ def test_C8_head_solver_matches_reference_minimiser():
 
     opt.step(closure)
     F_ref = head_objective(Phi, y, W.detach(), b.detach(), l2)
-    assert abs(sol.F - F_ref) <= 1e-12
-    assert sol.F_lower <= sol.F and sol.F_lower <= F_ref + 1e-15
+    assert_close(sol.F, F_ref, scale=math.log(3), what="Newton-CG and L-BFGS optima")
+    assert sol.F_lower <= sol.F
+    assert_leq(sol.F_lower, F_ref, scale=math.log(3), what="certified lower bound")
     torch.testing.assert_close(sol.W, W.detach(), rtol=1e-6, atol=1e-8)
 
 

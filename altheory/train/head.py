@@ -182,10 +182,14 @@ def solve_head(Phi: torch.Tensor, y: torch.Tensor, num_classes: int, *, l2: floa
 def head_gap(Phi: torch.Tensor, y: torch.Tensor, head: nn.Linear, *, l2: float, tol: float = 1e-8) -> dict:
     r"""Gap of ``head`` (SGD-trained) to the exact head for features ``Phi``; and the solution.
 
-    Returns a dict with ``F_sgd``, ``F_star`` (solver), ``F_lower`` (certified), ``F0`` (= log k),
-    ``gap`` = (F_sgd - F_star)/F0, ``gap_certified`` = (F_sgd - F_lower)/F0, the solver fields,
-    and ``solution`` (a :class:`HeadSolution`).
+    Returns a dict with ``F_sgd``, ``F_star`` (the smaller of the solver's and the SGD head's
+    objective: both bound :math:`F^*` from above), ``F_lower`` (certified, clamped to ``F_star``
+    where rounding puts it above: :func:`altheory.solvers.softmax_head._certified_bracket`),
+    ``F0`` (= log k), ``gap`` = (F_sgd - F_star)/F0 >= 0, ``gap_certified`` = (F_sgd - F_lower)/F0
+    >= ``gap``, the solver fields, and ``solution`` (a :class:`HeadSolution`).
     """
+    from altheory.solvers.softmax_head import _certified_bracket
+
     k = head.out_features
     W = head.weight.detach().double().to(Phi.device)
     b = (head.bias.detach().double() if head.bias is not None
@@ -193,7 +197,9 @@ def head_gap(Phi: torch.Tensor, y: torch.Tensor, head: nn.Linear, *, l2: float, 
     F_sgd = head_objective(Phi, y, W, b, l2)
     sol = solve_head(Phi, y, k, l2=l2, tol=tol, W0=W, b0=b)
     F0 = math.log(k)
-    return {"F_sgd": F_sgd, "F_star": sol.F, "F_lower": sol.F_lower, "F0": F0,
-            "gap": (F_sgd - sol.F) / F0, "gap_certified": (F_sgd - sol.F_lower) / F0,
+    F_star = min(sol.F, F_sgd)
+    F_lower, _ = _certified_bracket(F_star, sol.F_lower, scale=F0)
+    return {"F_sgd": F_sgd, "F_star": F_star, "F_lower": F_lower, "F0": F0,
+            "gap": (F_sgd - F_star) / F0, "gap_certified": (F_sgd - F_lower) / F0,
             **{f"solver_{k_}": v for k_, v in sol.summary().items() if k_ not in ("F", "F_lower")},
             "solution": sol}
