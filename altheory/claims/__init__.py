@@ -149,9 +149,13 @@ class ClaimReport:
 
     @property
     def worst(self) -> float:
-        """Largest measured value over the counted instances (NaN when none)."""
+        """Largest measured value over the counted instances; NaN when none was measured, and
+        NaN when a counted value is NaN (a NaN measurement is never hidden by a finite one:
+        Python's ``max`` would keep or drop it depending on the order of the instances)."""
         vals = [i.value for i in self.instances if i.status in COUNTED and i.value is not None]
-        return max(vals) if vals else math.nan
+        if not vals or any(math.isnan(v) for v in vals):
+            return math.nan
+        return max(vals)
 
     @property
     def solver_statuses(self) -> dict[str, int]:

@@ -58,15 +58,25 @@ class EndPoint:
 
 
 def _hvp_fn(f: Callable, theta: np.ndarray):
+    """``(f(theta), gradient, hvp)``: ``hvp(v)`` is the Hessian-vector product (double backward).
+
+    A zero Hessian is returned as zeros, whichever way autograd says it: a gradient that does
+    not depend on ``theta`` (``f`` affine in ``theta``, e.g. a hinge loss of one layer without
+    weight decay: the gradient has no graph; or ``theta`` unused in the gradient's graph) or a
+    zero tensor (``f`` piecewise linear, e.g. ``|t|``).
+    """
     th = torch.as_tensor(np.asarray(theta), dtype=_DT).detach().clone().requires_grad_(True)
     val = f(th)
     (g,) = torch.autograd.grad(val, th, create_graph=True)
     val = val.detach()
 
     def hvp(v):
+        if not g.requires_grad:  # the gradient is constant: f is affine in theta
+            return np.zeros(th.numel())
         v = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1))
         (hv,) = torch.autograd.grad(g, th, grad_outputs=v, retain_graph=True, allow_unused=True)
-        return np.zeros(th.numel()) if hv is None else hv.detach().numpy().copy()
+        # force=True: a ZeroTensor (a piecewise-linear f) refuses a plain numpy() view
+        return np.zeros(th.numel()) if hv is None else hv.detach().numpy(force=True).copy()
 
     return float(val), g.detach().numpy().copy(), hvp
 
