@@ -12,7 +12,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.altheory-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: verify test test-thorough figures bench-deps test-time setup system-deps clean
+.PHONY: verify test test-thorough figures bench-deps test-time mutation setup system-deps clean
 
 verify: setup
 	$(VENV)/bin/altheory verify
@@ -35,6 +35,12 @@ bench-deps: setup
 # measure the test suite's wall time (quoted by README.md) into paper_repro/results/test_suite_time.json
 test-time: setup
 	$(PY) paper_repro/time_test_suite.py
+
+# mutants written by mutmut in the code that decides verdicts and bounds, sharded by module and
+# resumable (results kept in mutants/), into paper_repro/results/mutation_tool.json; not in CI
+mutation: setup
+	$(PY) -m pip install -q -e '.[mutation]'
+	$(PY) paper_repro/mutation_tool.py --max-children 2
 
 setup: $(STAMP) system-deps
 
