@@ -1622,7 +1622,127 @@ MUTANTS += [
 MUTANTS += [
 ]
 # §5 sharp checks where the code grew new paths (tests/test_sharp_checks.py)
+_SHARP = "tests/test_sharp_checks.py"
+_SHARP_POOL = f"{_SHARP}::test_C2_maxpool_margin_is_sharp_after_each_activation"
+_SHARP_EDIT = f"{_SHARP}::test_C1_every_consumer_refuses_a_support_whose_weights_were_edited"
+_SHARP_RESUME = f"{_SHARP}::test_resumed_run_logs_every_row_and_column_of_the_uninterrupted_run"
+
+
+def _sharp_pool_margin(scale_free: float, drop_dominant: bool):
+    """The max-pool margin scaled by ``scale_free`` where no activation's support holds entries
+    out of the competition (after LeakyReLU/PReLU), or computed without the upper region."""
+    def make(orig):
+        def f(x, mod, out_hw, held=None, dominant=None):
+            r = orig(x, mod, out_hw, held, None if drop_dominant else dominant)
+            return r * scale_free if held is None else r
+        return f
+    return make
+
+
+def _sharp_digest_by_version(orig):
+    """The weights fingerprint cached per tensor storage and autograd version counter: an edit
+    through ``.data`` or a numpy view moves neither."""
+    from altheory.nets.support import _state
+
+    memo: dict = {}
+
+    def f(model):
+        key = tuple((name, t.data_ptr(), t._version) for name, t in _state(model))
+        if key not in memo:
+            memo[key] = orig(model)
+        return memo[key]
+    return f
+
+
+def _sharp_trim_old_columns(orig):
+    """The resume's CSV trim rewrites the file with the columns of an older version (no
+    head_grad_norm): rows written after the resume no longer match the header."""
+    def f(path, key, last):
+        import csv
+
+        if not path.is_file():
+            return
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        keep = [r for r in rows if r.get(key) not in (None, "") and float(r[key]) <= last]
+        if len(keep) != len(rows):
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "head_grad_norm"],
+                                   extrasaction="ignore")
+                w.writeheader()
+                w.writerows(keep)
+    return f
+
+
+def _sharp_restore_forgets(what: str):
+    """The resume restores everything but the flips counted in the interrupted epoch
+    (``flips``) or the gate's refresh count (``refreshes``: the first refresh after a resume
+    then counts no flips)."""
+    def make(orig):
+        def f(run, ckpt):
+            orig(run, ckpt)
+            if what == "flips":
+                run.stepper.flips = [0, 0]
+            elif run.gating is not None:
+                run.gating.refreshes = 0
+        return f
+    return make
+
+
+def _sharp_certify_no_lam_b(orig):
+    def f(*a, **k):
+        k["lam_b"] = 0.0
+        return orig(*a, **k)
+    return f
+
+
+def _sharp_pe_add_a_tenth(orig):
+    def f(V, W):
+        return max(1, orig(V, W) // 10)
+    return f
+
+
 MUTANTS += [
+    Mutant("maxpool-margin-leaky-half", (), "the max-pool margin after LeakyReLU/PReLU is half "
+           "the half-gap (valid but loose)",
+           [("func", "altheory.nets.graph._maxpool_margin", _sharp_pool_margin(0.5, False))],
+           killed_by_tests=(f"{_SHARP_POOL}[leaky]", f"{_SHARP_POOL}[prelu]")),
+    Mutant("maxpool-margin-ignores-upper", (), "the max-pool margin after ReLU6/Hardtanh lets "
+           "the entries under an upper constant compete (too small where they tie)",
+           [("func", "altheory.nets.graph._maxpool_margin", _sharp_pool_margin(1.0, True))],
+           killed_by_tests=(f"{_SHARP_POOL}[relu6]", f"{_SHARP_POOL}[hardtanh]")),
+    Mutant("fingerprint-misses-data-edits", (), "the weights fingerprint is cached per storage "
+           "and version counter, which .data.copy_ and numpy-view edits do not move",
+           [("func", "altheory.nets.support._weights_digest", _sharp_digest_by_version)],
+           killed_by_tests=(f"{_SHARP_EDIT}[data-copy_]", f"{_SHARP_EDIT}[numpy-view]")),
+    Mutant("resume-drops-a-metric-column", (), "the resume's CSV trim rewrites metrics.csv "
+           "without the head_grad_norm column",
+           [("func", "altheory.train.loop._trim_csv", _sharp_trim_old_columns)],
+           killed_by_tests=(f"{_SHARP_RESUME}[sgd]",)),
+    Mutant("resume-forgets-flips", (), "a mid-epoch resume drops the support flips counted "
+           "before the interruption (flip_frac of that epoch)",
+           [("func", "altheory.train.loop._restore", _sharp_restore_forgets("flips"))],
+           killed_by_tests=(f"{_SHARP_RESUME}[alt]",)),
+    Mutant("resume-resets-gate-refreshes", (), "a resume restarts the gate's refresh count, so "
+           "the first refresh after it counts no flips",
+           [("func", "altheory.train.loop._restore", _sharp_restore_forgets("refreshes"))],
+           killed_by_tests=(f"{_SHARP_RESUME}[alt-inner]",)),
+    Mutant("certify-ignores-lam-b", (), "certify_run solves and certifies the head without the "
+           "bias penalty it reports",
+           [("func", "altheory.train.certify._certify_head", _sharp_certify_no_lam_b)],
+           killed_by_tests=(f"{_SHARP}::test_C8_certify_run_brackets_the_head_optimum_with_a_bias_penalty[0.05]",)),
+    Mutant("fast-screening-10x-longer", (), "the fast solver's screening passes run 10x the "
+           "FISTA iterations (only costs time)",
+           [("local", "altheory.solvers.fast._SCREEN_MAX", lambda orig: 10 * orig)],
+           killed_by_tests=(f"{_SHARP}::test_C4_fast_solver_rounds_and_iterations_stay_at_todays_counts[600x5x300-squared-0.02]",)),
+    Mutant("pe-rounds-add-a-tenth", (), "Pilanci-Ergen's working set grows by a tenth of the "
+           "violators a round (3x the rounds; only costs time)",
+           [("func", "altheory.solvers.pilanci_ergen._pe_n_add", _sharp_pe_add_a_tenth)],
+           killed_by_tests=(f"{_SHARP}::test_C5_pilanci_ergen_rounds_and_nnls_calls_stay_at_todays_counts[40x3-0.001]",)),
+    Mutant("pe-feasible-unbatched", (), "Pilanci-Ergen's feasibility step projects every "
+           "infeasible block by its own NNLS (only costs time)",
+           [("local", "altheory.solvers.pilanci_ergen._PE_FEAS_BATCH", lambda orig: 10 ** 9)],
+           killed_by_tests=(f"{_SHARP}::test_C5_pilanci_ergen_rounds_and_nnls_calls_stay_at_todays_counts[40x3-0.001]",)),
 ]
 # §6 survivors of the mutation tool, each killed by a test (tests/test_mutation_survivors.py)
 MUTANTS += [
