@@ -323,7 +323,7 @@ EDITS = {"data-assignment": _edit_data_assignment, "data-copy_": _edit_data_copy
 CONSUMERS = {
     "gated_forward": lambda net, S, x: gated_forward(net, S, x),
     "linearize": lambda net, S, x: linearize(net, S, 1),
-    "layer_operator": lambda net, S, x: layer_operator(net, S, "5", x),
+    "layer_operator": lambda net, S, x: layer_operator(net, S, "0", x),
     "FixedSupportNetwork": lambda net, S, x: FixedSupportNetwork(net, S, x,
                                                                  np.zeros((x.shape[0], 2))),
 }
@@ -352,6 +352,46 @@ def test_C1_every_consumer_refuses_a_support_whose_weights_were_edited(edit):
     net.load_state_dict(saved)
     for use in CONSUMERS.values():
         use(net, S, x)  # the values are back: accepted again
+
+
+
+def _set(module_index: int, **values):
+    def edit(net):
+        for k, v in values.items():
+            setattr(net[module_index], k, v)
+    return edit
+
+
+# constants that are not parameters or buffers but define the support or f_S
+CONSTANT_EDITS = {
+    "PHT-tau": (lambda: nn.Sequential(nn.Linear(4, 5), PHT(tau=0.1), nn.Linear(5, 2)),
+                _set(1, tau=0.3)),
+    "LeakyReLU-slope": (lambda: nn.Sequential(nn.Linear(4, 5), nn.LeakyReLU(0.1), nn.Linear(5, 2)),
+                        _set(1, negative_slope=0.2)),
+    "Hardtanh-bounds": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Hardtanh(-0.5, 0.5),
+                                              nn.Linear(5, 2)), _set(1, max_val=0.25)),
+    "BatchNorm-eps": (lambda: nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), PHT(0.1),
+                                            nn.Linear(5, 2)), _set(1, eps=0.5)),
+}
+
+
+@pytest.mark.parametrize("edit", list(CONSTANT_EDITS))
+def test_C1_consumers_refuse_a_support_recorded_with_other_module_constants(edit):
+    """Found here: a PHT threshold, a LeakyReLU slope, Hardtanh bounds or a BatchNorm eps
+    changed after support() are no parameter or buffer values, and the stale support was
+    accepted: gated_forward then differed from the model (PHT: by 0.07 on this net) and
+    linearize gave the Jacobian of another network. The fingerprint now holds them; held on
+    purpose (for_any_weights) the support is still accepted."""
+    make, change = CONSTANT_EDITS[edit]
+    torch.manual_seed(0)
+    net = make().double().eval()
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    S = support(net, x)
+    change(net)
+    for use in CONSUMERS.values():
+        with pytest.raises(ValueError, match="recorded with other weights"):
+            use(net, S, x)
+    gated_forward(net, S.for_any_weights(), x)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ indices.
 A support belongs to one model, one set of weights and one batch. It records a fingerprint of
 each: the architecture (layer keys, parameter names and shapes), the values of the parameters and
 buffers (a hash of their float64 values, so a deep copy, a float32 -> float64 cast or a move to
-another device keep it, while any change of a value does not), and the batch. Every consumer
+another device keep it, while any change of a value does not) with the modules' constants (a PHT
+threshold, a LeakyReLU slope, Hardtanh bounds, BatchNorm's eps), and the batch. Every consumer
 (:func:`gated_forward`, :func:`altheory.linearize`, :func:`altheory.layer_operator`,
 :class:`altheory.FixedSupportNetwork`) checks them and raises ``ValueError`` on a mismatch: a
 support recorded on other weights gives operators that are silently wrong. To *hold* a support
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from altheory.nets.activations import PHT
 from altheory.nets.graph import Graph, Selection, check_supported, execute, trace
 
 __all__ = ["LayerSupport", "MultiLayerSupport", "support", "gated_forward"]
@@ -394,8 +396,25 @@ def _shifted_words(x: torch.Tensor) -> torch.Tensor:
     return (halves[:-1, 1] & 0xFFFFFFFF) | (halves[1:, 0] << 32)
 
 
+def _constants(model: nn.Module):
+    """The values that define a network's support or :math:`f_S` without being parameters or
+    buffers, by module name: PHT's threshold and top-k, LeakyReLU's slope, Hardtanh's (ReLU6's)
+    bounds, BatchNorm's eps. (Changed after :func:`support`, they made a stale support look
+    current: a PHT threshold raised from 0.1 to 0.3 was accepted by every consumer.)"""
+    for name, m in model.named_modules():
+        if isinstance(m, PHT):
+            yield name, (m.tau, m.k, m.dim)
+        elif isinstance(m, nn.LeakyReLU):
+            yield name, (float(m.negative_slope),)
+        elif isinstance(m, nn.Hardtanh):
+            yield name, (float(m.min_val), float(m.max_val))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            yield name, (float(m.eps),)
+
+
 def _weights_digest(model: nn.Module) -> str:
-    """Fingerprint of the values of the parameters and floating buffers, as float64.
+    """Fingerprint of the values of the parameters and floating buffers, as float64, and of the
+    modules' constants (:func:`_constants`).
 
     Robust to a deep copy, a float32 -> float64 cast (exact) and a device move; a change of any
     single value changes it (see :func:`_tensor_fingerprint`). Cost: one pass over the weights,
@@ -405,6 +424,8 @@ def _weights_digest(model: nn.Module) -> str:
     h = hashlib.sha1()
     for name, t in _state(model):
         h.update(f"{name}:{tuple(t.shape)}:{_tensor_fingerprint(t)};".encode())
+    for name, values in _constants(model):
+        h.update(f"{name}:{values!r};".encode())
     return h.hexdigest()[:16]
 
 
@@ -610,5 +631,3 @@ def gated_forward(model: nn.Module, S: MultiLayerSupport, x, *,
     out, _ = _run(graph, x, "gated_forward", "gated", sels)
     return out
 
-
-from altheory.nets.activations import PHT  # noqa: E402  (doctest namespace)
