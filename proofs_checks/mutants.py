@@ -1743,6 +1743,10 @@ MUTANTS += [
            "infeasible block by its own NNLS (only costs time)",
            [("local", "altheory.solvers.pilanci_ergen._PE_FEAS_BATCH", lambda orig: 10 ** 9)],
            killed_by_tests=(f"{_SHARP}::test_C5_pilanci_ergen_rounds_and_nnls_calls_stay_at_todays_counts[40x3-0.001]",)),
+    Mutant("fingerprint-ignores-module-constants", (), "the weights fingerprint holds parameters "
+           "and buffers only: a PHT threshold changed after support() passes",
+           [("func", "altheory.nets.support._constants", lambda orig: (lambda model: iter(())))],
+           killed_by_tests=(f"{_SHARP}::test_C1_consumers_refuse_a_support_recorded_with_other_module_constants[PHT-tau]",)),
 ]
 # §6 survivors of the mutation tool, each killed by a test (tests/test_mutation_survivors.py)
 MUTANTS += [
