@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from altheory.alternation import mlp, objective_np
+from altheory.floats import assert_close
 from altheory.alternation.baselines import Curve, accuracy, best_per_method, sweep, train_baseline
 
 
@@ -30,7 +31,9 @@ def test_baseline_decreases_and_logs_the_true_objective(method, lr, batch):
     assert c.seconds == sorted(c.seconds) and c.epochs == list(range(16))
     Ws = [model[0].weight.detach().numpy(), model[2].weight.detach().numpy()]
     bs = [model[0].bias.detach().numpy(), model[2].bias.detach().numpy()]
-    assert abs(objective_np(Ws, bs, X, Y, loss="squared", lam=1e-3, tau=0.1)[1] - c.objective[-1]) <= 1e-12
+    F0 = 0.5 * float(np.mean(Y ** 2))                  # the squared loss at zero output
+    assert_close(objective_np(Ws, bs, X, Y, loss="squared", lam=1e-3, tau=0.1)[1], c.objective[-1],
+                 scale=F0, what="the logged objective is the network's")
 
 
 def test_same_seed_same_start_as_the_alternation():
@@ -39,7 +42,8 @@ def test_same_seed_same_start_as_the_alternation():
     net = mlp(3, (8,), 2, seed=3)
     Ws = [net[0].weight.detach().numpy(), net[2].weight.detach().numpy()]
     bs = [net[0].bias.detach().numpy(), net[2].bias.detach().numpy()]
-    assert c.objective[0] == pytest.approx(objective_np(Ws, bs, X, Y, loss="squared")[1], rel=1e-14)
+    assert_close(c.objective[0], objective_np(Ws, bs, X, Y, loss="squared")[1],
+                 scale=0.5 * float(np.mean(Y ** 2)), what="the same start")
 
 
 def test_divergence_is_flagged_and_ranked_last():

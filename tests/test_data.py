@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from altheory import data as D
+from altheory.floats import assert_close
 from altheory.data import (Dataset, image_folder, load_cifar, load_digits, load_fashion_mnist, read_idx,
                            synthetic_images, teacher_student)
 
@@ -288,7 +289,7 @@ def test_teacher_student_is_realised_by_its_model(tau, topk):
     ts = teacher_student(50, 4, widths=(8, 6), k=2, tau=tau, topk=topk, seed=2)
     net = ts.model()
     with torch.no_grad():
-        np.testing.assert_allclose(net(torch.from_numpy(ts.X)).numpy(), ts.Y, rtol=1e-12, atol=1e-12)
+        assert_close(net(torch.from_numpy(ts.X)).numpy(), ts.Y, what="the teacher's outputs")
     S = support(net, torch.from_numpy(ts.X))
     for key in S.keys():  # neither empty nor full: the planted support is informative
         m = S[key].mask()
