@@ -37,13 +37,15 @@ KAPPA = 64.0
 def slack(*values, scale: float = 0.0, kappa: float = KAPPA, dtype=np.float64) -> float:
     r"""The rounding slack :math:`\kappa\,\varepsilon\,\max(|v_1|, …, |v_k|, s)`.
 
-    ``values`` may be scalars or arrays (their largest magnitude counts); ``scale`` is ``s``.
+    ``values`` may be scalars or arrays (their largest finite magnitude counts: an infinite value
+    compares as infinite, it does not make the slack infinite); ``scale`` is ``s``.
     """
     if kappa < 0 or not np.isfinite(kappa):
         raise ValueError(f"kappa must be a finite number >= 0; got kappa={kappa!r}.")
     mags = [abs(float(scale))]
     for v in values:
         a = np.abs(np.asarray(v, dtype=np.float64))
+        a = a[np.isfinite(a)]
         if a.size:
             mags.append(float(np.max(a)))
     return float(kappa) * float(np.finfo(dtype).eps) * max(mags)
