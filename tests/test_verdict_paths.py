@@ -260,7 +260,7 @@ def test_make_console_is_wide_off_a_terminal(monkeypatch):
 # ---- running claims: run_claims and script_main on hand-made claims ---------------------------
 
 def _fake_claim(monkeypatch, cid="C99", *, statuses=("pass",), evidence=(), raises=None,
-                fallback=None, asserted=True):
+                fallback=None, asserted=True, conditions=()):
     seen = {}
 
     def check(profile="quick", seed=0):
@@ -272,6 +272,7 @@ def _fake_claim(monkeypatch, cid="C99", *, statuses=("pass",), evidence=(), rais
             r.add(Instance(seed + j, {"n": 3}, s, 1e-9, 1e-6,
                            {"fallback": fallback} if fallback else {}))
         r.evidence.extend(evidence)
+        r.conditions.extend(conditions)
         r.notes.append("note [not markup]")
         return r
 
@@ -342,6 +343,7 @@ def test_claim_run_checks_the_profile_times_and_hides_only_the_padding_warning(m
 def test_script_main(monkeypatch, tmp_path, capsys, argv, statuses, raises, code, verdict):
     _, seen = _fake_claim(monkeypatch, statuses=statuses, raises=raises,
                           evidence=[Evidence("g", 1, 0, 2)] if "saddle" in statuses else [],
+                          conditions=[Condition("lam > 0", True, 0.01, "weight decay")],
                           fallback="clarabel->scs" if statuses else None)
     path = tmp_path / "C99.json"
     assert script_main("C99", argv + ["--json", str(path)]) == code
@@ -354,6 +356,8 @@ def test_script_main(monkeypatch, tmp_path, capsys, argv, statuses, raises, code
         assert ("solver fallbacks: clarabel->scs" in out) == bool(statuses)
     if "saddle" in statuses:
         assert "evidence g: 0 certified local minima / 1 required (2 runs) -- NOT MET" in out
+    if raises is None:
+        assert "condition lam > 0: True (0.01) weight decay" in out
 
 
 # ---- the registry ---------------------------------------------------------------------------
@@ -643,3 +647,325 @@ def test_method_rates_rates_note_and_require_groups():
     r.evidence = []
     dsc.require_groups(r, lambda i: "g", {"other": 3})  # no "*": a minimum of 1
     assert [(e.required, e.counted) for e in r.evidence] == [(1, 2)]
+
+
+# ---- the claims' own verdict branches: plans, refusals, statuses of rare instances --------------
+# (the claims run end to end in tests/test_c*_claims.py; here each branch that their tiny plans
+# do not take is taken on a stubbed or hand-made instance)
+
+import altheory.alternation.alternation as alt_mod  # noqa: E402
+import altheory.claims.c1_linearization as c1  # noqa: E402
+import altheory.claims.c2_linear_region as c2  # noqa: E402
+import altheory.claims.c3_per_layer as c3  # noqa: E402
+import altheory.claims.c4_two_layer_fixed_support as c4  # noqa: E402
+import altheory.claims.c5_relu_convex_program as c5  # noqa: E402
+import altheory.claims.c6_shared_support as c6  # noqa: E402
+import altheory.claims.c7_deep_lower_bound as c7  # noqa: E402
+import altheory.claims.c8_global_given_support as c8  # noqa: E402
+import altheory.claims.c9_alternation as c9  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+
+@pytest.mark.parametrize("mod", [c3, c4, c5, c6, c7], ids=lambda m: m.__name__.split(".")[-1])
+def test_plans_of_both_profiles(mod):
+    quick, thorough = mod._plan("quick"), mod._plan("thorough")
+    assert 0 < len(quick) < len(thorough)
+
+
+@pytest.mark.parametrize("mod", [c8, c9], ids=["c8", "c9"])
+def test_cases_of_both_profiles(mod):
+    (quick, _), (thorough, _) = mod._cases("quick"), mod._cases("thorough")
+    assert 0 < len({c[0] for c in quick}) <= len(thorough)
+
+
+def _c1_stubs(monkeypatch, bad_seeds):
+    import torchvision.models
+
+    import altheory.nets.activations as acts
+
+    spec = SimpleNamespace(describe=lambda: "stub", depth=2, activation=("pht",))
+    monkeypatch.setattr(c1, "sample_spec", lambda s, **k: SimpleNamespace(seed=s, **vars(spec)))
+    monkeypatch.setattr(c1, "build", lambda sp: SimpleNamespace(seed=sp.seed))
+    monkeypatch.setattr(c1, "random_inputs", lambda sp, n, s: s)
+    monkeypatch.setattr(c1, "calibrate_batchnorm", lambda model, x: None)
+    monkeypatch.setattr(acts, "replace_relu", lambda model, **k: model)
+    big = SimpleNamespace(double=lambda: big, eval=lambda: big, seed=-1)
+    monkeypatch.setattr(torchvision.models, "resnet18", lambda **k: big)
+    monkeypatch.setattr(torchvision.models, "mobilenet_v2", lambda **k: big)
+
+    def measure(model, x):
+        err = 1e-3 if getattr(model, "seed", None) in bad_seeds else 1e-14
+        return {"forward_rel_error": err, "jacobian_rel_error": err / 2, "margin": 0.1,
+                "support_entries": 4}
+
+    monkeypatch.setattr(c1, "measure", measure)
+
+
+@pytest.mark.parametrize("profile, n", [("quick", 120), ("thorough", 1203)])
+def test_C1_each_family_and_the_torchvision_models_are_judged(monkeypatch, profile, n):
+    _c1_stubs(monkeypatch, bad_seeds=set())
+    r = c1.check(profile, 0)
+    assert (len(r.instances), r.verdict) == (n, "PASS")
+    _c1_stubs(monkeypatch, bad_seeds={c1.PL_SEED_OFFSET + 5})  # one in the second family
+    r = c1.check(profile, 0)
+    assert r.verdict == "FAIL" and r.worst == 1e-3
+    assert [i.sizes["family"] for i in r.instances if i.status == "fail"] == ["cnn-pl"]
+    if profile == "thorough":
+        _c1_stubs(monkeypatch, bad_seeds={-1})  # the torchvision models
+        r = c1.check(profile, 0)
+        assert [i.sizes["family"] for i in r.instances if i.status == "fail"] == [
+            "resnet18", "mobilenet_v2-pht", "mobilenet_v2-relu6"]
+
+
+def test_C2_instance_statuses_and_sharp_margin_branches(monkeypatch):
+    with pytest.raises(ValueError, match="kind must be 'threshold'"):
+        c2._sharp_model("relu", np.random.default_rng(0))
+    real_move = c2._attaining_move
+    monkeypatch.setattr(c2, "_attaining_move", lambda *a: (real_move(*a)[0], 0.0))
+    assert c2.sharp_margin("threshold", 3)["status"] == "not-applicable"  # a tie
+    monkeypatch.setattr(c2, "_attaining_move", lambda *a: (real_move(*a)[0], 1.0))
+    monkeypatch.setattr(c2, "support", lambda m, x: {"k": SimpleNamespace(margin=np.array([0.0]))})
+    assert c2.sharp_margin("threshold", 3)["status"] == "fail"  # no region reported
+    parts = iter([{"inside": "pass"}, {"inside": "not-applicable", "crossing": None},
+                  {"inside": "pass", "crossing": "fail"}] * 40)
+    monkeypatch.setattr(c2, "sample_spec", lambda s, **k: SimpleNamespace(
+        describe=lambda: "stub", input_shape=(2,)))
+    monkeypatch.setattr(c2, "build", lambda sp: None)
+    monkeypatch.setattr(c2, "random_inputs", lambda sp, n, s: None)
+    monkeypatch.setattr(c2, "check_instance", lambda *a: next(parts))
+    monkeypatch.setattr(c2, "sharp_margin", lambda kind, s: {"status": "pass", "rel_error": 0.0})
+    r = c2.check("quick", 0)
+    # 80 instances cycling pass / not-applicable (margin 0) / fail, then 40 sharp margins
+    assert (r.counts["pass"], r.counts["not-applicable"], r.counts["fail"]) == (27 + 40, 27, 26)
+    assert r.verdict == "FAIL" and r.conditions[0].value == "53/80"
+
+
+def test_C3_refusals_rare_losses_and_planted_failures(monkeypatch):
+    _, _, Y = c3.make_instance(0, 8, [2, 3, 1], 0.0, "hinge")
+    assert set(np.unique(Y)) <= {-1.0, 1.0}
+    _, _, Y = c3.make_instance(0, 8, [2, 3, 3], 0.0, "softmax")
+    assert Y.shape == (8, 3) and (Y.sum(1) == 1).all()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        c3.make_instance(0, 8, [2, 3, 1], 0.0, "l1")
+    # a softmax layer has no fast certified solve: descent evidence only; then the operator
+    # planted wrong: every layer is an operator failure
+    monkeypatch.setattr(c3, "_plan", lambda p: [(12, [2, 4, 3], 0.0, "softmax", 1e-2, [1],
+                                                 [("lbfgs", 1, 100)])])
+    r = c3.check("quick", 0)
+    assert {i.sizes["check"] for i in r.instances} == {"descent"}
+    assert r.verdict == "UNVERIFIED"  # no fast-vs-cvxpy instance: its minimum of 1 is not met
+    real = c3.gated_forward
+    monkeypatch.setattr(c3, "gated_forward", lambda *a: real(*a) * 1.001)
+    r = c3.check("quick", 0)
+    assert [i.sizes["check"] for i in r.instances] == ["operator"] and r.verdict == "FAIL"
+    assert r.conditions[2].holds is False
+
+
+def test_C3_C4_fast_solve_labelled_optimal_above_its_tolerance_fails(monkeypatch):
+    import altheory.solvers.fast as fast
+
+    for name in ("solve_layer", "solve_problem"):
+        real = getattr(fast, name)
+        monkeypatch.setattr(fast, name, (lambda real: lambda *a, **k: replace(
+            real(*a, **k), rel_gap=1e-6))(real))
+    rng = np.random.default_rng(0)
+    Phi, Y = rng.standard_normal((10, 3)), rng.standard_normal(10)
+    res = c3.per_layer(Phi, np.zeros(10), Y, loss="squared", lam=0.0, solver="clarabel")
+    inst = c3._fast_vs_cvxpy(Phi, np.zeros(10), Y, "squared", 0.0, 3, res, 0, {}, 1.0)
+    assert (inst.status, inst.value) == ("fail", 1e-6) and "relative gap" in inst.detail["why"]
+    P = c4.make_instance(0, 12, 2, 4, 1e-2)
+    res = c4.group_lasso_problem(P)
+    inst = c4._fast_vs_cvxpy(P, res, 0, {})
+    assert inst.status == "fail" and inst.value >= 1e-6 and "above the tolerance" in inst.detail["why"]
+
+
+def test_C4_balanced_map_of_a_solve_that_is_not_optimal_and_suspect_runs():
+    P = c4.make_instance(0, 12, 2, 4, 1e-2)
+    res = replace(c4.group_lasso_problem(P), status="infeasible")
+    inst = c4._balanced_map(P, res, 0, {}, {"F0": 1.0})
+    assert inst.status == "solver-infeasible" and inst.value is None
+    r = ClaimReport("C4", "t", True, "gap")
+    r.add(Instance(3, {"method": "gd", "init": 0, "lam": 0.0, "loss": "squared", "check": "descent"},
+                   "pass", 0.0, 1e-6, {"suspect": True, "raw_gap": 0.2, "stopped": "max_iter",
+                                       "iters": 10, "max_iter": 10, "group": "g"}))
+    c4._conclude(r, "quick", [(12, 2, 4, 0.0, "squared", [], 0)])
+    assert any(n.startswith("SUSPECT runs") and "seed 3 gd init 0" in n for n in r.notes)
+
+
+def test_C5_certify_relu_endpoint_branches(monkeypatch):
+    import altheory.descent.descent as dd
+
+    X, y = c5._draw(0, 8, 2, "squared")
+    assert set(np.unique(c5._draw(0, 8, 2, "logistic")[1])) <= {-1.0, 1.0}
+    th_nan = np.full(6, np.nan)
+    assert c5.certify_relu_endpoint(X, y, th_nan, 2, 1e-2, "squared", 1.0)["why"] == "non-finite end point"
+    monkeypatch.setattr(dd, "polish", lambda obj, th: SimpleNamespace(theta=th, message="stub"))
+    monkeypatch.setattr(ep_mod, "classify_endpoint", lambda obj, th, F0: _ep("local-min"))
+    th = np.random.default_rng(1).standard_normal(6)
+    out = c5.certify_relu_endpoint(X, y, th, 2, 1e-2, "squared", 1.0)
+    assert out["certified"] and out["how"] == "local-min of its own support" and out["margin_active"] > 0
+    monkeypatch.setattr(ep_mod, "classify_endpoint", lambda obj, th, F0: _ep("saddle"))
+    out = c5.certify_relu_endpoint(X, y, np.zeros(6), 2, 1e-2, "squared", 1.0)
+    assert not out["certified"] and out["why"] == "no active unit"
+
+
+def test_C5_cross_check_not_optimal_is_reported_and_its_fallback_named(monkeypatch):
+    from altheory.solvers.arrangements import enumerate_patterns
+
+    X, y = c5._draw(3, 8, 2, "squared")
+    P = enumerate_patterns(X)
+    res = c5.relu_program(X, y, 1e-2, P)
+    sizes = {"lam": 1e-2, "loss": "squared"}
+    real = c5.relu_program
+    monkeypatch.setattr(c5, "relu_program", lambda *a, **k: replace(
+        real(*a, **k), status="optimal_inaccurate", attempts=[("clarabel", "x", 0.0), ("scs", "y", 0.0)]))
+    inst = c5._cross_check(X, y, P, res, 3, sizes, {}, 1.0)
+    assert inst.status == "reported" and inst.detail["fallback"] == "clarabel->scs"
+
+
+def test_C5_sampled_patterns_give_reported_bounds(monkeypatch):
+    monkeypatch.setattr(c5, "_plan", lambda p: [(8, 3, 1e-2, "squared", 16, (1.0,), 1, 100)])
+    r = c5.check("quick", 0)
+    assert {i.status for i in r.instances if i.sizes["check"] == "bound"} == {"reported"}
+    assert any("UPPER BOUND" in n for n in r.notes)
+    assert r.conditions[-2].holds is False  # no instance had exact patterns
+
+
+def test_C6_refusals_softmax_and_claims_without_a_condition(monkeypatch):
+    with pytest.raises(ValueError, match="loss must be 'squared' or 'softmax'"):
+        c6.make_instance(0, 10, 3, 2, [4], [2], "logistic")
+    X, Y, _ = c6.make_instance(0, 20, 3, 3, [4], [2], "softmax")
+    with pytest.raises(ValueError, match="no convex program for a rank-2 bottleneck"):
+        c6.linear_optimum(X, Y, "softmax", 2)
+    assert c6.linear_optimum(X, Y, "softmax", 3).status == "optimal"
+    real = c6.shared_support_conditions
+
+    def none_holds(*a, **k):
+        return [replace(c, holds=False) if c.name in ("Kawaguchi (2016)", "Laurent-von Brecht (2018)")
+                else c for c in real(*a, **k)]
+
+    monkeypatch.setattr(c6, "shared_support_conditions", none_holds)
+    monkeypatch.setattr(c6, "_plan", lambda p: [(20, 3, 2, [4], [2], "squared", [("lbfgs", 1, 200)])])
+    r = c6.check("quick", 0)
+    assert {i.status for i in r.instances} <= {"reported", "saddle", "not-converged"}
+    assert "reported" in r.counts and r.verdict == "UNVERIFIED" and r.evidence == []
+
+
+def test_C7_refusals_and_a_bound_that_is_not_optimal(monkeypatch):
+    import altheory.certificates.certificates as cert
+
+    with pytest.raises(ValueError, match="replicate needs h1 divisible by d"):
+        c7.make_instance(0, 10, 2, 5, 3, True)
+    X, y, masks = c7.make_instance(0, 30, 2, 4, 3, True)
+    C = cert.lifted_patterns(masks).shape[1]
+    with pytest.raises(ValueError, match="U must have shape"):
+        c7.lifted_to_network(masks, np.zeros((C + 1, 2)), 2)
+    real = cert.lifted_patterns
+    monkeypatch.setattr(cert, "lifted_patterns",
+                        lambda m: np.hstack([real(m), np.ones((real(m).shape[0], 1), bool) * 0]))
+    with pytest.raises(ValueError, match="produced by no free"):
+        c7.lifted_to_network(masks, np.zeros((C + 1, 2)), 2)
+    monkeypatch.undo()
+    real_bound = c7.lifted_bound
+    monkeypatch.setattr(c7, "lifted_bound", lambda *a, **k: replace(real_bound(*a, **k),
+                                                                    status="infeasible"))
+    monkeypatch.setattr(c7, "_plan", lambda p: [(30, 2, 4, 3, True, [("lbfgs", 1, 50)]),
+                                                (30, 2, 4, 3, False, [("lbfgs", 1, 50)])])
+    r = c7.check("quick", 0)
+    assert set(r.counts) == {"solver-infeasible"} and r.verdict == "UNVERIFIED"
+    assert [i.sizes.get("check") for i in r.instances].count("lifted-map") == 1  # replicated row
+
+
+def _fake_round(objective, statuses=(), step_objectives=(), step_flips=(), margins=(), active=()):
+    return SimpleNamespace(objective=objective, statuses=list(statuses), flips={},
+                           step_objectives=list(step_objectives), step_flips=list(step_flips),
+                           step_margins=list(margins), step_active=list(active), margin=0.1)
+
+
+def test_C8_verdict_of_a_classified_end_point():
+    lm, sad = _ep("local-min"), _ep("saddle")
+    g = {"joint_status": "optimal", "joint_gap": 2e-7, "layer_gaps": {"0": 1e-8, "1": None}}
+    assert c8._verdict(lm, g, {}) == ("pass", 2e-7)
+    assert c8._verdict(lm, {**g, "joint_gap": 2e-6}, {}) == ("fail", 2e-6)
+    assert c8._verdict(sad, {**g, "joint_gap": 2e-6}, {}) == ("saddle", 2e-6)
+    d = {}
+    assert c8._verdict(sad, {**g, "layer_gaps": {"0": -1e-6}}, d) == ("fail", -1e-6)
+    assert "below an exact optimum" in d["why"]
+    assert c8._verdict(lm, {**g, "joint_status": "infeasible"}, {}) == ("solver-infeasible", None)
+
+
+def test_C8_instances_without_the_premise_are_not_applicable(monkeypatch):
+    res = SimpleNamespace(stopped="max-rounds", rounds=[_fake_round(1.0, [])], model=None)
+    monkeypatch.setattr(c8, "_alternate_to_support", lambda *a: (res, [0]))
+    inst = c8._two_layer_instance(0, 20, 3, 4, 0.1, 2)
+    assert inst.status == "not-applicable" and "did not stop" in inst.detail["why"]
+    res.stopped = "support-stable"
+    monkeypatch.setattr(c8, "_classify_and_solve", lambda *a: None)
+    inst = c8._two_layer_instance(0, 20, 3, 4, 0.1, 2)
+    assert inst.status == "not-applicable" and "changed under the polish" in inst.detail["why"]
+
+
+def test_C8_polish_that_changes_the_support_and_a_budget_without_stability(monkeypatch):
+    X, Y = c8._data(0, 30, 3, 0.1)
+    res, flips = c8._alternate_to_support(0, 3, 4, 0.1, X, Y, max_rounds=1)
+    assert res.stopped != "support-stable" and len(flips) == len(res.rounds)
+    assert c8._newton_polish(res.model, X, Y, c8.LAM, iters=0)["support_kept"] is True
+    # a Hessian of the wrong sign makes every Newton step an ascent: the line search gives up
+    # and the weights stay where they are
+    before = [p.detach().clone() for p in res.model.parameters()]
+    with monkeypatch.context() as m:
+        m.setattr(torch.autograd.functional, "hessian",
+                  lambda f, th, vectorize: -torch.eye(th.numel(), dtype=th.dtype))
+        out = c8._newton_polish(res.model, X, Y, c8.LAM, iters=3)
+    assert out["support_kept"] and out["grad_norm"] > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, res.model.parameters()))
+    monkeypatch.setattr(c8, "_endpoint", lambda *a: _ep("saddle"))
+    monkeypatch.setattr(c8, "_newton_polish", lambda *a: {"support_kept": False, "grad_norm": 1.0})
+    detail = {}
+    assert c8._classify_and_solve(res, X, Y, detail) is None
+    assert detail["polished"]["support_kept"] is False and detail["certified_point"] is None
+
+
+def test_C8_deeper_networks_are_reported_per_layer(monkeypatch):
+    gaps = iter([{"layer_gaps": {"0": 1e-3, "1": None}, "layer_status": {}, "margin": 0.1},
+                 {"layer_gaps": {"0": None}, "layer_status": {}, "margin": 0.0},
+                 {"layer_gaps": {}, "layer_status": {}, "margin": 0.0}])
+    monkeypatch.setattr(alt_mod, "alternate", lambda *a, **k: SimpleNamespace(model=None,
+                                                                             stopped="max-rounds"))
+    monkeypatch.setattr(alt_mod, "mlp", lambda *a, **k: None)
+    monkeypatch.setattr(alt_mod, "c8_gaps", lambda *a, **k: next(gaps))
+    r = ClaimReport("C8", "t", True, "gap")
+    c8._deeper_instances(r, 0, 3, 2)
+    assert [(i.status, i.value) for i in r.instances] == [("reported", 1e-3), ("reported", None),
+                                                          ("reported", None)]
+    calls = []
+    monkeypatch.setattr(c8, "_cases", lambda p: ([], 2))
+    monkeypatch.setattr(c8, "_deeper_instances", lambda *a: calls.append(a))
+    r = c8.check("thorough", 0)
+    assert len(calls) == 1 and r.verdict == "UNVERIFIED"
+
+
+def test_C9_support_preserving_verdict_every_branch():
+    inv = {"step_flips_total": 0, "slack_violation": 0.0}
+    assert c9._support_preserving_verdict(["infeasible"], 0.0, inv) == ("solver-infeasible", None)
+    assert c9._support_preserving_verdict([], 1.0, inv)[0] == "fail"
+    assert "changed" in c9._support_preserving_verdict([], 0.0, {**inv, "step_flips_total": 2})[1]
+    assert "slack" in c9._support_preserving_verdict([], 0.0, {**inv, "slack_violation": 1.0})[1]
+    assert c9._support_preserving_verdict([], 0.0, inv) == ("pass", None)
+
+
+def test_C9_invariant_and_a_failing_run(monkeypatch):
+    margins = [{"on_before": 0.0, "on_after": 0.0}, {"on_before": 0.4, "on_after": 0.05},
+               {"on_before": math.inf, "on_after": 0.0}]
+    res = SimpleNamespace(rounds=[_fake_round(1.0), _fake_round(1.2, ["optimal"], [1.2], [0],
+                                                                 margins, [1])],
+                          config={"F0": 1.0}, stopped="max-rounds")
+    inv = c9.invariant(res, 0.1, 0.1)
+    # need = min(eps, 0.2) = 0.1 for the second margin only: shortfall (0.1 - 0.05) / 0.1
+    assert inv == {"step_flips_total": 0, "slack_violation": pytest.approx(0.5), "binding_steps": 1}
+    assert c9.invariant(res, 0.0, 0.1)["slack_violation"] == 0.0  # tau = 0: no slack needed
+    monkeypatch.setattr(alt_mod, "alternate", lambda *a, **k: res)
+    monkeypatch.setattr(alt_mod, "mlp", lambda *a, **k: None)
+    inst = c9._support_preserving_instance(0, {"d": 2, "widths": [3], "tau": 0.1, "rounds": 1},
+                                           None, None, 0.1)
+    assert inst.status == "fail" and "increased by 2.00e-01" in inst.detail["why"]
