@@ -1696,6 +1696,16 @@ def _sharp_certify_no_lam_b(orig):
     return f
 
 
+def _sharp_rows_drop_margins(orig):
+    def f(self, decode=()):
+        out = orig(self, decode)
+        for r in out.values():
+            if isinstance(r.get("run"), dict):
+                r["run"].pop("margin", None)
+        return out
+    return f
+
+
 def _sharp_pe_add_a_tenth(orig):
     def f(V, W):
         return max(1, orig(V, W) // 10)
@@ -1747,6 +1757,10 @@ MUTANTS += [
            "and buffers only: a PHT threshold changed after support() passes",
            [("func", "altheory.nets.support._constants", lambda orig: (lambda model: iter(())))],
            killed_by_tests=(f"{_SHARP}::test_C1_consumers_refuse_a_support_recorded_with_other_module_constants[PHT-tau]",)),
+    Mutant("alternate-resume-drops-margins", (), "altheory alternate --resume reads the finished "
+           "runs back from runs.csv without their per-round margins",
+           [("method", "altheory.experiments.store.ResultStore.rows", _sharp_rows_drop_margins)],
+           killed_by_tests=(f"{_SHARP}::test_alternate_resume_writes_the_files_of_the_uninterrupted_run",)),
 ]
 # §6 survivors of the mutation tool, each killed by a test (tests/test_mutation_survivors.py)
 MUTANTS += [

@@ -481,20 +481,21 @@ def test_alternate_resume_writes_the_files_of_the_uninterrupted_run(tmp_path):
     """``altheory alternate --resume`` after a kill in the middle of a row of runs.csv: runs.csv
     (every column; the run column parsed), runs.json, summary.json and config.json equal the
     uninterrupted run's; only the named timings may differ."""
-    from altheory.experiments import comparison as C
+    from altheory.cli.main import main
     from altheory.experiments.store import read_rows
 
-    cfg = C.Config(data="teacher-student", n_train=40, n_test=20, pca=3, width=3, seeds=1,
-                   relu=False, steps="exact", methods="adam", rounds=2, descent_steps=3,
-                   lr_points=1, epochs_mini=2, epochs_full=3, batch_size=10)
-    C.run_comparison(cfg, progress=False, out=tmp_path / "full")
-    part = tmp_path / "killed"
+    args = ["alternate", "--data", "teacher-student", "--n-train", "40", "--n-test", "20",
+            "--pca", "3", "--width", "3", "--seeds", "1", "--no-relu", "--steps", "exact",
+            "--methods", "adam", "--rounds", "2", "--descent-steps", "3", "--lr-points", "1",
+            "--epochs-mini", "2", "--epochs-full", "3", "--batch-size", "10", "-q"]
+    full, part = tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
     part.mkdir()
-    (part / "config.json").write_text((tmp_path / "full" / "config.json").read_text())
-    lines = (tmp_path / "full" / "runs.csv").read_text().splitlines(keepends=True)
+    (part / "config.json").write_text((full / "config.json").read_text())
+    lines = (full / "runs.csv").read_text().splitlines(keepends=True)
     assert len(lines) == 4  # a header and three runs
     (part / "runs.csv").write_text("".join(lines[:2]) + lines[2][:60])
-    C.run_comparison(cfg, progress=False, out=part, resume=True)
+    assert main([*args, "--out", str(part), "--resume"]) == 0
 
     def files(d: Path) -> dict:
         header, rows = read_rows(d / "runs.csv")
@@ -504,7 +505,7 @@ def test_alternate_resume_writes_the_files_of_the_uninterrupted_run(tmp_path):
         return {"runs.csv": (header, rows),
                 **{name: json.loads((d / name).read_text()) for name in named}}
 
-    a, b = files(tmp_path / "full"), files(part)
+    a, b = files(full), files(part)
     assert len(b["runs.csv"][1]) == 3
     diff = _differences(a, b, skip=ALT_TIMING)
     assert not diff, diff
