@@ -294,6 +294,36 @@ def test_C8_head_solver_matches_reference_minimiser():
     torch.testing.assert_close(sol.W, W.detach(), rtol=1e-6, atol=1e-8)
 
 
+def test_head_gap_is_never_negative_when_the_solver_rounds_above_the_trained_head(monkeypatch):
+    """The trainer's exact head from an already optimal head: the solver's F 2 eps above the SGD
+    head's F (rounding) gives gap 0, not -2e-16; F_star is the smaller primal value and F_lower
+    is clamped to it. An F_lower above F_star beyond rounding is a SolverError."""
+    import dataclasses
+
+    import altheory.train.head as H
+    from altheory.errors import SolverError
+
+    g = torch.Generator().manual_seed(3)
+    Phi = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    y = torch.arange(30) % 3
+    head = torch.nn.Linear(4, 3).double()
+    real = H.solve_head
+
+    def above(by):
+        def f(*a, **k):
+            s = real(*a, **k)
+            F = H.head_objective(Phi, y, head.weight.detach(), head.bias.detach(), 1e-2) * (1 + by)
+            return dataclasses.replace(s, F=F, F_lower=F)
+        return f
+
+    monkeypatch.setattr(H, "solve_head", above(2 * torch.finfo(torch.float64).eps))
+    r = H.head_gap(Phi, y, head, l2=1e-2)
+    assert r["F_star"] == r["F_sgd"] == r["F_lower"] and r["gap"] == 0.0 == r["gap_certified"]
+    monkeypatch.setattr(H, "solve_head", above(1e-9))
+    with pytest.raises(SolverError, match="exceeds the primal value beyond rounding"):
+        H.head_gap(Phi, y, head, l2=1e-2)
+
+
 def test_head_solver_rejects_bad_input():
     with pytest.raises(ValueError, match="l2 must be > 0"):
         solve_head(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), 2, l2=0.0)
