@@ -1620,6 +1620,79 @@ MUTANTS += [
 ]
 # §4 verdict and evidence logic on every path (tests/test_verdict_paths.py)
 MUTANTS += [
+    Mutant("verdict-error-before-fail", (), "a crash beside a finding reads ERROR, not FAIL",
+           [("method", "altheory.claims.ClaimReport.verdict", lambda orig: property(
+               lambda self: "ERROR" if (self.error is not None or self.counts["error"])
+               else orig.fget(self)))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_verdict_table",)),
+    Mutant("verdict-pass-ignores-evidence", (), "PASS on one counted pass, minimum evidence unread",
+           [("method", "altheory.claims.ClaimReport.verdict", lambda orig: property(
+               lambda self: "PASS" if (self.asserted and self.n_pass and not self.n_fail
+                                       and self.error is None and not self.counts["error"])
+               else orig.fget(self)))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_evidence_met_in_one_group_and_not_in_another_is_unverified_until_both_are",)),
+    Mutant("worst-nan-order-dependent", (), "the worst counted value is Python's max, which keeps "
+           "or drops a NaN by instance order",
+           [("method", "altheory.claims.ClaimReport.worst", lambda orig: property(
+               lambda self: max([i.value for i in self.instances if i.status in ("pass", "fail")
+                                 and i.value is not None] or [math.nan])))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_a_nan_counted_value_is_never_hidden_by_a_finite_one",)),
+    Mutant("exit-code-non-strict-forgives-fail", (), "--allow-unverified lets a FAIL exit 0",
+           [("func", "altheory.claims.report.exit_code", lambda orig: lambda reports, *, strict=True:
+             orig(reports, strict=strict) if strict else
+             (2 if not list(reports) else int(any(r.verdict == "ERROR" for r in reports))))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_exit_code_of_mixed_and_empty_runs",)),
+    Mutant("require-accepts-any-minimum", (), "ClaimReport.require records a minimum of 0 and an "
+           "unknown kind",
+           [("method", "altheory.claims.ClaimReport.require", lambda orig:
+             lambda self, group, required, counted, runs=0, *, kind="certified local minima":
+             self.evidence.append(__import__("altheory.claims", fromlist=["Evidence"]).Evidence(
+                 group, required, int(counted), int(runs), kind)) or self.evidence[-1])],
+           killed_by_tests=("tests/test_verdict_paths.py::test_require_refuses_a_minimum_that_verifies_nothing",)),
+    Mutant("evidence-json-without-kind", (), "the report's JSON leaves out what an evidence counts",
+           [("method", "altheory.claims.ClaimReport.to_dict", lambda orig: lambda self: {
+               **orig(self), "evidence": [{k: v for k, v in e.items() if k != "kind"}
+                                          for e in orig(self)["evidence"]]})],
+           killed_by_tests=("tests/test_verdict_paths.py::test_json_round_trip_keeps_every_field",)),
+    Mutant("table-evidence-kinds-lumped", (), "the summary table counts evidence groups of both "
+           "kinds together",
+           [("local", "altheory.claims.report._evidence_cell", lambda orig: lambda r:
+             f"{sum(e.met for e in r.evidence)}/{len(r.evidence)} groups" if r.evidence else "—")],
+           killed_by_tests=("tests/test_verdict_paths.py::test_summary_table_renders_every_cell",)),
+    Mutant("run-claims-fallbacks-unprinted", (), "altheory verify prints no line for the solver "
+           "fallbacks of a claim",
+           [("local", "altheory.claims.report.fallback_line", lambda orig: lambda r: "")],
+           killed_by_tests=("tests/test_verdict_paths.py::test_run_claims_prints_evidence_fallbacks_notes_and_writes_json",)),
+    Mutant("zero-hessian-eigs-nan", (), "a zero Hessian has NaN extreme eigenvalues (an affine "
+           "objective is never classified)",
+           [("func", "altheory.descent.endpoints.symmetric_extreme_eigs", lambda orig: lambda H:
+             (math.nan, math.nan) if not np.abs(np.asarray(H, dtype=np.float64)).max(initial=0.0)
+             else orig(H))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_classify_endpoint_of_an_objective_with_a_zero_hessian",)),
+    Mutant("judge-lower-bound-as-optimum", (), "an end point above a lower bound is judged as if "
+           "the bound were the optimum",
+           [("func", "altheory.descent.endpoints.judge_endpoint", lambda orig:
+             lambda *a, **k: orig(*a, **{**k, "star_kind": "global"}))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_judge_endpoint_every_branch",)),
+    Mutant("raw-end-point-below-unchecked", (), "a raw end point below the optimum passes when "
+           "its polished point does not lie below",
+           [("func", "altheory.claims._descent.run_endpoint", lambda orig: lambda *a, **k: (
+               lambda r: ("pass", 0.0, r[2]) if "raw end point lies below" in r[2].get("why", "")
+               else r)(orig(*a, **k)))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_run_endpoint_raw_point_below_the_optimum_fails_even_when_the_polish_is_above",)),
+    Mutant("c8-verdict-one-sided", (), "C8 judges the absolute gap: weights below an exact "
+           "optimum of their support pass",
+           [("local", "altheory.claims.c8_global_given_support._verdict", lambda orig:
+             lambda ep, gaps, detail: orig(ep, {**gaps, "joint_gap": None if gaps.get("joint_gap") is None
+                                                else abs(gaps["joint_gap"]),
+                                                "layer_gaps": {k: None if v is None else abs(v)
+                                                               for k, v in gaps["layer_gaps"].items()}},
+                                           detail))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_C8_verdict_of_a_classified_end_point",)),
+    Mutant("c9-slack-unchecked", (), "C9's support-preserving verdict never reads the slack",
+           [("local", "altheory.claims.c9_alternation._support_preserving_verdict", lambda orig:
+             lambda bad, inc, inv: orig(bad, inc, {**inv, "slack_violation": 0.0}))],
+           killed_by_tests=("tests/test_verdict_paths.py::test_C9_support_preserving_verdict_every_branch",)),
 ]
 # §5 sharp checks where the code grew new paths (tests/test_sharp_checks.py)
 _SHARP = "tests/test_sharp_checks.py"
