@@ -1557,7 +1557,96 @@ MUTANTS: list[Mutant] = [
 # -- checks proven by bugs nobody wrote down: one block per part of that work, so that work on
 # -- one part never edits another's lines.
 # §1 the float-comparison rule and §3 the solver evidence of the claims
+_FLOATS = "tests/test_floats.py"
+
+
+def _floats_slack_without_scale(orig):
+    """The slack ignores ``scale``: values near 0 through cancellation get no rounding."""
+    def f(*values, scale=0.0, kappa=64.0, dtype=np.float64):
+        return orig(*values, scale=0.0, kappa=kappa, dtype=dtype)
+    return f
+
+
+def _floats_slack_of_infinities(orig):
+    """The slack from every magnitude, infinities included (the rule as first written)."""
+    def f(*values, scale=0.0, kappa=64.0, dtype=np.float64):
+        if kappa < 0 or not np.isfinite(kappa):
+            raise ValueError(f"kappa must be a finite number >= 0; got kappa={kappa!r}.")
+        mags = [abs(float(scale))] + [float(np.max(np.abs(np.asarray(v, dtype=np.float64))))
+                                      for v in values if np.size(v)]
+        return float(kappa) * float(np.finfo(dtype).eps) * max(mags)
+    return f
+
+
+def _floats_nan_passes(orig):
+    def f(a, b, **kw):
+        if np.isnan(np.asarray(a, dtype=np.float64)).any() or np.isnan(np.asarray(b, dtype=np.float64)).any():
+            return True
+        return orig(a, b, **kw)
+    return f
+
+
+def _head_gap_unclamped(orig):
+    """head_gap as first written: F_star the solver's F, F_lower its bound, unclamped."""
+    def f(*a, **k):
+        r = orig(*a, **k)
+        s = r["solution"]
+        return {**r, "F_star": s.F, "F_lower": s.F_lower, "gap": (r["F_sgd"] - s.F) / r["F0"],
+                "gap_certified": (r["F_sgd"] - s.F_lower) / r["F0"]}
+    return f
+
+
+def _pe_projection_leaves_points_in_the_cone(orig):
+    """The batched projection never accepts the empty active set: a point already in K (on a
+    face) is left to the NNLS, as at the apex, though it is found in exact arithmetic."""
+    def f(U, x):
+        p, found = orig(U, x)
+        inside = (np.einsum("mfd,md->mf", U, x) >= -1e-9 * np.linalg.norm(x, axis=1)[:, None]).all(1)
+        p, found = p.copy(), found & ~inside
+        p[inside] = x[inside]
+        return p, found
+    return f
+
+
 MUTANTS += [
+    Mutant("floats-slack-ignores-scale", (), "altheory.floats' slack ignores the scale (a bound "
+           "3e-16 above a value near 0 by cancellation fails)",
+           [("func", "altheory.floats.slack", _floats_slack_without_scale)],
+           killed_by_tests=(f"{_FLOATS}::test_scale_is_the_magnitude_of_the_inputs",)),
+    Mutant("floats-leq-sides-swapped", (), "leq(a, b) tests b <= a",
+           [("func", "altheory.floats.leq", lambda orig: lambda a, b, **kw: orig(b, a, **kw))],
+           killed_by_tests=(f"{_FLOATS}::test_leq_geq_close_true_within_the_slack_false_just_beyond",)),
+    Mutant("floats-nan-passes", (), "leq passes a comparison with a NaN",
+           [("func", "altheory.floats.leq", _floats_nan_passes)],
+           killed_by_tests=(f"{_FLOATS}::test_nan_never_passes",)),
+    Mutant("floats-slack-of-infinities", (), "an infinite value makes the slack infinite "
+           "(leq(inf, 1) true)",
+           [("func", "altheory.floats.slack", _floats_slack_of_infinities)],
+           killed_by_tests=(f"{_FLOATS}::test_infinities_compare_as_infinities",)),
+    Mutant("head-dual-not-clamped", (), "the softmax head reports a dual bound above its primal "
+           "value (a negative gap) instead of min(D, F)",
+           [("func", "altheory.solvers.softmax_head._certified_bracket",
+             lambda orig: lambda primal, dual, *, scale: (dual, primal - dual))],
+           killed_by_tests=(f"{_CERT}::test_head_dual_above_the_primal_by_rounding_is_clamped",)),
+    Mutant("head-dual-clamped-beyond-rounding", (), "a dual bound above the primal value by more "
+           "than rounding is clamped silently (a broken certificate reported as a closed gap)",
+           [("func", "altheory.solvers.softmax_head._certified_bracket",
+             lambda orig: lambda primal, dual, *, scale: (min(dual, primal), primal - min(dual, primal)))],
+           killed_by_tests=(f"{_CERT}::test_certified_bracket_clamps_within_the_slack_only",)),
+    Mutant("certify-bracket-unclamped", (), "certify's bracket is the solver's (primal, dual) "
+           "as first written: neither the trained head's bounds nor the clamp",
+           [("func", "altheory.train.certify._bracket",
+             lambda orig: lambda cert, sol, F0: (sol.primal, sol.dual))],
+           killed_by_tests=(f"{_CERT}::test_certify_bracket_takes_the_best_bounds_and_clamps",)),
+    Mutant("head-gap-unclamped", (), "the trainer's head_gap reports the solver's F as F* "
+           "(a gap of -2e-16 when the SGD head is optimal)",
+           [("func", "altheory.train.head.head_gap", _head_gap_unclamped)],
+           killed_by_tests=("tests/test_train.py::test_head_gap_is_never_negative_when_the_solver_rounds_above_the_trained_head",)),
+    Mutant("pe-projection-leaves-points-in-the-cone", (), "the batched cone projection leaves "
+           "every point already in its cone to the NNLS (allowed only at the apex)",
+           [("func", "altheory.solvers.pilanci_ergen._pe_project_batched",
+             _pe_projection_leaves_points_in_the_cone)],
+           killed_by_tests=("tests/test_fast_pe_certificate.py::test_batched_projection_equals_the_nnls_projection",)),
     Mutant("pe-never-certifies", ("C5",), "the certified Pilanci-Ergen solver never certifies "
            "(max_iter): relu_program falls back to Clarabel, C5's certificate and cross-check "
            "are never counted (the claim passed on its other checks before solver evidence)",
