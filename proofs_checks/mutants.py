@@ -1706,6 +1706,81 @@ MUTANTS += [
 ]
 # §2 bounds and certificates away from the optimum (tests/test_bounds_off_optimum.py)
 MUTANTS += [
+    Mutant("bounds-dual-ray-1pc-high-off-optimum", (), "the group-lasso dual value raised by 1% "
+           "wherever the gradient's ray leaves the dual feasible set (s_max > 1): right at the "
+           "optimum, wrong away from it",
+           [("func", "altheory.solvers.fast._dual_on_ray",
+             lambda orig: lambda g, smax, y, loss: (
+                 lambda v: v + 0.01 * abs(v) if smax > 1 + 1e-6 and math.isfinite(v) else v)(
+                 orig(g, smax, y, loss)))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C4_group_lasso_dual_bound_off_optimum",)),
+    Mutant("bounds-dual-ray-unclipped", (), "the squared loss's best point of the ray is not "
+           "clipped to |alpha| <= 1/s_max: the dual feasibility scaling skipped",
+           [("func", "altheory.solvers.fast._dual_on_ray",
+             _edited("        a = min(max(a, -amax), amax)\n", "        a = a\n"))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C4_group_lasso_dual_bound_at_any_dual_point",
+                            "tests/test_bounds_off_optimum.py::test_C4_group_lasso_dual_bound_off_optimum")),
+    Mutant("bounds-refined-gap-of-the-polished-point", (), "the refined group-lasso certificate "
+           "reports the gap of the polished point, not of the U it was given",
+           [("func", "altheory.solvers.fast.group_lasso_certificate",
+             _edited("        gap = primal - dual\n", "        gap = polished.objective - dual\n"))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C4_group_lasso_dual_bound_off_optimum",)),
+    Mutant("bounds-layer-dual-unprojected", (), "the per-layer dual point is not projected onto "
+           "{Phi_b^T alpha = 0}: exact at the optimum (the gradient is orthogonal there), not a "
+           "bound away from it",
+           [("func", "altheory.solvers.fast.solve_layer",
+             _edited("            a = a - Q @ (Q.T @ a)", "            a = a"))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C3_per_layer_dual_bound_off_optimum",)),
+    Mutant("bounds-pe-cone-score-one-side", (), "the exact cone scores of the Pilanci-Ergen "
+           "certificate forget the w_i side, sigma_K(-X^T D_i theta): only violated patterns "
+           "(away from the optimum) are scored low",
+           [("func", "altheory.solvers.pilanci_ergen._pe_certificate",
+             _edited("max(_pe_cone_bound(C, a[i], mp), _pe_cone_bound(C, -a[i], mm)) / lam",
+                     "_pe_cone_bound(C, a[i], mp) / lam"))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C5_pilanci_ergen_dual_bound_off_optimum",)),
+    Mutant("bounds-group-nuclear-frobenius", (), "the vector-output lower bound penalises "
+           "Frobenius norms instead of nuclear norms (a bound, but not the program's optimum "
+           "and not attained)",
+           [("func", "altheory.solvers.convex.group_nuclear",
+             _edited("obj = obj + lam * sum(cp.normNuc(U) for U in Us)",
+                     "obj = obj + lam * sum(cp.norm(U, 'fro') for U in Us)"))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C4_group_nuclear_lower_bound_off_optimum",)),
+    Mutant("bounds-certify-factors-as-convex", (), "certify scores factors (W1, w2) with the "
+           "convex objective of U = w1 w2 (lam sum |u_j|, below the weight decay they pay)",
+           [("func", "altheory.certificates.certificates.certify",
+             lambda orig: lambda problem, weights=None, **k: orig(
+                 problem, __import__("altheory.solvers.problems", fromlist=["_"]).factors_to_U(
+                     *weights) if isinstance(weights, tuple) else weights, **k))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C4_certify_two_layer_gap_off_optimum",)),
+    Mutant("bounds-lifted-sum-not-mean", (), "C7's lifted bound not divided by n (the loss "
+           "summed over samples, not averaged): above the network's objective",
+           [("func", "altheory.certificates.certificates.lifted_bound",
+             _convex_objective(lambda v, a, k: v * len(a[2])))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C7_lifted_lower_bound_off_optimum",)),
+    Mutant("bounds-softmax-dual-drops-bias-penalty", (), "the softmax head's dual drops the bias "
+           "penalty's term -|mean(A - Y)|^2/(2 lam_b)",
+           [("func", "altheory.solvers.softmax_head._dual",
+             _edited("        D = D - (gb * gb).sum() / (2 * lam_b)", "        D = D"))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C8_softmax_head_dual_bound_off_optimum",)),
+    Mutant("bounds-head-strong-convexity-loose", (), "the trainer's exact head bounds F* by "
+           "F - |grad|^2/(8 l2): right at the optimum (grad = 0), above F* away from it",
+           [("func", "altheory.train.head.solve_head",
+             lambda orig: _edited("F - gnorm ** 2 / (2 * l2)", "F - gnorm ** 2 / (8 * l2)")(
+                 orig.__wrapped__))],  # the function under torch.no_grad's wrapper
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C8_head_strong_convexity_bound_off_optimum",)),
+    Mutant("bounds-head-gradient-without-bias", (), "the trainer's exact head measures the "
+           "gradient of W only (the bias's part dropped from the strong-convexity bound)",
+           [("func", "altheory.train.head.solve_head",
+             lambda orig: _edited("    gnorm = float(G.norm())\n    F = float(F)",
+                                  "    gnorm = float(G[:, :p].norm())\n    F = float(F)")(
+                 orig.__wrapped__))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C8_head_strong_convexity_bound_off_optimum",)),
+    Mutant("bounds-certify-run-lower-is-the-solver-value", (), "certify_run's lower end of the "
+           "bracket is the solver's objective (F* only once the solver has converged)",
+           [("func", "altheory.train.certify.certify_run",
+             lambda orig: lambda *a, **k: (lambda r: dataclasses.replace(
+                 r, F_star_lower=r.F_star_upper, gap_certified=r.gap_lower))(orig(*a, **k)))],
+           killed_by_tests=("tests/test_bounds_off_optimum.py::test_C8_certify_run_bracket_off_optimum",)),
 ]
 # §4 verdict and evidence logic on every path (tests/test_verdict_paths.py)
 MUTANTS += [

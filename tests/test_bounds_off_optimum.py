@@ -35,8 +35,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from scipy.special import expit
 
 from altheory.floats import assert_close, assert_leq
 
@@ -181,6 +182,8 @@ LOSSES2 = st.sampled_from(["squared", "logistic"])
 @given(seed=st.integers(0, 10_000), n=st.integers(6, 24), d=st.integers(1, 3),
        p=st.integers(1, 5), loss=LOSSES2, frac=st.sampled_from([0.01, 0.1, 0.5, 1.5]),
        kind=POINTS, scale=SCALES, refine=st.booleans())
+@example(seed=1, n=12, d=2, p=3, loss="squared", frac=0.1, kind="near", scale=1e-5, refine=False)
+@example(seed=1, n=12, d=2, p=3, loss="logistic", frac=0.1, kind="random", scale=0.3, refine=True)
 def test_C4_group_lasso_dual_bound_off_optimum(seed, n, d, p, loss, frac, kind, scale, refine):
     """group_lasso_certificate at any U: D(theta) <= F* <= F(U), gap >= F(U) - F*, objective the
     reference's F(U); with ``refine`` (a dual point from a solve started at U, tol 1e-13) the
@@ -218,11 +221,13 @@ def _conj_np(theta, y, loss):
     return float(ent.sum()) / n
 
 
-@settings(max_examples=examples(12))
+@settings(max_examples=examples(20))
 @given(seed=st.integers(0, 10_000), n=st.integers(4, 24), d=st.integers(1, 3),
        p=st.integers(1, 5), loss=LOSSES2, frac=st.sampled_from([0.01, 0.2, 0.9]),
        where=st.sampled_from(["feasible", "boundary", "infeasible", "gradient", "signed"]),
        size=st.sampled_from([1e-3, 0.5, 1.0, 4.0, 1e3]))
+@example(seed=1, n=12, d=2, p=3, loss="squared", frac=0.2, where="boundary", size=1.0)
+@example(seed=1, n=12, d=2, p=3, loss="squared", frac=0.2, where="gradient", size=1e-3)
 def test_C4_group_lasso_dual_bound_at_any_dual_point(seed, n, d, p, loss, frac, where, size):
     r"""The dual value on the ray through any point theta (``_dual_on_ray``, the certificate's
     core) is a lower bound on F*: theta strictly feasible, on the boundary
@@ -239,9 +244,9 @@ def test_C4_group_lasso_dual_bound_at_any_dual_point(seed, n, d, p, loss, frac, 
     F_star, _ = ref_group_lasso(X, G, y, lam, loss)
     F0 = _gl_loss(np.zeros(n), y, loss)
     rng = np.random.default_rng(seed + 2)
-    if where == "gradient":  # the loss gradient at a random prediction
-        z = rng.standard_normal(n)
-        g = (z - y) / n if loss == "squared" else -y / (1 + np.exp(y * z)) / n
+    if where == "gradient":  # the loss gradient at a random prediction of size `size`
+        z = size * rng.standard_normal(n)
+        g = (z - y) / n if loss == "squared" else -y * expit(-y * z) / n
     elif loss == "logistic" and where != "signed":  # inside the conjugate's domain: -n y g in (0, 1)
         g = -y * rng.uniform(0.05, 1.0, n) / n
     else:
@@ -257,7 +262,8 @@ def test_C4_group_lasso_dual_bound_at_any_dual_point(seed, n, d, p, loss, frac, 
     what = f"dual on the ray, {loss}, {where} (s_max={smax:.3g})"
     assert_leq(value, F_star, scale=fscale(F_star, F0), what=what)
     classic = -_conj_np(g / max(1.0, smax), y, loss)
-    assert_leq(classic, value, scale=fscale(F_star, F0), what=what + ": never below the classical scaling")
+    assert_leq(classic, value, scale=fscale(F_star, F0),
+               what=what + ": never below the classical scaling")
     if loss == "logistic":
         sig = -n * y * g
         if (sig < 0).any():  # every alpha > 0 leaves the conjugate's domain: -inf; alpha = 0: 0
@@ -277,6 +283,7 @@ def test_C4_group_lasso_dual_bound_at_any_dual_point(seed, n, d, p, loss, frac, 
 @given(seed=st.integers(0, 10_000), n=st.integers(6, 24), d=st.integers(1, 3),
        p=st.integers(1, 6), loss=LOSSES2, frac=st.sampled_from([0.01, 0.1, 0.5]),
        max_iter=st.sampled_from([1, 2, 5, 20, 20_000]), warm=st.booleans())
+@example(seed=1, n=12, d=2, p=3, loss="logistic", frac=0.1, max_iter=2, warm=True)
 def test_C4_group_lasso_solver_bounds_after_few_steps(seed, n, d, p, loss, frac, max_iter, warm):
     """solve_group_lasso stopped after 1, 2, 5, 20 steps (or converged), from zero or from a
     random warm start: dual <= F* <= objective, gap >= objective - F*, the objective the
@@ -362,6 +369,7 @@ def ref_layer(Phi, off, Y, lam, nw, loss):
        k=st.integers(1, 2), loss=LOSSES2, lam=st.sampled_from([0.0, 1e-3, 0.1]),
        nw_frac=st.sampled_from([0.0, 0.5, 1.0]), max_iter=st.sampled_from([1, 2, 3, 100]),
        f32=st.booleans())
+@example(seed=1, n=12, q=3, k=1, loss="logistic", lam=0.0, nw_frac=0.0, max_iter=1, f32=False)
 def test_C3_per_layer_dual_bound_off_optimum(seed, n, q, k, loss, lam, nw_frac, max_iter, f32):
     r"""solve_layer stopped after 1, 2, 3 Newton steps (logistic), or in float32 (squared: one
     Newton step is exact in float64, float32 stops near the optimum): its dual bound
@@ -467,6 +475,7 @@ def ref_pe(X, G, y, lam, loss):
 @given(seed=st.integers(0, 10_000), n=st.integers(4, 12), d=st.integers(1, 3), loss=LOSSES2,
        lam=st.sampled_from([1e-3, 1e-2, 0.1]), kind=POINTS, scale=SCALES,
        dual=st.sampled_from(["gradient", "reference", "random"]))
+@example(seed=2, n=8, d=2, loss="squared", lam=1e-3, kind="zero", scale=1e-8, dual="gradient")
 def test_C5_pilanci_ergen_dual_bound_off_optimum(seed, n, d, loss, lam, kind, scale, dual):
     r"""_pe_certificate at feasible points zero, random, optimal and near the optimum (projected
     onto their cones), with the dual point the loss gradient there, the reference's
@@ -485,7 +494,7 @@ def test_C5_pilanci_ergen_dual_bound_off_optimum(seed, n, d, loss, lam, kind, sc
         theta = None
     elif dual == "reference":
         z = ((X @ (V_star - W_star).T) * Gf).sum(1)
-        theta = (z - y) / n if loss == "squared" else -y / (1 + np.exp(y * z)) / n
+        theta = (z - y) / n if loss == "squared" else -y * expit(-y * z) / n
     else:
         theta = (rng.standard_normal(n) if loss == "squared"
                  else -y * rng.uniform(0.05, 1.0, n)) / n
@@ -501,6 +510,7 @@ def test_C5_pilanci_ergen_dual_bound_off_optimum(seed, n, d, loss, lam, kind, sc
 @given(seed=st.integers(0, 10_000), n=st.integers(4, 12), d=st.integers(1, 3), loss=LOSSES2,
        lam=st.sampled_from([1e-3, 1e-2, 0.1]), max_rounds=st.sampled_from([1, 2, 30]),
        tol=st.sampled_from([1e-2, 1e-8]), working_set=st.sampled_from([None, True]))
+@example(seed=1, n=10, d=2, loss="squared", lam=1e-3, max_rounds=1, tol=1e-8, working_set=True)
 def test_C5_pilanci_ergen_solver_bounds_after_few_rounds(seed, n, d, loss, lam, max_rounds, tol,
                                                          working_set):
     """solve_pilanci_ergen stopped after 1 or 2 working-set rounds, or at a loose tol: its blocks
@@ -564,6 +574,7 @@ def ref_lifted(X, y, masks):
 @given(seed=st.integers(0, 10_000), n=st.integers(6, 20), d=st.integers(1, 3),
        units=st.integers(1, 3), h2=st.integers(1, 4), replicate=st.booleans(),
        method=st.sampled_from(["lbfgs", "gd"]), steps=st.sampled_from([0, 1, 5, 400]))
+@example(seed=1, n=12, d=2, units=2, h2=3, replicate=True, method="lbfgs", steps=400)
 def test_C7_lifted_lower_bound_off_optimum(seed, n, d, units, h2, replicate, method, steps):
     r"""The lifted bound (``lifted_bound``, and ``certify`` of a three-layer gated MLPObjective)
     equals the closed-form lifted optimum and lies below the gated network's objective at
@@ -608,6 +619,7 @@ def test_C7_lifted_lower_bound_off_optimum(seed, n, d, units, h2, replicate, met
 @given(seed=st.integers(0, 10_000), n=st.integers(6, 20), d=st.integers(1, 3),
        p=st.integers(1, 4), loss=LOSSES2, lam=st.sampled_from([0.0, 1e-2, 0.1]),
        kind=st.sampled_from(["zero", "random", "optimum", "near", "factors"]), scale=SCALES)
+@example(seed=1, n=12, d=2, p=3, loss="squared", lam=1e-2, kind="factors", scale=0.3)
 def test_C4_certify_two_layer_gap_off_optimum(seed, n, d, p, loss, lam, kind, scale):
     r"""``certify`` of a TwoLayerFixedSupport at U (zero, random, optimal, near it) or at factors
     (W1, w2) (random): its bound is F* (to the package solve's accuracy), never above the
@@ -665,6 +677,7 @@ def _net2_vector_objective(X, G, Y, W1, W2, lam):
 @given(seed=st.integers(0, 10_000), n=st.integers(6, 16), d=st.integers(1, 3),
        p=st.integers(1, 3), k=st.integers(2, 3), lam=st.sampled_from([1e-3, 1e-2, 0.1]),
        scale=SCALES, replicate=st.booleans())
+@example(seed=1, n=10, d=2, p=2, k=2, lam=1e-2, scale=0.3, replicate=True)
 def test_C4_group_nuclear_lower_bound_off_optimum(seed, n, d, p, k, lam, scale, replicate):
     r"""The sum-of-nuclear-norms program (``group_nuclear``, vector outputs) is the reference's
     optimum (to the package solve's accuracy) and lies below the gated two-layer network's
@@ -744,7 +757,15 @@ def ref_softmax(Phi, y, k, lam, lam_b):
     return softmax_objective(Phi, y, Ws, bs, lam, lam_b), Ws, bs
 
 
-HEAD_POINTS = st.sampled_from(["zero", "random", "optimum", "near"])
+HEAD_POINTS = st.sampled_from(["zero", "random", "optimum", "near", "bias"])
+
+
+def _head_point(kind, W_star, b_star, rng, scale):
+    """(W, b) of ``kind`` (:func:`_point`), or ``"bias"``: the optimal W with the bias moved by
+    ``scale`` (the bias's share of a certificate is then all of it)."""
+    if kind == "bias":
+        return W_star.copy(), b_star + max(scale, 0.3) * rng.standard_normal(b_star.shape)
+    return _point(kind, W_star, rng, scale), _point(kind, b_star, rng, scale)
 
 
 @settings(max_examples=examples(10))
@@ -752,6 +773,7 @@ HEAD_POINTS = st.sampled_from(["zero", "random", "optimum", "near"])
        k=st.integers(2, 3), lam=st.sampled_from([1e-3, 0.05, 1.0]),
        lam_b=st.sampled_from([0.0, 0.0, 0.05, 1.0]), kind=HEAD_POINTS, scale=SCALES,
        max_iter=st.sampled_from([0, 1, 2, 100]))
+@example(seed=1, n=20, p=3, k=3, lam=0.05, lam_b=0.05, kind="optimum", scale=0.3, max_iter=1)
 def test_C8_softmax_head_dual_bound_off_optimum(seed, n, p, k, lam, lam_b, kind, scale, max_iter):
     r"""``head_certificate`` at (W, b) zero, random, optimal or near it, with and without a bias
     penalty: :math:`D(A(W, b))\le F^*\le F(W, b)`, gap >= F - F*; ``solve_softmax_head``
@@ -763,7 +785,7 @@ def test_C8_softmax_head_dual_bound_off_optimum(seed, n, p, k, lam, lam_b, kind,
     F_star, W_star, b_star = ref_softmax(Phi, y, k, lam, lam_b)
     F0 = math.log(k)
     rng = np.random.default_rng(seed + 6)
-    W, b = _point(kind, W_star, rng, scale), _point(kind, b_star, rng, scale)
+    W, b = _head_point(kind, W_star, b_star, rng, scale)
     what = f"softmax head k={k}, lam={lam}, lam_b={lam_b}, {kind} {scale:g}"
     c = head_certificate(Phi, y, W, b, lam, lam_b=lam_b, num_classes=k)
     assert_close(c["primal"], softmax_objective(Phi, y, W, b, lam, lam_b), scale=F0, what=what)
@@ -786,6 +808,7 @@ def test_C8_softmax_head_dual_bound_off_optimum(seed, n, p, k, lam, lam_b, kind,
        k=st.integers(2, 3), lam=st.sampled_from([1e-3, 0.05, 1.0]),
        lam_b=st.sampled_from([0.0, 0.05, 1.0]),
        where=st.sampled_from(["mixture", "vertex", "softmax", "rescaled", "optimal", "off-simplex"]))
+@example(seed=1, n=20, p=3, k=3, lam=0.05, lam_b=0.0, where="softmax")
 def test_C8_softmax_head_dual_at_any_dual_point(seed, n, p, k, lam, lam_b, where):
     r"""``softmax_head_dual`` at dual points A: feasible interior ones (mixtures of permuted
     one-hot labels and the class frequencies, whose column means are the frequencies), on the
@@ -840,6 +863,8 @@ def test_C8_softmax_head_dual_at_any_dual_point(seed, n, p, k, lam, lam_b, where
 @given(seed=st.integers(0, 10_000), n=st.integers(4, 30), p=st.integers(1, 4),
        k=st.integers(2, 3), l2=st.sampled_from([1e-3, 0.05, 1.0]), kind=HEAD_POINTS,
        scale=SCALES, max_iter=st.sampled_from([0, 1, 2, 50]))
+@example(seed=1, n=20, p=3, k=3, l2=0.05, kind="random", scale=0.3, max_iter=0)
+@example(seed=1, n=20, p=3, k=3, l2=1.0, kind="bias", scale=3.0, max_iter=0)
 def test_C8_head_strong_convexity_bound_off_optimum(seed, n, p, k, l2, kind, scale, max_iter):
     r"""The trainer's exact head (``solve_head``, W and b both decayed by l2) stopped after 0, 1,
     2 Newton steps from zero, random, optimal or nearby starts: its strong-convexity bound
@@ -854,7 +879,7 @@ def test_C8_head_strong_convexity_bound_off_optimum(seed, n, p, k, l2, kind, sca
     F_star, W_star, b_star = ref_softmax(Phi, y, k, l2, l2)
     F0 = math.log(k)
     rng = np.random.default_rng(seed + 8)
-    W, b = _point(kind, W_star, rng, scale), _point(kind, b_star, rng, scale)
+    W, b = _head_point(kind, W_star, b_star, rng, scale)
     Pt, yt = torch.from_numpy(Phi), torch.from_numpy(y)
     tol = 1e-8
     s = solve_head(Pt, yt, k, l2=l2, tol=tol, max_iter=max_iter, W0=torch.from_numpy(W),
@@ -928,6 +953,7 @@ def _run_features(cfg, n):
 @given(lam=st.sampled_from([None, 1e-3, 0.1]), lam_b=st.sampled_from([0.0, 0.05]),
        subset=st.sampled_from([0, 8, 20]), max_iter=st.sampled_from([0, 1, 3, 100]),
        tol=st.sampled_from([1e-10, 1e-4]))
+@example(lam=None, lam_b=0.0, subset=0, max_iter=0, tol=1e-10)
 def test_C8_certify_run_bracket_off_optimum(trained_run, lam, lam_b, subset, max_iter, tol):
     r"""``certify_run`` with every option (weight decay or a given lam, a bias penalty, a subset,
     the solver stopped after 0, 1, 3 Newton steps, a loose tol): the bracket
