@@ -78,7 +78,8 @@ def assert_leq(a, b, *, scale: float = 0.0, kappa: float = KAPPA, dtype=np.float
         a_ = np.asarray(a, dtype=np.float64)
         b_ = np.asarray(b, dtype=np.float64)
         s = slack(a_, b_, scale=scale, kappa=kappa, dtype=dtype)
-        excess = float(np.nanmax(a_ - b_)) if a_.size and b_.size else float("nan")
+        d = a_ - b_
+        excess = float(np.nanmax(d)) if d.size and not np.isnan(d).all() else float("nan")
         raise AssertionError(f"{what + ': ' if what else ''}expected a <= b up to the rounding "
                              f"slack {s:.3g} (kappa={kappa:g}, scale={scale:.3g}); got "
                              f"a - b = {excess:.3g} (a={a!r}, b={b!r})")
