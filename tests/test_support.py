@@ -23,7 +23,7 @@ def test_masks_are_the_thresholded_preactivations():
     z1 = net[0](x)
     np.testing.assert_array_equal(S["1"].mask(), (z1 > 0.1).numpy())
     assert_close(S["1"].margin, (z1 - 0.1).abs().amin(1).detach().numpy(),
-                 scale=float(z1.abs().max()), what="margins")
+                 scale=float(z1.detach().abs().max()), what="margins")
     assert S.margin == min(S["1"].margin.min(), S["3"].margin.min())     # the smallest, exactly
     assert S["1"].packed.shape == (7, 1)  # 6 bits packed into one byte
     assert S.nbytes() == 7 + 7
