@@ -50,6 +50,7 @@ from altheory.claims._solver import fallback_of, require_solver_checks
 from altheory.descent.descent import MLPObjective, descend
 from altheory.solvers.losses import normalised_gap
 from altheory.solvers.problems import TwoLayerFixedSupport, balanced_factors
+from altheory.floats import leq
 from altheory.claims import ClaimReport, Condition, Instance, register
 
 TITLE = "Two layers, fixed support: local minima are global"
@@ -119,7 +120,7 @@ def _fast_vs_cvxpy(P: TwoLayerFixedSupport, res, seed: int, sizes: dict) -> Inst
     detail["fast_rel_gap_recomputed"] = own["rel_gap"]
     # the recomputed gap may differ from the solver's by rounding only
     tol = FAST_SOLVER_TOL
-    if not (fast.rel_gap <= tol and own["rel_gap"] <= max(tol, 10 * fast.rel_gap) + 1e-12):
+    if not (fast.rel_gap <= tol and leq(own["rel_gap"], max(tol, 10 * fast.rel_gap), scale=1.0)):
         detail["why"] = (f"labelled optimal with relative gap {fast.rel_gap:.2e} (recomputed "
                          f"{own['rel_gap']:.2e}) above the tolerance it was given, {tol:g}")
         return Instance(seed, {**sizes, "check": "fast-vs-cvxpy"}, "fail",
