@@ -2000,7 +2000,84 @@ MUTANTS += [
            killed_by_tests=(f"{_SHARP}::test_alternate_resume_writes_the_files_of_the_uninterrupted_run",)),
 ]
 # §6 survivors of the mutation tool, each killed by a test (tests/test_mutation_survivors.py)
+_SURV = "tests/test_mutation_survivors.py"
+
+
+def _surv_judge_pass_strict(orig):
+    """judge_endpoint's pass test written gap < tol_gap (mutmut's survivor of the boundary)."""
+    def judge_endpoint(ep, F, F_star, F0, **kw):
+        status, gap, why = orig(ep, F, F_star, F0, **kw)
+        if status == "pass" and gap == kw.get("tol_gap", 1e-6):
+            return "fail", gap, why
+        return status, gap, why
+    return judge_endpoint
+
+
+def _surv_tolerances_curvature_one(orig):
+    """A diverged point (non-finite max eigenvalue) counted as curvature 1, not 0."""
+    def tolerances(F0, max_eig, *, rtol_g=1e-7, rtol_h=1e-6):
+        return orig(F0, max_eig if math.isfinite(max_eig) else 1.0, rtol_g=rtol_g, rtol_h=rtol_h)
+    return tolerances
+
+
+def _surv_eigs_in_float32(orig):
+    """The Hessian's extreme eigenvalues in its own dtype (np.asarray(H) without float64)."""
+    def symmetric_extreme_eigs(H):
+        H = np.asarray(H)
+        if H.dtype != np.float32 or not np.all(np.isfinite(H)) or not np.abs(H).max() > 0:
+            return orig(H)
+        scale = float(np.abs(H).max())
+        ev = np.linalg.eigvalsh(0.5 * (H + H.T) / scale)
+        return float(ev[0]) * scale, float(ev[-1]) * scale
+    return symmetric_extreme_eigs
+
+
+def _surv_eigs_default_driver(orig):
+    """The syev fallback asks scipy for its default driver (mutmut: driver="ev" dropped)."""
+    import scipy.linalg
+
+    def symmetric_extreme_eigs(H):
+        eigh = scipy.linalg.eigh
+
+        def default_driver(*a, **k):
+            k.pop("driver", None)
+            return eigh(*a, **k)
+        scipy.linalg.eigh = default_driver
+        try:
+            return orig(H)
+        finally:
+            scipy.linalg.eigh = eigh
+    return symmetric_extreme_eigs
+
+
+def _surv_head_gap_loose_tol(orig):
+    """head_gap's default tol 1.00000001 (mutmut: 1e-8 + 1): the exact head stops at once."""
+    def head_gap(Phi, y, head, *, l2, tol=1.00000001):
+        return orig(Phi, y, head, l2=l2, tol=tol)
+    return head_gap
+
+
 MUTANTS += [
+    Mutant("surv-judge-endpoint-pass-strict", (), "a local minimum whose gap equals tol_gap "
+           "fails (gap < tol_gap; docs/claims.md: passes at gap <= tol_gap)",
+           [("func", "altheory.descent.endpoints.judge_endpoint", _surv_judge_pass_strict)],
+           killed_by_tests=(f"{_SURV}::test_C4_judge_endpoint_boundaries_are_the_documented_ones",)),
+    Mutant("surv-tolerances-diverged-curvature-one", (), "a diverged point's tolerance tol_h "
+           "counts a curvature of 1 (too loose when F0 < 1)",
+           [("func", "altheory.descent.endpoints.tolerances", _surv_tolerances_curvature_one)],
+           killed_by_tests=(f"{_SURV}::test_C4_tolerances_of_a_diverged_point_scale_with_F0_alone",)),
+    Mutant("surv-eigs-in-float32", (), "a float32 Hessian's extreme eigenvalues computed in "
+           "float32 (1 +- 1e-8 both round to 1)",
+           [("func", "altheory.descent.endpoints.symmetric_extreme_eigs", _surv_eigs_in_float32)],
+           killed_by_tests=(f"{_SURV}::test_C4_extreme_eigenvalues_are_computed_in_float64_whatever_the_input_dtype",)),
+    Mutant("surv-eigs-fallback-default-driver", (), "the eigenvalue fallback asks scipy for its "
+           "default driver instead of the QR-iteration driver syev",
+           [("func", "altheory.descent.endpoints.symmetric_extreme_eigs", _surv_eigs_default_driver)],
+           killed_by_tests=(f"{_SURV}::test_C4_each_eigensolver_of_the_fallback_chain_delivers_alone",)),
+    Mutant("surv-head-gap-loose-default-tol", ("C8",), "head_gap solves the exact head to a "
+           "default tol of 1.00000001 (stops at once: the gap is taken against the SGD head)",
+           [("func", "altheory.train.head.head_gap", _surv_head_gap_loose_tol)],
+           killed_by_tests=(f"{_SURV}::test_C8_head_gap_by_default_solves_to_the_documented_tolerance",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)

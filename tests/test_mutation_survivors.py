@@ -119,3 +119,95 @@ def test_C4_hessian_vector_product_takes_a_column_as_linear_operators_pass_it():
     assert np.array_equal(hvp(v.reshape(-1, 1)), H @ v)
     assert val == 1.0 * 2.0 + 8.0 and np.array_equal(g, [2 * 1.0 * 2.0, 1.0 + 3 * 4.0])
     assert isinstance(torch.as_tensor(hvp(v)), torch.Tensor)
+
+
+def test_C4_extreme_eigenvalues_are_computed_in_float64_whatever_the_input_dtype():
+    """A float32 Hessian is promoted: its eigenvalues 1 +- 1e-8 are told apart (float32 arithmetic
+    rounds both to 1: its spacing at 1 is 1.2e-7)."""
+    from altheory.descent.endpoints import symmetric_extreme_eigs
+
+    H32 = np.array([[1.0, 1e-8], [1e-8, 1.0]], dtype=np.float32)
+    lo, hi = symmetric_extreme_eigs(H32)
+    assert (lo, hi) == symmetric_extreme_eigs(H32.astype(np.float64))
+    assert lo < 1.0 < hi
+
+
+def _fails(*a, **k):
+    raise np.linalg.LinAlgError("did not converge")
+
+
+def test_C4_each_eigensolver_of_the_fallback_chain_delivers_alone(monkeypatch):
+    """The module docstring's chain: LAPACK syevd (eigvalsh), then the QR-iteration driver syev
+    (scipy eigh, driver "ev"), then the general solver. Each one, the others failing, gives the
+    extreme eigenvalues; the second is asked for driver "ev"."""
+    import scipy.linalg
+
+    from altheory.descent.endpoints import symmetric_extreme_eigs
+
+    H = np.array([[2.0, 1.0], [1.0, 2.0]])
+    eigh, eigvalsh, eigvals = scipy.linalg.eigh, np.linalg.eigvalsh, np.linalg.eigvals
+    drivers = []
+
+    def eigh_recorded(*a, **k):
+        drivers.append(k.get("driver"))
+        return eigh(*a, **k)
+
+    with monkeypatch.context() as m:  # syevd alone
+        m.setattr(scipy.linalg, "eigh", _fails)
+        m.setattr(np.linalg, "eigvals", _fails)
+        assert symmetric_extreme_eigs(H) == pytest.approx((1.0, 3.0), rel=1e-14)
+    with monkeypatch.context() as m:  # syev alone
+        m.setattr(np.linalg, "eigvalsh", _fails)
+        m.setattr(np.linalg, "eigvals", _fails)
+        m.setattr(scipy.linalg, "eigh", eigh_recorded)
+        assert symmetric_extreme_eigs(H) == pytest.approx((1.0, 3.0), rel=1e-14)
+        assert drivers == ["ev"]
+    with monkeypatch.context() as m:  # the general solver alone
+        m.setattr(np.linalg, "eigvalsh", _fails)
+        m.setattr(scipy.linalg, "eigh", _fails)
+        assert symmetric_extreme_eigs(H) == pytest.approx((1.0, 3.0), rel=1e-14)
+    assert (scipy.linalg.eigh, np.linalg.eigvalsh, np.linalg.eigvals) == (eigh, eigvalsh, eigvals)
+
+
+# --------------------------------------------------------------------------- the exact head
+
+def _head_data(seed=0, n=40, p=3, k=3):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    Phi = torch.randn(n, p, generator=g, dtype=torch.float64)
+    y = torch.randint(0, k, (n,), generator=g)
+    return Phi, y
+
+
+def test_C8_head_gap_by_default_solves_to_the_documented_tolerance():
+    """head_gap's default tol is solve_head's (1e-8): an all-zero head, far from the optimum,
+    gets its gap against the exact head, not against a solve stopped at once."""
+    import torch
+    from torch import nn
+
+    from altheory.train.head import head_gap, solve_head
+
+    Phi, y = _head_data()
+    head = nn.Linear(3, 3).double()
+    with torch.no_grad():
+        head.weight.zero_(), head.bias.zero_()
+    r = head_gap(Phi, y, head, l2=1e-2)
+    ref = solve_head(Phi, y, 3, l2=1e-2, tol=1e-12)
+    assert r["solver_status"] == "optimal" and r["solver_grad_norm"] <= 1e-8
+    assert r["gap"] > 1e-3
+    assert abs(r["F_star"] - ref.F) <= 1e-8 ** 2 / (2 * 1e-2) + 1e-13
+
+
+def test_C8_head_gap_of_a_head_without_bias():
+    """A bias-free linear head is a head with b = 0 (the bias of the exact head stays free)."""
+    import torch
+    from torch import nn
+
+    from altheory.train.head import head_gap, head_objective
+
+    Phi, y = _head_data(1)
+    head = nn.Linear(3, 3, bias=False).double()
+    r = head_gap(Phi, y, head, l2=1e-2)
+    F = head_objective(Phi, y, head.weight.detach(), torch.zeros(3, dtype=torch.float64), 1e-2)
+    assert r["F_sgd"] == F and r["gap"] >= 0.0 and r["gap_certified"] >= r["gap"]
