@@ -61,7 +61,9 @@ Triage: every survivor is listed in the JSON with its diff and either a triage f
 ``paper_repro/mutation_triage.toml`` (hand-edited, keyed by mutant name, with a digest of the
 mutant's diff: when the mutant changes, its triage goes stale and is reported as untriaged) or
 ``untriaged``. A triage is ``equivalent`` (with the argument why no test can tell) or
-``killed by <test node id>`` (the test that now kills it; the next run records it killed).
+``killed by <test node id>`` (the test that now kills it; the next run records it killed) or
+``open`` (a real difference that no test on this machine can see, such as a tensor left on the
+CPU when the features are on a GPU; it counts against the score).
 
 Scores per module: ``killed / (checked - equivalent)``, where killed counts mutmut's killed and
 timeout verdicts. ``first_run`` (the score before the tests written for the survivors) is frozen
@@ -216,7 +218,9 @@ def digest(diff: str) -> str:
 def load_triage(path: Path = TRIAGE) -> dict[str, dict]:
     """The hand-edited triage: ``{mutant name: {"digest", "verdict", "why"}}``.
 
-    ``verdict`` is ``"equivalent"`` or ``"killed by <test node id>"``; ``why`` the argument.
+    ``verdict`` is ``"equivalent"``, ``"killed by <test node id>"`` or ``"open"`` (a real
+    difference no test on this machine can see, e.g. a tensor left on the CPU when the features
+    are on a GPU: counted against the score); ``why`` the argument.
     """
     if not path.exists():
         return {}
@@ -224,9 +228,9 @@ def load_triage(path: Path = TRIAGE) -> dict[str, dict]:
     out = {}
     for name, t in data.get("mutant", {}).items():
         v = t.get("verdict", "")
-        if not (v == "equivalent" or v.startswith("killed by ")):
-            raise ValueError(f"triage of {name}: verdict must be 'equivalent' or 'killed by <test "
-                             f"node id>'; got {v!r}. Fix {path.name}.")
+        if not (v in ("equivalent", "open") or v.startswith("killed by ")):
+            raise ValueError(f"triage of {name}: verdict must be 'equivalent', 'open' or 'killed "
+                             f"by <test node id>'; got {v!r}. Fix {path.name}.")
         if not t.get("digest") or not t.get("why"):
             raise ValueError(f"triage of {name}: needs 'digest' and 'why'; got keys {sorted(t)}. "
                              f"Fix {path.name}.")
@@ -345,6 +349,7 @@ def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, mod
                "equivalent": eq,
                "killed_by_new_test_pending": sum(1 for t in tri.values()
                                                  if t["verdict"].startswith("killed by")),
+               "open": sum(1 for t in tri.values() if t["verdict"] == "open"),
                "untriaged": sum(1 for t in tri.values() if t["verdict"] == "untriaged"),
                "score": score(c, eq), "complete": c["not_checked"] == 0 and len(codes) > 0,
                "not_mutated_decorated": decorated_in_scope(module),
@@ -353,14 +358,18 @@ def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, mod
         if old.get("first_run"):
             row["first_run"] = old["first_run"]
         elif row["complete"]:
-            row["first_run"] = {k: c[k] for k in COLUMNS} | {"score": score(c, 0),
-                                                              "date": time.strftime("%Y-%m-%d %H:%M")}
+            row["first_run"] = {k: c[k] for k in COLUMNS} | {"date": time.strftime("%Y-%m-%d %H:%M")}
+        # the first run's kills over the same denominator as now (equivalents known from triage)
+        first = row.get("first_run")
+        row["score_first_run"] = None if first is None else score(
+            {k: first.get(k, 0) for k in COLUMNS}, eq)
         rows[module] = row
     return {
         "tool": f"mutmut {mutmut_version}",
         "command": "python paper_repro/mutation_tool.py " + " ".join(sys.argv[1:]),
-        "score_definition": "(killed + timeout) / (checked - equivalent); first_run.score: "
-                            "(killed + timeout) / checked, before the tests written for survivors",
+        "score_definition": "(killed + timeout) / (checked - equivalent), killed and timeout "
+                            "being mutmut's verdicts; score_first_run: the same with the first "
+                            "complete run's verdicts (before the tests written for its survivors)",
         "modules_run_last": modules_run,
         "wall_s_last": round(wall_s, 1),
         "load_before": [round(x, 2) for x in load_before],
