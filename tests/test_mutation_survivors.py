@@ -280,3 +280,78 @@ def test_C8_head_objective_with_a_class_absent_from_the_labels():
     F = head_objective(Phi, y, torch.zeros(3, 2, dtype=torch.float64),
                        torch.zeros(3, dtype=torch.float64), 0.0)
     assert_close(F, math.log(3), what="F(0) of 3-class softmax")
+
+
+# --------------------------------------------------------------------------- softmax head (C8)
+
+def _sh_data():
+    """Labels without the last of k = 3 classes; a 3-class head."""
+    rng = np.random.default_rng(5)
+    Phi = rng.standard_normal((6, 2))
+    y = np.array([0, 1, 1, 0, 1, 0])
+    return Phi, y, rng.standard_normal((3, 2)), rng.standard_normal(3)
+
+
+@pytest.mark.parametrize("fn", ["objective", "dual_point", "dual", "certificate"])
+def test_C8_softmax_head_takes_k_from_the_head_not_from_the_labels(fn):
+    """k is W's (or A's) row count, or num_classes when given, never max(y) + 1: with labels that
+    miss the last class, the three entry points still see k = 3, and a num_classes that
+    disagrees with W is refused."""
+    from altheory.solvers.softmax_head import (dual_point, head_certificate, softmax_head_dual,
+                                               softmax_head_objective)
+
+    Phi, y, W, b = _sh_data()
+    A = dual_point(Phi, y, W, b, lam_b=1.0)
+    call = {"objective": lambda **kw: softmax_head_objective(Phi, y, W, b, 0.1, lam_b=1.0, **kw),
+            "dual_point": lambda **kw: dual_point(Phi, y, W, b, lam_b=1.0, **kw),
+            "dual": lambda **kw: softmax_head_dual(Phi, y, A, 0.1, lam_b=1.0, **kw),
+            "certificate": lambda **kw: np.array(list(head_certificate(Phi, y, W, b, 0.1,
+                                                                       **kw).values()))}[fn]
+    got, got3 = call(), call(num_classes=3)
+    assert np.array_equal(got, got3)
+    assert A.shape == (6, 3) and np.isfinite(got).all()
+    with pytest.raises(ValueError, match="expected"):
+        call(num_classes=4)
+    # the unpenalised bias: the dual point is rescaled with the class frequencies (of k = 3)
+    A0 = dual_point(Phi, y, W, b)
+    assert A0.shape == (6, 3) and np.isfinite(softmax_head_dual(Phi, y, A0, 0.1))
+
+
+def test_C8_softmax_head_objective_leaves_the_bias_unpenalised_by_default():
+    """lam_b defaults to 0: F(W, b) = mean(lse - z_y) + lam/2 |W|^2, whatever b; the
+    certificate of a head takes the same default."""
+    import torch
+
+    from altheory.solvers.softmax_head import head_certificate, softmax_head_objective
+
+    Phi, y, W, b = _sh_data()
+    Z = torch.from_numpy(Phi @ W.T + b)
+    ref = float((torch.logsumexp(Z, 1) - Z[torch.arange(6), torch.from_numpy(y)]).mean()
+                + 0.05 * (W * W).sum())
+    assert_close(softmax_head_objective(Phi, y, W, b, 0.1), ref, what="F without a bias penalty")
+    assert softmax_head_objective(Phi, y, W, 10 * b, 0.1) != softmax_head_objective(
+        Phi, y, W, 10 * b, 0.1, lam_b=1.0)
+    assert head_certificate(Phi, y, W, b, 0.1)["primal"] == softmax_head_objective(Phi, y, W, b, 0.1)
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_C8_softmax_head_dual_simplex_check_at_its_documented_edges():
+    """Raises: entries < -1e-12 or row sums off by > 1e-9. A one-hot A (zeros) and an entry of
+    exactly -1e-12 are in; an entry of -0.25 is out. A tensor that requires grad is read as is."""
+    import torch
+
+    from altheory.solvers.softmax_head import softmax_head_dual
+
+    Phi, y, _, _ = _sh_data()
+    onehot = np.eye(3)[y]
+    assert math.isfinite(softmax_head_dual(Phi, y, onehot, 0.1, lam_b=1.0))
+    edge = onehot.copy()
+    edge[0] = [1.0, -1e-12, 1e-12]
+    assert math.isfinite(softmax_head_dual(Phi, y, edge, 0.1, lam_b=1.0))
+    bad = onehot.copy()
+    bad[0] = [1.25, -0.25, 0.0]
+    with pytest.raises(ValueError, match="probability vector"):
+        softmax_head_dual(Phi, y, bad, 0.1, lam_b=1.0)
+    At = torch.from_numpy(onehot).requires_grad_(True)
+    assert softmax_head_dual(Phi, y, At, 0.1, lam_b=1.0) == softmax_head_dual(Phi, y, onehot, 0.1,
+                                                                               lam_b=1.0)
