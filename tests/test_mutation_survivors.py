@@ -355,3 +355,28 @@ def test_C8_softmax_head_dual_simplex_check_at_its_documented_edges():
     At = torch.from_numpy(onehot).requires_grad_(True)
     assert softmax_head_dual(Phi, y, At, 0.1, lam_b=1.0) == softmax_head_dual(Phi, y, onehot, 0.1,
                                                                                lam_b=1.0)
+
+
+def test_C8_unpenalised_bias_dual_domain_is_closed_at_its_documented_1e_12():
+    """softmax_head_dual: with lam_b = 0 the column means must equal the class frequencies to
+    1e-12; a violation of exactly 1e-12 (one sample, A = [1e-12, 1, 0], y = 1) is inside."""
+    from altheory.solvers.softmax_head import softmax_head_dual
+
+    Phi = np.array([[0.5, -1.0]])
+    y = np.array([1])
+    D = softmax_head_dual(Phi, y, np.array([[1e-12, 1.0, 0.0]]), 0.1, num_classes=3)
+    assert math.isfinite(D)
+    assert softmax_head_dual(Phi, y, np.array([[2e-12, 1.0, 0.0]]), 0.1, num_classes=3) == -math.inf
+
+
+def test_C8_dual_point_of_a_head_that_rules_out_an_absent_class():
+    """A class absent from the labels whose probability underflows to exactly 0 (bias -1000):
+    the rescaling of the dual point ignores it (ratio inf, not 0/0) and the dual is finite."""
+    from altheory.solvers.softmax_head import dual_point, softmax_head_dual
+
+    Phi, y, W, b = _sh_data()
+    b = b.copy()
+    b[2] = -1000.0
+    A = dual_point(Phi, y, W, b)
+    assert A[:, 2].max() == 0.0
+    assert math.isfinite(softmax_head_dual(Phi, y, A, 0.1))
