@@ -5,20 +5,30 @@ tool lets `mutmut <https://github.com/boxed/mutmut>`_ write the bugs nobody list
 comparisons, ``+ 1`` on constants, swapped operators, dropped arguments, ``None`` for a value),
 runs the test suite against each, and writes ``paper_repro/results/mutation_tool.json``.
 
-Why mutmut 3.x (checked against mutmut 3.8.1, the version on this machine):
+Why mutmut 3.x (checked against mutmut 3.8.1, the version installed here):
 
-- maintained (3.8.1, 2025; the 3.x line has a release every few months);
+- maintained: the 3.x line on PyPI runs from 3.0.5 to 3.8.1, fourteen releases (``pip index
+  versions mutmut``);
 - a *stats run* executes the suite once with every mutated function behind a trampoline that
   records which tests reach it (``mutants/mutmut-stats.json``), so each mutant runs only the
-  tests that call its function, fastest first, with ``-x``;
+  tests that call its function, fastest first, with ``-x`` (its first failure ends it);
 - each mutant runs in a process forked from one that has already imported pytest, torch and the
   test modules; the trampoline switches the mutant on from the environment
   (``MUTANT_UNDER_TEST``), so a mutant costs the run time of its own tests, not a fresh Python +
-  torch import (cosmic-ray starts its test command anew per mutant: about 3 s of imports each
-  here before any test runs);
+  torch import (cosmic-ray starts its test command anew per mutant: ``python -c "import torch,
+  altheory, altheory.claims, pytest, scipy, cvxpy"`` alone took 8 s here, at a load of 3);
 - results are kept per file in ``mutants/**.meta``, so a run killed part-way resumes where it
   stopped; a mutant is re-run only when named explicitly (this tool names only the unchecked
   ones, or the survivors with ``--survivors``).
+
+Two settings were needed (``[tool.mutmut]`` in ``pyproject.toml``): ``process_isolation =
+"forkserver"`` (children forked from the process that ran the stats, with torch's thread pools
+started, deadlocked at 0 s of CPU), and generous timeouts (the 2-core machine is shared: at a
+load of 4 to 6 the default wall limit timed out unmutated code). And one limit of mutmut 3: it
+does not mutate decorated functions (``@property``, ``@torch.no_grad()``, the claim registry's
+``@register``...); the JSON lists, per module, the functions in scope it left alone for that
+reason (``not_mutated_decorated``): ``ClaimReport.verdict`` and every claim's ``check`` among
+them, which the hand-written registry (``proofs_checks/mutants.py``) covers instead.
 
 Scope (``SCOPE`` below, one entry per module, mutant-name globs; mutmut mutates whole files, the
 tool runs only these names): ``altheory/claims/`` (all), ``altheory/certificates/`` (all),

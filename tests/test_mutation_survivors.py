@@ -380,3 +380,34 @@ def test_C8_dual_point_of_a_head_that_rules_out_an_absent_class():
     A = dual_point(Phi, y, W, b)
     assert A[:, 2].max() == 0.0
     assert math.isfinite(softmax_head_dual(Phi, y, A, 0.1))
+
+
+# --------------------------------------------------------------------------- fast solver's certificate
+
+def test_C4_group_lasso_certificate_names_U_when_it_refuses_it():
+    from altheory.solvers.fast import group_lasso_certificate
+
+    X, G, y = np.eye(2), np.ones((2, 1), bool), np.array([1.0, 0.0])
+    with pytest.raises(ValueError, match=r"^U contains NaN or Inf"):
+        group_lasso_certificate(X, G, y, np.full((1, 2), np.nan), lam=1.0)
+    with pytest.raises(ValueError, match=r"^U must have 2 dimension"):
+        group_lasso_certificate(X, G, y, np.zeros(2), lam=1.0)
+
+
+def test_C4_refined_certificate_is_as_tight_as_a_1e_13_solve():
+    """refine=True takes the dual point of a solve to tol 1e-13 started at U: the certified gap
+    of a point stopped at tol 1e-4 then exceeds its true excess F(U) - F* by at most that
+    solve's own relative gap (1e-13), not by the default tol's 1e-8."""
+    from altheory.solvers.fast import group_lasso_certificate, solve_group_lasso
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 5))
+    G = rng.random((40, 6)) < 0.5
+    y = rng.standard_normal(40)
+    lam = 0.05
+    rough = solve_group_lasso(X, G, y, lam, tol=1e-4)
+    best = solve_group_lasso(X, G, y, lam, tol=1e-14, max_iter=50_000)
+    c = group_lasso_certificate(X, G, y, rough.U, lam, refine=True)
+    excess = c["objective"] - best.dual_objective  # >= F(U) - F*, certified
+    assert c["gap"] <= excess + 2e-13 * abs(c["objective"]), (c, best.dual_objective)
+    assert c["gap"] >= 0.0
