@@ -411,3 +411,24 @@ def test_C4_refined_certificate_is_as_tight_as_a_1e_13_solve():
     excess = c["objective"] - best.dual_objective  # >= F(U) - F*, certified
     assert c["gap"] <= excess + 2e-13 * abs(c["objective"]), (c, best.dual_objective)
     assert c["gap"] >= 0.0
+
+
+def test_C4_refine_asks_its_solve_for_the_documented_accuracy_start_and_budget(monkeypatch):
+    """group_lasso_certificate(refine=True): "a solve warm-started at U (solve_group_lasso,
+    tol 1e-13, at most time_limit seconds)". The solve it starts is asked for exactly that."""
+    import altheory.solvers.fast as fast
+
+    calls = []
+    real = fast.solve_group_lasso
+
+    def spy(*a, **k):
+        calls.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(fast, "solve_group_lasso", spy)
+    X, G, y = np.eye(3)[:, :2] + 0.1, np.ones((3, 2), bool), np.array([1.0, -0.5, 0.25])
+    U = np.full((2, 2), 0.1)
+    fast.group_lasso_certificate(X, G, y, U, lam=0.01, refine=True, time_limit=7.5)
+    (k,) = calls
+    assert k["tol"] == 1e-13 and k["time_limit"] == 7.5 and np.array_equal(k["U0"], U)
+    assert k["max_iter"] >= 1000
