@@ -396,7 +396,23 @@ def block_solvers() -> str:
                   rows, "lrlrlr")
 
 
+def block_mutation() -> str:
+    """paper_repro/mutation_tool.py: mutmut's mutants per module, first run and now."""
+    data = _load("paper_repro/results/mutation_tool.json")
+    rows = []
+    for mod, r in data["modules"].items():
+        f, s = r["score_first_run"], r["score"]
+        rows.append([f"`{mod}`", str(r["generated_in_scope"]),
+                     str(r["generated_in_scope"] - r["not_checked"]),
+                     str(r["killed"] + r["timeout"]), str(r["survived"]), str(r["equivalent"]),
+                     str(r["open"]), str(r["untriaged"]), str(r["no_tests"]),
+                     "—" if f is None else f"{f:.3f}", "—" if s is None else f"{s:.3f}"])
+    return _table(["module", "mutants", "checked", "killed", "survived", "equivalent", "open",
+                   "untriaged", "no tests", "score, first run", "score now"], rows, "lrrrrrrrrrr")
+
+
 BLOCKS = {
+    "mutation": block_mutation,
     "claims": block_claims, "claim-notes": block_claim_notes, "alternation": block_alternation,
     "timing": block_timing, "threads": block_threads, "benchmarks": block_benchmarks,
     "trainer": block_trainer, "step": block_step, "head": block_head, "linearize": block_linearize,
