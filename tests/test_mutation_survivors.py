@@ -432,3 +432,13 @@ def test_C4_refine_asks_its_solve_for_the_documented_accuracy_start_and_budget(m
     (k,) = calls
     assert k["tol"] == 1e-13 and k["time_limit"] == 7.5 and np.array_equal(k["U0"], U)
     assert k["max_iter"] >= 1000
+
+
+def test_C4_certificate_rel_gap_is_the_gap_over_the_objective():
+    """Returns: rel_gap = gap / max(|F|, tiny)."""
+    from altheory.solvers.fast import group_lasso_certificate
+
+    X, G, y = np.eye(3)[:, :2] + 0.1, np.ones((3, 2), bool), np.array([3.0, -0.5, 0.25])
+    c = group_lasso_certificate(X, G, y, np.full((2, 2), 0.1), lam=0.01)
+    assert c["gap"] > 0 and abs(c["objective"]) > 1
+    assert c["rel_gap"] == c["gap"] / abs(c["objective"])
