@@ -2050,6 +2050,42 @@ def _surv_eigs_default_driver(orig):
     return symmetric_extreme_eigs
 
 
+def _surv_dual_on_ray_sign(orig):
+    """The classical point's value +f*(g / max(1, smax)) (mutmut: the unary minus flipped)."""
+    from altheory.solvers.fast import _conj
+
+    def _dual_on_ray(g, smax, y, loss):
+        return max(orig(g, smax, y, loss), float(_conj(g / max(1.0, smax), y, loss)))
+    return _dual_on_ray
+
+
+def _surv_softmax_k_from_labels(orig):
+    """The softmax head's k from the labels (num_classes dropped: max(y) + 1)."""
+    def _check(Phi, y, num_classes, lam, lam_b):
+        return orig(Phi, y, None, lam, lam_b)
+    return _check
+
+
+def _surv_dual_point_nan_ratio(orig):
+    """_dual_point with ``pbar >= 0``: a class with probability 0 and frequency 0 gives 0/0."""
+    import torch
+
+    from altheory.solvers.softmax_head import _logits
+
+    def _dual_point(Phi, Y, W, b, lam_b):
+        if lam_b > 0:
+            return orig(Phi, Y, W, b, lam_b)
+        A = torch.softmax(_logits(Phi, W, b), 1)
+        pbar, ybar = A.mean(0), Y.mean(0)
+        ratio = torch.where(pbar >= 0, ybar / pbar, torch.full_like(pbar, math.inf))
+        theta = max(0.0, 1.0 - float(ratio.min()))
+        if theta <= 0.0:
+            return A
+        q = ((ybar - (1 - theta) * pbar) / theta).clamp_min(0)
+        return (1 - theta) * A + theta * (q / q.sum())
+    return _dual_point
+
+
 def _surv_head_gap_loose_tol(orig):
     """head_gap's default tol 1.00000001 (mutmut: 1e-8 + 1): the exact head stops at once."""
     def head_gap(Phi, y, head, *, l2, tol=1.00000001):
@@ -2078,6 +2114,18 @@ MUTANTS += [
            "default tol of 1.00000001 (stops at once: the gap is taken against the SGD head)",
            [("func", "altheory.train.head.head_gap", _surv_head_gap_loose_tol)],
            killed_by_tests=(f"{_SURV}::test_C8_head_gap_by_default_solves_to_the_documented_tolerance",)),
+    Mutant("surv-dual-on-ray-classical-sign", ("C4",), "the classical dual point's value taken "
+           "as +f* instead of -f* (where the conjugate is positive the 'lower bound' exceeds F*)",
+           [("func", "altheory.solvers.fast._dual_on_ray", _surv_dual_on_ray_sign)],
+           killed_by_tests=(f"{_SURV}::test_C4_certificate_dual_is_a_lower_bound_at_an_overshooting_point",)),
+    Mutant("surv-softmax-k-from-labels", ("C8",), "the softmax head's k taken as max(y) + 1, "
+           "not from the head (a batch without the last class loses a column)",
+           [("func", "altheory.solvers.softmax_head._check", _surv_softmax_k_from_labels)],
+           killed_by_tests=(f"{_SURV}::test_C8_softmax_head_takes_k_from_the_head_not_from_the_labels",)),
+    Mutant("surv-dual-point-nan-ratio", ("C8",), "the bias-free dual point's rescaling divides "
+           "0/0 for a ruled-out absent class (pbar >= 0): NaN, theta = 0, an infeasible point",
+           [("func", "altheory.solvers.softmax_head._dual_point", _surv_dual_point_nan_ratio)],
+           killed_by_tests=(f"{_SURV}::test_C8_dual_point_of_a_head_that_rules_out_an_absent_class",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)

@@ -442,3 +442,28 @@ def test_C4_certificate_rel_gap_is_the_gap_over_the_objective():
     c = group_lasso_certificate(X, G, y, np.full((2, 2), 0.1), lam=0.01)
     assert c["gap"] > 0 and abs(c["objective"]) > 1
     assert c["rel_gap"] == c["gap"] / abs(c["objective"])
+
+
+def test_C4_certificate_dual_is_a_lower_bound_at_an_overshooting_point():
+    """Weak duality at a point whose predictions overshoot (z = 2y): X = I, one all-on group,
+    y = (1, 0), lam = 1 >= lam_max = 0.5, so U = 0 is optimal and F* = |y|^2 / (2n) = 1/4. The
+    dual value of U = (2, 0) is at most F* (the conjugate there is positive: a sign slip in the
+    classical dual point gives 3/4)."""
+    from altheory.solvers.fast import group_lasso_certificate, lambda_max
+
+    X, G, y = np.eye(2), np.ones((2, 1), bool), np.array([1.0, 0.0])
+    assert lambda_max(X, G, y) == 0.5
+    c = group_lasso_certificate(X, G, y, np.array([[2.0, 0.0]]), lam=1.0)
+    assert c["dual_objective"] <= 0.25 and c["objective"] == 0.25 + 2.0
+    assert c["gap"] >= c["objective"] - 0.25
+
+
+def test_C4_certificate_at_an_interpolating_point():
+    """z = y exactly (the loss gradient is 0): the dual value on the ray is 0, no division by
+    |g|^2 = 0, and the gap is the penalty lam sum_j |u_j|."""
+    from altheory.solvers.fast import group_lasso_certificate
+
+    X, G, y = np.eye(2), np.ones((2, 1), bool), np.array([1.0, -2.0])
+    c = group_lasso_certificate(X, G, y, y[None, :].copy(), lam=0.1)
+    assert c["dual_objective"] == 0.0
+    assert_close(c["gap"], 0.1 * math.hypot(1.0, 2.0), what="gap of an interpolating point")
