@@ -467,3 +467,38 @@ def test_C4_certificate_at_an_interpolating_point():
     c = group_lasso_certificate(X, G, y, y[None, :].copy(), lam=0.1)
     assert c["dual_objective"] == 0.0
     assert_close(c["gap"], 0.1 * math.hypot(1.0, 2.0), what="gap of an interpolating point")
+
+
+def test_C4_logistic_certificate_where_every_margin_underflows_the_gradient():
+    """Margins y z = 1000: sigmoid(-1000) is exactly 0, so the loss gradient is exactly 0 (no
+    division by its largest entry) and the certificate is the penalty alone: dual 0."""
+    from altheory.solvers.fast import group_lasso_certificate
+
+    X, G, y = np.eye(2), np.ones((2, 1), bool), np.array([1.0, -1.0])
+    c = group_lasso_certificate(X, G, y, np.array([[1000.0, -1000.0]]), lam=0.1, loss="logistic")
+    assert c["dual_objective"] == 0.0 and math.isfinite(c["gap"]) and c["gap"] > 0
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_C4_dual_on_ray_is_the_best_point_of_its_segment(loss):
+    """_dual_on_ray: max over 0 <= alpha <= alpha_max (logistic: also <= 1/max sigma; squared:
+    |alpha| <= alpha_max) of -f*(alpha g). No point of a fine grid of the segment is better."""
+    import torch
+
+    from altheory.solvers.fast import _conj, _dual_on_ray, _grad
+
+    rng = np.random.default_rng(11)
+    n = 30
+    y = torch.from_numpy(np.sign(rng.standard_normal(n)) if loss == "logistic"
+                         else rng.standard_normal(n))
+    z = torch.from_numpy(0.3 * rng.standard_normal(n))
+    g = _grad(z, y, loss)
+    for smax in (0.5, 3.0):
+        got = _dual_on_ray(g, smax, y, loss)
+        if loss == "squared":
+            grid = np.linspace(-1 / smax, 1 / smax, 4001)
+        else:
+            top = float((-n * y * g).max())
+            grid = np.linspace(0.0, min(1 / smax, 1 / top), 4001)[:-1]
+        best = max(-float(_conj(a * g, y, loss)) for a in grid)
+        assert got >= best - slack(best, scale=1.0), (smax, got, best)
