@@ -2110,19 +2110,19 @@ MUTANTS += [
            "default driver instead of the QR-iteration driver syev",
            [("func", "altheory.descent.endpoints.symmetric_extreme_eigs", _surv_eigs_default_driver)],
            killed_by_tests=(f"{_SURV}::test_C4_each_eigensolver_of_the_fallback_chain_delivers_alone",)),
-    Mutant("surv-head-gap-loose-default-tol", ("C8",), "head_gap solves the exact head to a "
+    Mutant("surv-head-gap-loose-default-tol", (), "head_gap solves the exact head to a "
            "default tol of 1.00000001 (stops at once: the gap is taken against the SGD head)",
            [("func", "altheory.train.head.head_gap", _surv_head_gap_loose_tol)],
            killed_by_tests=(f"{_SURV}::test_C8_head_gap_by_default_solves_to_the_documented_tolerance",)),
-    Mutant("surv-dual-on-ray-classical-sign", ("C4",), "the classical dual point's value taken "
+    Mutant("surv-dual-on-ray-classical-sign", (), "the classical dual point's value taken "
            "as +f* instead of -f* (where the conjugate is positive the 'lower bound' exceeds F*)",
            [("func", "altheory.solvers.fast._dual_on_ray", _surv_dual_on_ray_sign)],
            killed_by_tests=(f"{_SURV}::test_C4_certificate_dual_is_a_lower_bound_at_an_overshooting_point",)),
-    Mutant("surv-softmax-k-from-labels", ("C8",), "the softmax head's k taken as max(y) + 1, "
+    Mutant("surv-softmax-k-from-labels", (), "the softmax head's k taken as max(y) + 1, "
            "not from the head (a batch without the last class loses a column)",
            [("func", "altheory.solvers.softmax_head._check", _surv_softmax_k_from_labels)],
            killed_by_tests=(f"{_SURV}::test_C8_softmax_head_takes_k_from_the_head_not_from_the_labels",)),
-    Mutant("surv-dual-point-nan-ratio", ("C8",), "the bias-free dual point's rescaling divides "
+    Mutant("surv-dual-point-nan-ratio", (), "the bias-free dual point's rescaling divides "
            "0/0 for a ruled-out absent class (pbar >= 0): NaN, theta = 0, an infeasible point",
            [("func", "altheory.solvers.softmax_head._dual_point", _surv_dual_point_nan_ratio)],
            killed_by_tests=(f"{_SURV}::test_C8_dual_point_of_a_head_that_rules_out_an_absent_class",)),
