@@ -99,6 +99,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -323,13 +324,22 @@ def run_shard(module: str, names_or_globs: list[str], max_children: int, total_t
     print(f"[{time.strftime('%H:%M:%S')}] {module}: mutmut run on {len(names_or_globs)} "
           f"name(s)/glob(s)", flush=True)
     p = subprocess.Popen(cmd, cwd=WORK, stdout=log, stderr=subprocess.STDOUT,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    while True:
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    try:
+        while True:
+            try:
+                rc = p.wait(timeout=60)
+                break
+            except subprocess.TimeoutExpired:
+                print(_progress(module, t0, total_t0), flush=True)
+    except BaseException:  # stopped (SIGINT/SIGTERM): stop mutmut and its forked children too
         try:
-            rc = p.wait(timeout=60)
-            break
-        except subprocess.TimeoutExpired:
-            print(_progress(module, t0, total_t0), flush=True)
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(p.pid, signal.SIGKILL)
+        print(_progress(module, t0, total_t0) + ", stopped", flush=True)
+        raise
     print(_progress(module, t0, total_t0) + f", mutmut exit {rc}", flush=True)
     return rc
 
@@ -395,6 +405,23 @@ def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, mod
     }
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def run_all(mods: list[str], survivors: bool, max_children: int, t0: float, ran: list[str]) -> None:
+    """One ``mutmut run`` per module: its unchecked mutants, or its survivors (``survivors``)."""
+    for m in mods:
+        codes = in_scope(m)
+        want = [n for n, v in codes.items() if (status_of(v) == "survived" if survivors else v is None)]
+        if not want:
+            print(f"[{time.strftime('%H:%M:%S')}] {m}: nothing to run ({len(codes)} in scope)",
+                  flush=True)
+            continue
+        ran.append(m)
+        run_shard(m, want, max_children, t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modules", default="", help="comma-separated modules of SCOPE (default all)")
@@ -429,20 +456,17 @@ def main(argv: list[str] | None = None) -> int:
     prev = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
     t0 = time.time()
     load_before = os.getloadavg()
-    ran = []
+    signal.signal(signal.SIGTERM, _interrupt)
+    ran: list[str] = []
+    stopped = False
     if not a.report_only:
-        _ensure_generated(a.max_children, t0)
-        for m in mods:
-            codes = in_scope(m)
-            want = [n for n, v in codes.items()
-                    if (status_of(v) == "survived" if a.survivors else v is None)]
-            if not want:
-                print(f"[{time.strftime('%H:%M:%S')}] {m}: nothing to run "
-                      f"({len(codes)} in scope)", flush=True)
-                continue
-            ran.append(m)
-            run_shard(m, want, a.max_children, t0)
+        try:
+            _ensure_generated(a.max_children, t0)
+            run_all(mods, a.survivors, a.max_children, t0, ran)
+        except KeyboardInterrupt:  # resumable: what mutmut finished is in mutants/; report it
+            stopped = True
     data = report(prev, time.time() - t0, load_before, os.getloadavg(), ran, mutmut.__version__)
+    data["history"][-1]["stopped"] = stopped
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for m, r in data["modules"].items():
