@@ -81,7 +81,8 @@ in the JSON the first time a module is completely checked and kept by every late
 
 Usage::
 
-    python paper_repro/mutation_tool.py [--modules M1,M2] [--survivors] [--report-only]
+    python paper_repro/mutation_tool.py [--modules M1,M2] [--survivors | --confirm-kills]
+                                        [--report-only] [--list-untriaged] [--workdir DIR]
                                         [--max-children 2]
 
 (``make mutation`` runs it with the defaults.) One progress line per shard and every 60 s:
@@ -307,7 +308,8 @@ def module_of(name: str) -> str:
 
 
 def _progress(module: str, t0: float, total_t0: float) -> str:
-    c = counts(in_scope(module))
+    mods = [module] if module in SCOPE else list(SCOPE)
+    c = {k: sum(counts(in_scope(m))[k] for m in mods) for k in COLUMNS}
     n = sum(c.values())
     return (f"[{time.strftime('%H:%M:%S')}] {module}: checked {n - c['not_checked']}/{n}, "
             f"killed {c['killed'] + c['timeout']}, survived {c['survived']}, "
@@ -422,11 +424,24 @@ def run_all(mods: list[str], survivors: bool, max_children: int, t0: float, ran:
         run_shard(m, want, max_children, t0)
 
 
+def confirm_kills(mods: list[str], max_children: int, t0: float, ran: list[str]) -> None:
+    """Re-run the survivors whose triage names the test that now kills them, in one mutmut run."""
+    triage = load_triage()
+    want = [n for m in mods for n, v in in_scope(m).items()
+            if status_of(v) == "survived" and triage.get(n, {}).get("verdict", "").startswith("killed by")]
+    ran += sorted({module_of(n) for n in want})
+    if want:
+        run_shard("confirm-kills", want, max_children, t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modules", default="", help="comma-separated modules of SCOPE (default all)")
     ap.add_argument("--survivors", action="store_true",
                     help="re-run the survivors (picks up new tests) instead of the unchecked")
+    ap.add_argument("--confirm-kills", action="store_true",
+                    help="re-run only the survivors triaged 'killed by <test>', all modules in one "
+                         "mutmut run (one clean-test run instead of one per module)")
     ap.add_argument("--report-only", action="store_true", help="only rewrite the JSON")
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=ROOT,
@@ -462,7 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.report_only:
         try:
             _ensure_generated(a.max_children, t0)
-            run_all(mods, a.survivors, a.max_children, t0, ran)
+            if a.confirm_kills:
+                confirm_kills(mods, a.max_children, t0, ran)
+            else:
+                run_all(mods, a.survivors, a.max_children, t0, ran)
         except KeyboardInterrupt:  # resumable: what mutmut finished is in mutants/; report it
             stopped = True
     data = report(prev, time.time() - t0, load_before, os.getloadavg(), ran, mutmut.__version__)

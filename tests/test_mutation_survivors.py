@@ -502,3 +502,21 @@ def test_C4_dual_on_ray_is_the_best_point_of_its_segment(loss):
             grid = np.linspace(0.0, min(1 / smax, 1 / top), 4001)[:-1]
         best = max(-float(_conj(a * g, y, loss)) for a in grid)
         assert got >= best - slack(best, scale=1.0), (smax, got, best)
+
+
+# --------------------------------------------------------------------------- margins (C2)
+
+def test_C2_topk_margin_counts_kept_entries_per_slice():
+    """Selection docstring: a slice that keeps fewer than k entries (fewer positive ones) must
+    keep its dropped entries <= 0, so its margin is min(kept min, -max dropped): 0.1 for the
+    slice [-0.1, -2, 5, -3] with k = 2, whatever another slice of the batch keeps."""
+    import torch
+
+    from altheory.nets.activations import topk_mask
+    from altheory.nets.graph import _topk_margin
+
+    z = torch.tensor([[[3.0, 2.0, 1.0, -1.0]], [[-0.1, -2.0, 5.0, -3.0]]], dtype=torch.float64)
+    s = topk_mask(z, 2, dim=-1)
+    assert s.sum(-1).flatten().tolist() == [2, 1]
+    m = _topk_margin(z, s, 2, -1)
+    assert m.tolist() == [0.5, 0.1]
