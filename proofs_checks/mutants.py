@@ -2086,6 +2086,23 @@ def _surv_dual_point_nan_ratio(orig):
     return _dual_point
 
 
+def _surv_topk_margin_doubled(orig):
+    """The top-k margin with (kept_min - dropped_max) x 2 for a full slice (mutmut: / 2 -> * 2)."""
+    import torch
+
+    def _topk_margin(z, s, k, dim):
+        m = orig(z, s, k, dim)
+        zz = z.detach().double().movedim(dim, -1)
+        ss = s.movedim(dim, -1)
+        inf = torch.tensor(math.inf, dtype=zz.dtype)
+        gap = torch.where(ss, zz, inf).amin(-1) - torch.where(~ss, zz, -inf).amax(-1)
+        full = (ss.sum(-1) >= k) & torch.isfinite(gap)
+        r = torch.where(full, torch.minimum(torch.where(ss, zz, inf).amin(-1), 2 * gap), inf)
+        r = r.flatten(1).amin(1) if r.ndim > 1 else r
+        return torch.where(torch.isfinite(r), torch.maximum(m, r), m)
+    return _topk_margin
+
+
 def _surv_head_gap_loose_tol(orig):
     """head_gap's default tol 1.00000001 (mutmut: 1e-8 + 1): the exact head stops at once."""
     def head_gap(Phi, y, head, *, l2, tol=1.00000001):
@@ -2126,6 +2143,11 @@ MUTANTS += [
            "0/0 for a ruled-out absent class (pbar >= 0): NaN, theta = 0, an infeasible point",
            [("func", "altheory.solvers.softmax_head._dual_point", _surv_dual_point_nan_ratio)],
            killed_by_tests=(f"{_SURV}::test_C8_dual_point_of_a_head_that_rules_out_an_absent_class",)),
+    Mutant("surv-topk-margin-doubled", (), "the top-k margin of a full slice is "
+           "(kept_min - dropped_max) x 2, not / 2: four times the radius inside which the "
+           "top-k set holds",
+           [("func", "altheory.nets.graph._topk_margin", _surv_topk_margin_doubled)],
+           killed_by_tests=(f"{_SURV}::test_C2_topk_margin_counts_kept_entries_per_slice",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)
