@@ -520,3 +520,18 @@ def test_C2_topk_margin_counts_kept_entries_per_slice():
     assert s.sum(-1).flatten().tolist() == [2, 1]
     m = _topk_margin(z, s, 2, -1)
     assert m.tolist() == [0.5, 0.1]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_C2_topk_margin_of_a_slice_with_nothing_positive(k):
+    """A slice with no positive entry keeps nothing; it stays so while its largest entry stays
+    <= 0: margin 0.3 for [-0.3, -1, -2, -4], for every k (not inf)."""
+    import torch
+
+    from altheory.nets.activations import topk_mask
+    from altheory.nets.graph import _topk_margin
+
+    z = torch.tensor([[[-0.3, -1.0, -2.0, -4.0]]], dtype=torch.float64)
+    s = topk_mask(z, k, dim=-1)
+    assert not s.any()
+    assert _topk_margin(z, s, k, -1).tolist() == [0.3]
