@@ -535,3 +535,23 @@ def test_C2_topk_margin_of_a_slice_with_nothing_positive(k):
     s = topk_mask(z, k, dim=-1)
     assert not s.any()
     assert _topk_margin(z, s, k, -1).tolist() == [0.3]
+
+
+def test_C2_maxpool_margin_sees_the_partial_windows_of_ceil_mode():
+    """ceil_mode=True pools run their last windows past the input: the margin (half the gap
+    between the two largest entries of every window) must include them. Only the windows of the
+    last column (partial: 3 x 3 input, 2 x 2 windows, stride 2) hold a near-tie (gap 0.02:
+    margin 0.01); every other window has a gap >= 10."""
+    import torch
+    from torch import nn
+
+    from altheory.nets.graph import _maxpool_margin
+
+    pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+    x = torch.arange(9, dtype=torch.float64).reshape(1, 1, 3, 3) * 10.0
+    x[0, 0, :, 2] = torch.tensor([500.0, 500.02, 900.0], dtype=torch.float64)
+    out_hw = tuple(pool(x).shape[2:])
+    assert out_hw == (2, 2)
+    m = _maxpool_margin(x, pool, out_hw)
+    assert m.shape == (1,)
+    assert_close(float(m[0]), 0.01, scale=500.0, what="margin of the last column's windows")
