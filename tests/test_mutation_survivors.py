@@ -555,3 +555,57 @@ def test_C2_maxpool_margin_sees_the_partial_windows_of_ceil_mode():
     m = _maxpool_margin(x, pool, out_hw)
     assert m.shape == (1,)
     assert_close(float(m[0]), 0.01, scale=500.0, what="margin of the last column's windows")
+
+
+def _maxpool_margin_reference(x, k, s, p, d, out_hw):
+    """Half the gap between the two largest entries of every window, window by window."""
+    n, c, h, w = x.shape
+    best = np.full(n, np.inf)
+    for i in range(n):
+        for ch in range(c):
+            for oh in range(out_hw[0]):
+                for ow in range(out_hw[1]):
+                    vals = [float(x[i, ch, ih, iw])
+                            for ih in (oh * s[0] - p[0] + a * d[0] for a in range(k[0]))
+                            for iw in (ow * s[1] - p[1] + b * d[1] for b in range(k[1]))
+                            if 0 <= ih < h and 0 <= iw < w]
+                    if len(vals) >= 2:
+                        top = sorted(vals)[-2:]
+                        best[i] = min(best[i], (top[1] - top[0]) / 2)
+    return best
+
+
+@pytest.mark.parametrize("k,s,p,d,ceil,hw", [
+    ((2, 2), (2, 2), (0, 0), (1, 1), True, (5, 3)),
+    ((2, 2), (2, 2), (0, 0), (1, 1), True, (3, 5)),
+    ((3, 3), (2, 2), (1, 1), (1, 1), True, (4, 4)),
+    ((3, 2), (2, 1), (1, 0), (1, 1), True, (6, 5)),
+    ((2, 3), (1, 2), (0, 1), (1, 1), True, (5, 6)),
+    ((2, 2), (2, 2), (1, 0), (2, 1), True, (7, 6)),
+    ((3, 3), (3, 3), (1, 1), (1, 1), False, (7, 8)),
+])
+def test_C2_maxpool_margin_matches_a_window_by_window_reference(k, s, p, d, ceil, hw):
+    """Every window of the pool, padding, dilation and ceil_mode's partial windows included,
+    against a loop over the windows (distinct random entries: the same subtractions)."""
+    import torch
+    from torch import nn
+
+    from altheory.nets.graph import _maxpool_margin
+
+    pool = nn.MaxPool2d(k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    x = torch.from_numpy(np.random.default_rng(sum(hw)).permutation(2 * 2 * hw[0] * hw[1])
+                         .reshape(2, 2, *hw) * 10.0)
+    out_hw = tuple(pool(x).shape[2:])
+    # a near-tie (gap 0.02) in the last window with two entries: ceil_mode's partial windows
+    for oh, ow in ((a, b) for a in reversed(range(out_hw[0])) for b in reversed(range(out_hw[1]))):
+        cells = [(ih, iw) for ih in (oh * s[0] - p[0] + a * d[0] for a in range(k[0]))
+                 for iw in (ow * s[1] - p[1] + b * d[1] for b in range(k[1]))
+                 if 0 <= ih < hw[0] and 0 <= iw < hw[1]]
+        if len(cells) >= 2:
+            (h1, w1), (h2, w2) = cells[-2:]
+            x[1, 1, h1, w1], x[1, 1, h2, w2] = 1e4, 1e4 + 0.02
+            break
+    ref = _maxpool_margin_reference(x.numpy(), k, s, p, d, out_hw)
+    assert_close(ref[1], 0.01, scale=1e4, what="the planted near-tie is the smallest gap")
+    got = _maxpool_margin(x, pool, out_hw)
+    assert got.tolist() == ref.tolist()
