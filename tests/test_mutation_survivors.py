@@ -609,3 +609,19 @@ def test_C2_maxpool_margin_matches_a_window_by_window_reference(k, s, p, d, ceil
     assert_close(ref[1], 0.01, scale=1e4, what="the planted near-tie is the smallest gap")
     got = _maxpool_margin(x, pool, out_hw)
     assert got.tolist() == ref.tolist()
+
+
+@pytest.mark.parametrize("kernel", [1, (1, 2)])
+def test_C2_maxpool_margin_of_one_and_two_entry_windows(kernel):
+    """A one-entry window has no tie to break: margin inf, one float64 per sample. A two-entry
+    window (kernel (1, 2)) has one: half the gap of its two entries."""
+    import torch
+    from torch import nn
+
+    from altheory.nets.graph import _maxpool_margin
+
+    pool = nn.MaxPool2d(kernel)
+    x = torch.tensor([[[[1.0, 1.5, 4.0, 7.0]]], [[[2.0, 6.0, 0.0, 0.25]]]], dtype=torch.float64)
+    m = _maxpool_margin(x, pool, tuple(pool(x).shape[2:]))
+    assert m.dtype == torch.float64 and m.shape == (2,)
+    assert m.tolist() == ([math.inf, math.inf] if kernel == 1 else [0.25, 0.125])
