@@ -625,3 +625,25 @@ def test_C2_maxpool_margin_of_one_and_two_entry_windows(kernel):
     m = _maxpool_margin(x, pool, tuple(pool(x).shape[2:]))
     assert m.dtype == torch.float64 and m.shape == (2,)
     assert m.tolist() == ([math.inf, math.inf] if kernel == 1 else [0.25, 0.125])
+
+
+def test_C2_support_of_a_topk_network_records_the_topk_margin():
+    """A PHT(k) layer's recorded margin is the top-k margin (half the gap between the k-th and
+    the (k+1)-th entry, or the distance to 0 below k positives), not the threshold's min |z|."""
+    import torch
+    from torch import nn
+
+    from altheory.nets.activations import PHT, topk_mask
+    from altheory.nets.graph import _topk_margin
+    from altheory.nets.support import support
+
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 5).double()
+    model = nn.Sequential(lin, PHT(k=2, dim=1)).eval()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    S = support(model, x)
+    (margin,) = S.margins().values()
+    z = lin(x).detach()
+    ref = _topk_margin(z, topk_mask(z, 2, dim=1), 2, 1).numpy()
+    assert np.array_equal(margin, ref)
+    assert not np.array_equal(margin, z.abs().amin(1).numpy())
