@@ -647,3 +647,22 @@ def test_C2_support_of_a_topk_network_records_the_topk_margin():
     ref = _topk_margin(z, topk_mask(z, 2, dim=1), 2, 1).numpy()
     assert np.array_equal(margin, ref)
     assert not np.array_equal(margin, z.abs().amin(1).numpy())
+
+
+def test_C2_support_at_the_threshold_is_off():
+    """PHT's support is 1[z > tau]: an entry exactly at tau is off (PHT outputs 0 there), in
+    the recorded support as in the module."""
+    import torch
+    from torch import nn
+
+    from altheory.nets.activations import PHT
+    from altheory.nets.support import support
+
+    lin = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        lin.weight.zero_(), lin.bias.copy_(torch.tensor([0.5, 0.75, 0.25], dtype=torch.float64))
+    model = nn.Sequential(lin, PHT(tau=0.5)).eval()
+    S = support(model, torch.ones(2, 2, dtype=torch.float64))
+    (layer,) = S.layers.values()
+    assert layer.mask().tolist() == [[False, True, False], [False, True, False]]
+    assert model(torch.ones(1, 2, dtype=torch.float64)).tolist() == [[0.0, 0.75, 0.0]]
