@@ -76,8 +76,9 @@ mutant's diff: when the mutant changes, its triage goes stale and is reported as
 CPU when the features are on a GPU; it counts against the score).
 
 Scores per module: ``killed / (checked - equivalent)``, where killed counts mutmut's killed and
-timeout verdicts. ``first_run`` (the score before the tests written for the survivors) is frozen
-in the JSON the first time a module is completely checked and kept by every later run.
+timeout verdicts. ``first_run`` (the verdicts before the tests written for the survivors) is
+frozen in the JSON the first time a module is completely checked, or by ``--freeze-first-run``
+for a module checked in part, and kept by every later run.
 
 Usage::
 
@@ -357,7 +358,7 @@ def _ensure_generated(max_children: int, total_t0: float) -> None:
 # --------------------------------------------------------------------------- the report
 
 def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, modules_run: list[str],
-           mutmut_version: str) -> dict:
+           mutmut_version: str, freeze: bool = False) -> dict:
     triage = load_triage()
     rows = {}
     for module, (file, globs) in SCOPE.items():
@@ -379,7 +380,7 @@ def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, mod
         old = (prev.get("modules") or {}).get(module, {})
         if old.get("first_run"):
             row["first_run"] = old["first_run"]
-        elif row["complete"]:
+        elif row["complete"] or (freeze and c["not_checked"] < len(codes)):
             row["first_run"] = {k: c[k] for k in COLUMNS} | {"date": time.strftime("%Y-%m-%d %H:%M")}
         # the first run's kills over the same denominator as now (equivalents known from triage)
         first = row.get("first_run")
@@ -443,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="re-run only the survivors triaged 'killed by <test>', all modules in one "
                          "mutmut run (one clean-test run instead of one per module)")
     ap.add_argument("--report-only", action="store_true", help="only rewrite the JSON")
+    ap.add_argument("--freeze-first-run", action="store_true",
+                    help="take the first-run verdicts of every module checked in part as they are "
+                         "now (before re-running survivors against new tests)")
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=ROOT,
                     help="the checkout mutmut runs in (default: this one); a clone (git clone . DIR) "
@@ -483,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_all(mods, a.survivors, a.max_children, t0, ran)
         except KeyboardInterrupt:  # resumable: what mutmut finished is in mutants/; report it
             stopped = True
-    data = report(prev, time.time() - t0, load_before, os.getloadavg(), ran, mutmut.__version__)
+    data = report(prev, time.time() - t0, load_before, os.getloadavg(), ran, mutmut.__version__,
+                  freeze=a.freeze_first_run)
     data["history"][-1]["stopped"] = stopped
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -666,3 +666,15 @@ def test_C2_support_at_the_threshold_is_off():
     (layer,) = S.layers.values()
     assert layer.mask().tolist() == [[False, True, False], [False, True, False]]
     assert model(torch.ones(1, 2, dtype=torch.float64)).tolist() == [[0.0, 0.75, 0.0]]
+
+
+def test_C2_topk_mask_takes_reversed_views_and_keeps_no_zero():
+    """topk_mask copies a numpy input (a view with a negative stride, which torch.from_numpy
+    refuses, works) and keeps strictly positive entries only, also when k is the whole width."""
+    from altheory.nets.activations import topk_mask
+
+    z = np.array([3.0, -1.0, 0.0, 2.0])
+    assert topk_mask(z[::-1], 2).tolist() == [True, False, False, True]
+    assert topk_mask(np.array([0.0, 1.0, -1.0]), 3).tolist() == [False, True, False]
+    assert topk_mask(np.array([[0.0, 1.0], [2.0, 0.0]]), 2, dim=1).tolist() == [[False, True],
+                                                                                 [True, False]]
