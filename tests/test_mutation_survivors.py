@@ -678,3 +678,15 @@ def test_C2_topk_mask_takes_reversed_views_and_keeps_no_zero():
     assert topk_mask(np.array([0.0, 1.0, -1.0]), 3).tolist() == [False, True, False]
     assert topk_mask(np.array([[0.0, 1.0], [2.0, 0.0]]), 2, dim=1).tolist() == [[False, True],
                                                                                  [True, False]]
+
+
+def test_C2_topk_mask_breaks_ties_by_index_in_wide_slices():
+    """Ties keep the lower index (topk_mask's docstring), also where torch's default sort is not
+    stable (wide slices: 200 equal entries, k = 50 keeps the first 50)."""
+    import torch
+
+    from altheory.nets.activations import topk_mask
+
+    z = torch.ones(3, 200, dtype=torch.float64)
+    s = topk_mask(z, 50, dim=1)
+    assert s[:, :50].all() and not s[:, 50:].any()
