@@ -12,7 +12,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.altheory-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: verify test test-thorough figures bench-deps test-time mutation setup system-deps clean
+.PHONY: verify test test-thorough figures bench-deps test-time mutation coverage setup system-deps clean
 
 verify: setup
 	$(VENV)/bin/altheory verify
@@ -41,6 +41,11 @@ test-time: setup
 mutation: setup
 	$(PY) -m pip install -q -e '.[mutation]'
 	$(PY) paper_repro/mutation_tool.py --max-children 2
+
+# branch coverage of the verdict code (altheory/claims/, altheory/descent/endpoints.py) by the tests
+# that exercise it, into paper_repro/results/coverage_verdicts.json (about a minute; not in CI)
+coverage: setup
+	$(PY) paper_repro/coverage_verdicts.py
 
 setup: $(STAMP) system-deps
 
