@@ -281,15 +281,7 @@ def test_sample_space_path_cuts_cg_iterations_where_block_jacobi_struggles(monke
     assert a.iterations["cg"] * 4 <= b.iterations["cg"], (a.iterations, b.iterations)
 
 
-def _teacher(n, d, p, seed=0):
-    """The benchmark's instance (paper_repro/bench_fast_solver.py): a planted 5-unit ReLU
-    teacher, Gaussian X, gate vectors V, G = X V > 0."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    G = X @ rng.standard_normal((d, p)) > 0
-    W = rng.standard_normal((5, d)) / np.sqrt(d)
-    y = np.maximum(X @ W.T, 0).sum(1) + 0.1 * rng.standard_normal(n)
-    return X, G, y
+from _instances import teacher as _teacher  # noqa: E402
 
 
 @pytest.mark.parametrize("size, most_newton", [((400, 10, 100), 25), ((600, 10, 200), 80)])

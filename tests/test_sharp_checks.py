@@ -622,15 +622,7 @@ def test_C8_trainer_exact_head_penalises_the_bias_as_stated(head_run):
 # 5. regressions that only cost time: rounds and calls on fixed instances
 # ---------------------------------------------------------------------------------------------
 
-def _teacher(n, d, p, seed=0):
-    """The benchmark's instance (paper_repro/bench_fast_solver.py): a planted 5-unit ReLU
-    teacher, Gaussian X, gate vectors V, G = X V > 0."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    G = X @ rng.standard_normal((d, p)) > 0
-    W = rng.standard_normal((5, d)) / np.sqrt(d)
-    y = np.maximum(X @ W.T, 0).sum(1) + 0.1 * rng.standard_normal(n)
-    return X, G, y
+from _instances import teacher as _teacher  # noqa: E402
 
 
 # today's counts (this 2-core VM; one and two threads, OPENBLAS_CORETYPE set or not, give the
