@@ -675,6 +675,7 @@ def test_C2_topk_mask_takes_reversed_views_and_keeps_no_zero():
 
     z = np.array([3.0, -1.0, 0.0, 2.0])
     assert topk_mask(z[::-1], 2).tolist() == [True, False, False, True]
+    assert isinstance(topk_mask(z, 2), np.ndarray)  # numpy in, numpy out
     assert topk_mask(np.array([0.0, 1.0, -1.0]), 3).tolist() == [False, True, False]
     assert topk_mask(np.array([[0.0, 1.0], [2.0, 0.0]]), 2, dim=1).tolist() == [[False, True],
                                                                                  [True, False]]
@@ -690,3 +691,10 @@ def test_C2_topk_mask_breaks_ties_by_index_in_wide_slices():
     z = torch.ones(3, 200, dtype=torch.float64)
     s = topk_mask(z, 50, dim=1)
     assert s[:, :50].all() and not s[:, 50:].any()
+
+
+def test_C2_pht_mask_default_threshold_is_zero():
+    """pht_mask(z) is ReLU's support 1[z > 0] (tau defaults to 0)."""
+    from altheory.nets.activations import pht_mask
+
+    assert pht_mask(np.array([0.5, 0.0, -1.0])).tolist() == [True, False, False]
