@@ -376,6 +376,11 @@ def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, mod
                "untriaged": sum(1 for t in tri.values() if t["verdict"] == "untriaged"),
                "score": score(c, eq), "complete": c["not_checked"] == 0 and len(codes) > 0,
                "not_mutated_decorated": decorated_in_scope(module),
+               # first-run survivors the new tests now kill (mutmut's verdict), with their triage
+               "survivors_killed_since": {n: {"verdict": triage[n]["verdict"], "why": triage[n]["why"]}
+                                          for n, v in sorted(codes.items())
+                                          if n in triage and status_of(v) in ("killed", "timeout")
+                                          and triage[n]["verdict"].startswith("killed by")},
                "survivors": tri}
         old = (prev.get("modules") or {}).get(module, {})
         if old.get("first_run"):

@@ -698,3 +698,21 @@ def test_C2_pht_mask_default_threshold_is_zero():
     from altheory.nets.activations import pht_mask
 
     assert pht_mask(np.array([0.5, 0.0, -1.0])).tolist() == [True, False, False]
+
+
+# --------------------------------------------------------------------------- certify (C4, C7)
+
+def test_C4_certify_an_unverified_solve_is_not_certified(monkeypatch):
+    """A solve that is not optimal gives status "solver-<status>" and no gap (NaN), never
+    "certified" with the gap of an unverified bound."""
+    import altheory.certificates.certificates as cert
+    from altheory.solvers.convex import ConvexResult
+    from altheory.solvers.problems import TwoLayerFixedSupport
+
+    problem = TwoLayerFixedSupport(np.eye(2), np.ones((2, 1), bool), np.array([1.0, 0.0]),
+                                   "squared", 0.1)
+    monkeypatch.setattr(cert, "group_lasso_problem", lambda p, solver="clarabel":
+                        ConvexResult(objective=0.01, status="optimal_inaccurate", solver="X",
+                                     solve_time=0.0))
+    c = cert.certify(problem, np.zeros((1, 2)))
+    assert c.status == "solver-optimal_inaccurate" and math.isnan(c.gap)
