@@ -2103,6 +2103,23 @@ def _surv_topk_margin_doubled(orig):
     return _topk_margin
 
 
+def _surv_certify_unverified_certified(orig):
+    """certify reports 'certified', with a gap, whatever the solver's status (mutmut: the
+    condition ``res.verified`` or True)."""
+    import dataclasses
+
+    from altheory.solvers.losses import normalised_gap
+
+    def certify(problem, weights=None, **kw):
+        c = orig(problem, weights, **kw)
+        if c.status == "certified" or c.result is None:
+            return c
+        F0 = problem.zero_objective()
+        return dataclasses.replace(c, status="certified",
+                                   gap=normalised_gap(c.objective, c.bound, F0))
+    return certify
+
+
 def _surv_head_gap_loose_tol(orig):
     """head_gap's default tol 1.00000001 (mutmut: 1e-8 + 1): the exact head stops at once."""
     def head_gap(Phi, y, head, *, l2, tol=1.00000001):
@@ -2148,6 +2165,10 @@ MUTANTS += [
            "top-k set holds",
            [("func", "altheory.nets.graph._topk_margin", _surv_topk_margin_doubled)],
            killed_by_tests=(f"{_SURV}::test_C2_topk_margin_counts_kept_entries_per_slice",)),
+    Mutant("surv-certify-unverified-certified", (), "certify reports an unverified solve as "
+           "'certified', with the gap of a bound that is not certified",
+           [("func", "altheory.certificates.certificates.certify", _surv_certify_unverified_certified)],
+           killed_by_tests=(f"{_SURV}::test_C4_certify_an_unverified_solve_is_not_certified",)),
 ]
 
 # a cheap subset run by the test suite (tests/test_mutants.py)
