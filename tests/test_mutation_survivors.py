@@ -716,3 +716,12 @@ def test_C4_certify_an_unverified_solve_is_not_certified(monkeypatch):
                                      solve_time=0.0))
     c = cert.certify(problem, np.zeros((1, 2)))
     assert c.status == "solver-optimal_inaccurate" and math.isnan(c.gap)
+
+
+def test_C7_lifted_bound_names_X_when_it_refuses_it():
+    from altheory.certificates.certificates import lifted_bound
+
+    X = np.ones((3, 2))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^X contains NaN or Inf"):
+        lifted_bound(X, [np.ones((3, 2), bool), np.ones((3, 2), bool)], np.ones(3))
