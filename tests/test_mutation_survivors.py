@@ -725,3 +725,14 @@ def test_C7_lifted_bound_names_X_when_it_refuses_it():
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match=r"^X contains NaN or Inf"):
         lifted_bound(X, [np.ones((3, 2), bool), np.ones((3, 2), bool)], np.ones(3))
+
+
+def test_C7_lifted_patterns_read_any_mask_dtype_as_on_off():
+    """Masks given as 0/1 floats (or ints) are read as booleans, the first layer's too."""
+    from altheory.certificates.certificates import lifted_patterns
+
+    m1 = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    m2 = np.array([[1, 0], [1, 1]])
+    ref = lifted_patterns([m1.astype(bool), m2.astype(bool)])
+    got = lifted_patterns([m1, m2])
+    assert got.dtype == bool and np.array_equal(got, ref)
