@@ -736,3 +736,11 @@ def test_C7_lifted_patterns_read_any_mask_dtype_as_on_off():
     ref = lifted_patterns([m1.astype(bool), m2.astype(bool)])
     got = lifted_patterns([m1, m2])
     assert got.dtype == bool and np.array_equal(got, ref)
+
+
+def test_C7_lifted_patterns_of_masks_that_never_fire():
+    """No unit ever on: one all-off pattern (n, 1), so the lifted problem still has a column."""
+    from altheory.certificates.certificates import lifted_patterns
+
+    P = lifted_patterns([np.zeros((3, 2), bool), np.ones((3, 4), bool)])
+    assert P.dtype == bool and P.shape == (3, 1) and not P.any()
