@@ -405,10 +405,14 @@ def report(prev: dict, wall_s: float, load_before: tuple, load_after: tuple, mod
         "cores": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "history": (prev.get("history") or []) + [{
+        # one entry per run that ran mutmut (a --report-only run adds none)
+        "history": (prev.get("history") or []) + ([{
             "date": time.strftime("%Y-%m-%d %H:%M"), "modules": modules_run,
             "wall_s": round(wall_s, 1), "load_before": [round(x, 2) for x in load_before],
-            "load_after": [round(x, 2) for x in load_after]}],
+            "load_after": [round(x, 2) for x in load_after]}] if modules_run else []),
+        "not_covered": [m for m, r in rows.items() if r["not_checked"] == r["generated_in_scope"]],
+        "covered_in_part": [m for m, r in rows.items()
+                            if 0 < r["not_checked"] < r["generated_in_scope"]],
         "modules": rows,
     }
 
@@ -494,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             stopped = True
     data = report(prev, time.time() - t0, load_before, os.getloadavg(), ran, mutmut.__version__,
                   freeze=a.freeze_first_run)
-    data["history"][-1]["stopped"] = stopped
+    if ran:
+        data["history"][-1]["stopped"] = stopped
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for m, r in data["modules"].items():
