@@ -1784,6 +1784,11 @@ MUTANTS += [
 ]
 # §4 verdict and evidence logic on every path (tests/test_verdict_paths.py)
 MUTANTS += [
+    Mutant("timer-never-counts", (), "Timer records the start time twice: every claim's "
+           "wall time reads 0 s",
+           [("method", "altheory.claims.Timer.__exit__", lambda orig: lambda self, *exc: (
+               setattr(self, "seconds", 0.0), False)[1])],
+           killed_by_tests=("tests/test_verdict_paths.py::test_error_report_and_timer",)),
     Mutant("verdict-error-before-fail", (), "a crash beside a finding reads ERROR, not FAIL",
            [("method", "altheory.claims.ClaimReport.verdict", lambda orig: property(
                lambda self: "ERROR" if (self.error is not None or self.counts["error"])
